@@ -1,0 +1,208 @@
+"""LAFAN1 motions retargeted to the Unitree H1: locating, loading and splitting.
+
+Data layout (Unitree's public "LAFAN1_Retargeting_Dataset" release, ``h1/`` folder):
+one CSV per clip, no header, 30 frames per second, 26 float columns per frame:
+
+======== ============================================================ ======
+columns  meaning                                                      unit
+======== ============================================================ ======
+0-2      root (pelvis) position x, y, z, world frame, z up            m
+3-6      root orientation quaternion x, y, z, w                       -
+7-25     19 joint angles in :data:`envs.model.JOINT_NAMES` order      rad
+======== ============================================================ ======
+
+MuJoCo's ``qpos`` uses the quaternion order w, x, y, z; :func:`csv_to_qpos` and
+:func:`qpos_to_csv` convert between the two (both shape (T, 26)).
+
+All parsing problems raise :class:`DataError` with a one-line message naming
+the file (and the 1-based line number where one applies).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FPS",
+    "NUM_COLUMNS",
+    "VAL_CLIPS",
+    "DataError",
+    "default_data_root",
+    "resolve_clip_dir",
+    "list_clips",
+    "split_clips",
+    "load_clip_csv",
+    "csv_to_qpos",
+    "qpos_to_csv",
+    "write_clip_csv",
+]
+
+#: Frame rate of the clips (frames per second).
+FPS: float = 30.0
+#: Number of columns of a clip CSV (and of qpos).
+NUM_COLUMNS: int = 26
+#: Validation clips used by the DAPS authors; the other 36 clips are training clips.
+VAL_CLIPS: tuple[str, ...] = ("dance2_subject2", "fight1_subject2", "run2_subject1", "walk2_subject4")
+
+_QUAT_EPS = 1e-6
+_DOWNLOAD_HINT = (
+    "download Unitree's public \"LAFAN1_Retargeting_Dataset\" release and set "
+    "DAPS_LAFAN1_DIR to its root folder (the one containing h1/)"
+)
+
+
+class DataError(ValueError):
+    """A data file or folder is missing or malformed (one-line message naming the file)."""
+
+
+def default_data_root() -> Path:
+    """Default data root: ``$DAPS_LAFAN1_DIR`` if set, else ``<repo>/../shared/data/lafan1_h1``.
+
+    ``<repo>`` is the parent of the ``motion_vae`` package folder.
+    """
+    env = os.environ.get("DAPS_LAFAN1_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lafan1_h1"
+
+
+def resolve_clip_dir(root: str | os.PathLike | None = None) -> Path:
+    """Folder holding the H1 clip CSVs.
+
+    ``root`` may be the release root (containing ``h1/``) or the ``h1/`` folder
+    itself; ``None`` means :func:`default_data_root`.  Raises :class:`DataError`
+    if the folder is missing or holds no CSV.
+    """
+    root = default_data_root() if root is None else Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: LAFAN1-H1 data folder not found; {_DOWNLOAD_HINT}")
+    clip_dir = root / "h1" if (root / "h1").is_dir() else root
+    if not any(clip_dir.glob("*.csv")):
+        raise DataError(f"{clip_dir}: no clip CSV files found; {_DOWNLOAD_HINT}")
+    return clip_dir
+
+
+def list_clips(root: str | os.PathLike | None = None) -> list[str]:
+    """Sorted clip names (CSV file stems, e.g. ``walk1_subject1``) under ``root``."""
+    return sorted(p.stem for p in resolve_clip_dir(root).glob("*.csv"))
+
+
+def split_clips(root: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
+    """``(train, val)`` sorted clip names; val = :data:`VAL_CLIPS` (raises if any is missing)."""
+    clips = list_clips(root)
+    missing = [c for c in VAL_CLIPS if c not in clips]
+    if missing:
+        raise DataError(f"{resolve_clip_dir(root)}: validation clips missing: {', '.join(missing)}")
+    val = [c for c in clips if c in VAL_CLIPS]
+    train = [c for c in clips if c not in VAL_CLIPS]
+    return train, val
+
+
+def _scan_for_error(path: Path, text: str) -> DataError | None:
+    """Slow line-by-line scan producing the precise error, or None if the file is fine."""
+    name = path.name
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) != NUM_COLUMNS:
+            return DataError(f"{name} line {lineno}: expected {NUM_COLUMNS} columns, got {len(fields)}")
+        values = []
+        for col, field in enumerate(fields):
+            try:
+                values.append(float(field))
+            except ValueError:
+                return DataError(f"{name} line {lineno}: column {col} is not a number: {field.strip()[:40]!r}")
+        arr = np.asarray(values)
+        if not np.isfinite(arr).all():
+            col = int(np.flatnonzero(~np.isfinite(arr))[0])
+            return DataError(f"{name} line {lineno}: column {col} is not finite ({fields[col].strip()})")
+        if np.linalg.norm(arr[3:7]) < _QUAT_EPS:
+            return DataError(f"{name} line {lineno}: root quaternion (columns 3-6) has ~zero norm")
+    return None
+
+
+def load_clip_csv(path: str | os.PathLike, min_frames: int = 1) -> np.ndarray:
+    """Load one clip CSV strictly.
+
+    Returns rows of shape (T, 26), float64, in the CSV layout (quaternion x, y, z, w).
+    Raises :class:`DataError` (one line, naming the file and line) for a missing
+    or empty file, a wrong column count, a non-number, NaN/inf, a root
+    quaternion of ~zero norm, or fewer than ``min_frames`` frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: clip file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns on empty input
+            rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        ok = rows.size > 0 and rows.shape[1] == NUM_COLUMNS and bool(np.isfinite(rows).all())
+        ok = ok and bool((np.linalg.norm(rows[:, 3:7], axis=1) >= _QUAT_EPS).all())
+    except (ValueError, UnicodeDecodeError):
+        ok = False
+    if not ok:  # slow path: re-scan line by line for a precise message
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            raise DataError(f"{path.name}: file is empty")
+        err = _scan_for_error(path, text)
+        if err is None:  # should not happen; keep a sane message
+            err = DataError(f"{path.name}: could not parse as a {NUM_COLUMNS}-column CSV")
+        raise err
+    if rows.shape[0] < min_frames:
+        raise DataError(
+            f"{path.name}: clip has {rows.shape[0]} frames, need at least {min_frames} (one segment)"
+        )
+    return rows
+
+
+def _check_26(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != NUM_COLUMNS:
+        raise ValueError(f"{what}: expected shape (T, {NUM_COLUMNS}), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: contains NaN or inf")
+    return a
+
+
+def csv_to_qpos(rows: np.ndarray) -> np.ndarray:
+    """CSV rows (T, 26) -> MuJoCo qpos (T, 26): quaternion x,y,z,w -> w,x,y,z, normalised."""
+    rows = _check_26(rows, "csv_to_qpos rows")
+    quat = rows[:, [6, 3, 4, 5]]
+    norm = np.linalg.norm(quat, axis=1, keepdims=True)
+    if (norm < _QUAT_EPS).any():
+        raise ValueError(f"csv_to_qpos rows: ~zero-norm quaternion at row {int(np.argmin(norm))}")
+    return np.concatenate([rows[:, :3], quat / norm, rows[:, 7:]], axis=1)
+
+
+def qpos_to_csv(qpos: np.ndarray) -> np.ndarray:
+    """MuJoCo qpos (T, 26) -> CSV rows (T, 26): quaternion w,x,y,z -> x,y,z,w, normalised."""
+    qpos = _check_26(qpos, "qpos_to_csv qpos")
+    quat = qpos[:, 3:7]
+    norm = np.linalg.norm(quat, axis=1, keepdims=True)
+    if (norm < _QUAT_EPS).any():
+        raise ValueError(f"qpos_to_csv qpos: ~zero-norm quaternion at row {int(np.argmin(norm))}")
+    quat = quat / norm
+    return np.concatenate([qpos[:, :3], quat[:, [1, 2, 3, 0]], qpos[:, 7:]], axis=1)
+
+
+def write_clip_csv(path: str | os.PathLike, rows: np.ndarray) -> Path:
+    """Write CSV rows (T, 26) atomically (temp file + os.replace), 6 decimals, no header."""
+    rows = _check_26(rows, f"write_clip_csv {Path(path).name}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            np.savetxt(f, rows, fmt="%.6f", delimiter=",")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
