@@ -1,0 +1,126 @@
+"""Generative models p_phi(x|z): a latent-token transformer plus an observation likelihood.
+
+TransformerGenerator: Embed(V, H) -> positions -> unmasked blocks -> LN -> Dense(H) -> an
+`output_head` that maps the (B*K, T, H) token features to distribution parameters (for
+trajectories: a 1D-conv resampler to the segment length and Dense(C); paper App. G).
+
+Likelihoods turn those parameters into log p_phi(x|z), summed over every data dimension, in
+nats. DAPS uses it as the reward R = log p_phi(x|z) (paper Alg. 1 line 6).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from daps.nn import Encoder, TransformerConfig, init_weights, sinusoidal_positions
+
+
+class TransformerGenerator(nn.Module):
+    """Map latent codes z (B, K, T) int64 to distribution parameters (B, K, *event).
+
+    The last event axis holds P*C channels: C means, then C log-variances where the
+    likelihood learns them (P = likelihood.num_params).
+
+    Args:
+        cfg: transformer sizes.
+        output_head: module (B*K, T, H) -> (B*K, *event).
+    """
+
+    def __init__(self, cfg: TransformerConfig, output_head: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.encoder = Encoder(cfg)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.output_head = output_head
+        self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
+        init_weights(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        b, k, t = z.shape
+        h = self.encoder(self.embed(z.reshape(b * k, t)) + self.pos)
+        out = self.output_head(self.proj(h))
+        return out.view(b, k, *out.shape[1:])
+
+
+class GaussianLikelihood(nn.Module):
+    """Diagonal Gaussian N(x; mu, sigma^2) with a fixed or a learned, clipped variance.
+
+    Fixed (default, as the authors' LAFAN setting): sigma^2 = `variance`, parameters P = 1 (mu).
+    Learned: P = 2 (mu, log sigma^2), log sigma^2 clipped to [log min_var, log max_var]
+    (paper Sec. 4: [0.01, 1]).
+    """
+
+    def __init__(self, variance: float = 0.25, learned: bool = False, min_var: float = 0.01, max_var: float = 1.0):
+        super().__init__()
+        if variance <= 0 or not 0 < min_var <= max_var:
+            raise ValueError(f"variances must be positive with min_var <= max_var, got {variance}, {min_var}, {max_var}")
+        self.variance, self.learned = variance, learned
+        self.log_min, self.log_max = math.log(min_var), math.log(max_var)
+
+    @property
+    def num_params(self) -> int:
+        return 2 if self.learned else 1
+
+    def mean(self, params: Tensor) -> Tensor:
+        """Predicted mean (B, K, *event) from params (B, K, ..., P*C): the first C channels."""
+        return params.chunk(2, dim=-1)[0] if self.learned else params
+
+    def log_var(self, params: Tensor) -> Tensor:
+        """log sigma^2, same shape as the mean."""
+        if self.learned:
+            return params.chunk(2, dim=-1)[1].clamp(self.log_min, self.log_max)
+        return torch.full_like(params, math.log(self.variance))
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        """log p(x|z) (B, K) in nats, summed over the event dims, for x (B, *event)."""
+        mu, log_var = self.mean(params), self.log_var(params)
+        d2 = (x.unsqueeze(1) - mu).square()
+        lp = -0.5 * (d2 * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
+        return lp.flatten(2).sum(-1)
+
+
+class BernoulliLikelihood(nn.Module):
+    """Bernoulli over binary data; the parameters are the logits (P = 1)."""
+
+    num_params = 1
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        """log p(x|z) (B, K) in nats for x (B, *event) in {0, 1}."""
+        lp = -F.binary_cross_entropy_with_logits(params, x.unsqueeze(1).expand_as(params), reduction="none")
+        return lp.flatten(2).sum(-1)
+
+
+class DiscreteVAE(nn.Module):
+    """q_theta(z|x) and p_phi(x|z) together; the objectives in `daps.objectives` train it.
+
+    recognition: ARRecognition or NARecognition (sample, log_prob).
+    generator: maps z (B, K, T) to parameters (B, K, *event) (P*C channels last).
+    likelihood: GaussianLikelihood or BernoulliLikelihood.
+    """
+
+    def __init__(self, recognition: nn.Module, generator: nn.Module, likelihood: nn.Module):
+        super().__init__()
+        self.recognition, self.generator, self.likelihood = recognition, generator, likelihood
+
+    @property
+    def vocab_size(self) -> int:
+        return self.recognition.cfg.vocab_size
+
+    @property
+    def block_size(self) -> int:
+        return self.recognition.cfg.block_size
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """R = log p_phi(x|z) (B, K) nats, for x (B, *event) and z (B, K, T)."""
+        return self.likelihood.log_prob(x, self.generator(z))
+
+    def reconstruct(self, z: Tensor) -> Tensor:
+        """Decoder mean (B, K, *event) for codes z (B, K, T)."""
+        return self.likelihood.mean(self.generator(z))

@@ -1,0 +1,190 @@
+"""Categorical recognition models q_theta(z|x) over T latent tokens with V codes each.
+
+ARRecognition: encoder-decoder transformer; the decoder is causal over latent-token embeddings
+and cross-attends to the encoded input tokens (paper Sec. 3, App. F/G). Sampling uses a KV
+cache; `log_prob` recomputes log q_theta(z|x) by teacher forcing for given sequences.
+
+NARecognition: independent categoricals per position (the DAPS-NA ablation).
+
+Both take an `input_embed` module mapping the raw datapoint x to N input tokens (B, N, H):
+a 1D-conv resampler for trajectories, a patcher for images. They return log-probabilities in
+nats. A separate start token (id V) begins every sequence, so code 0 is an ordinary code and the
+sampler's log q equals the teacher-forced one (facts Sec. 8.1).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, init_weights, sinusoidal_positions
+
+
+def gumbel_max(logp: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Sample indices from log-probabilities (..., V) by the Gumbel-max trick; returns (...) int64.
+
+    argmax(logp - log E) with E ~ Exp(1) is the same as argmax(logp + Gumbel noise).
+    """
+    u = torch.rand(logp.shape, generator=generator, device=logp.device, dtype=logp.dtype)
+    e = -torch.log(u.clamp_min(torch.finfo(u.dtype).tiny))
+    return (logp - torch.log(e)).argmax(-1)
+
+
+def kl_to_uniform(logits: Tensor) -> Tensor:
+    """KL(q || Uniform(V)) in nats per position for logits (..., V): log V - H(q); returns (...)."""
+    logp = F.log_softmax(logits, dim=-1)
+    return math.log(logits.shape[-1]) + (logp.exp() * logp).sum(-1)
+
+
+class ARRecognition(nn.Module):
+    """Autoregressive q_theta(z|x) = prod_t q(z_t | z_<t, x) (paper Sec. 3).
+
+    Args:
+        cfg: transformer sizes (V, T, H, heads, layers, MLP ratio).
+        input_embed: module mapping x to input tokens (B, N, H).
+        num_input_tokens: N, for the encoder's positional table.
+    """
+
+    def __init__(self, cfg: TransformerConfig, input_embed: nn.Module, num_input_tokens: int):
+        super().__init__()
+        self.cfg = cfg
+        self.input_embed = input_embed
+        self.encoder = Encoder(cfg)
+        self.tok_embed = nn.Embedding(cfg.vocab_size + 1, cfg.embed_dim)  # id V = start token
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.num_layers))
+        self.ln = nn.LayerNorm(cfg.embed_dim)
+        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size)
+        self.register_buffer("in_pos", sinusoidal_positions(num_input_tokens, cfg.embed_dim), persistent=False)
+        self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
+        init_weights(self)
+
+    @property
+    def start_token(self) -> int:
+        return self.cfg.vocab_size
+
+    def memory(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Encode x and project to each decoder layer's cross-attention keys/values (B, h, N, d)."""
+        h = self.encoder(self.input_embed(x) + self.in_pos)
+        return [blk.cross_attn.keys_values(h) for blk in self.blocks]
+
+    def logits(self, x: Tensor, z: Tensor) -> Tensor:
+        """Teacher-forced logits (B, K, T, V) of q(z_t | z_<t, x) for x and z (B, K, T) int64."""
+        b, k, t = z.shape
+        mem = self.memory(x)
+        start = z.new_full((b * k, 1), self.start_token)
+        tokens = torch.cat([start, z.reshape(b * k, t)[:, :-1]], dim=1)
+        h = self.tok_embed(tokens) + self.pos[:t]
+        for blk, (mk, mv) in zip(self.blocks, mem):
+            h = blk(h, mk, mv)
+        return self.head(self.ln(h)).view(b, k, t, -1)
+
+    def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """log q_theta(z|x) and KL to the uniform prior, both (B, K) in nats.
+
+        Args:
+            x: a batch of datapoints, whatever `input_embed` takes, batch size B.
+            z: (B, K, T) int64 codes in [0, V).
+        Returns:
+            log_q: sum_t log q(z_t | z_<t, x), differentiable in theta.
+            kl: sum_t KL(q(.|z_<t, x) || Uniform(V)) along the given prefix (no gradient).
+        Raises:
+            ValueError: if z has the wrong shape or codes outside [0, V).
+        """
+        self._check_codes(z)
+        logits = self.logits(x, z)
+        log_q = -F.cross_entropy(logits.flatten(0, 2), z.flatten(), reduction="none").view(z.shape).sum(-1)
+        with torch.no_grad():
+            kl = kl_to_uniform(logits.detach()).sum(-1)
+        return log_q, kl
+
+    @torch.no_grad()
+    def sample(
+        self, x: Tensor, num_samples: int, generator: torch.Generator | None = None, use_cache: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """Draw K sequences per datapoint, token by token (no gradient).
+
+        Args:
+            x: batch of B datapoints.
+            num_samples: K.
+            generator: torch RNG for the Gumbel noise; the same seed gives the same samples with
+                and without the cache.
+            use_cache: reuse self-attention keys/values (O(T) per token) instead of recomputing
+                the whole prefix (O(T^2)); results are identical up to float rounding.
+        Returns:
+            z: (B, K, T) int64 codes; log_q: (B, K) log q_theta(z|x) in nats.
+        """
+        cfg = self.cfg
+        mem = self.memory(x)
+        b = mem[0][0].shape[0]
+        bk, t_max = b * num_samples, cfg.block_size
+        z = torch.empty(bk, t_max, dtype=torch.long, device=self.pos.device)
+        log_q = torch.zeros(bk, device=self.pos.device)
+        tokens = torch.full((bk, 1), self.start_token, dtype=torch.long, device=self.pos.device)
+        cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q)
+        for t in range(t_max):
+            if use_cache:
+                h = self.tok_embed(tokens[:, -1:]) + self.pos[t]
+                for i, (blk, (mk, mv)) in enumerate(zip(self.blocks, mem)):
+                    h = blk.step(h, t, cache.k[i], cache.v[i], mk, mv)
+            else:
+                h = self.tok_embed(tokens) + self.pos[: t + 1]
+                for blk, (mk, mv) in zip(self.blocks, mem):
+                    h = blk(h, mk, mv)
+                h = h[:, -1:]
+            logp = F.log_softmax(self.head(self.ln(h[:, 0])), dim=-1)
+            z[:, t] = gumbel_max(logp, generator)
+            log_q += logp.gather(1, z[:, t : t + 1]).squeeze(1)
+            tokens = torch.cat([tokens, z[:, t : t + 1]], dim=1)
+        return z.view(b, num_samples, t_max), log_q.view(b, num_samples)
+
+    def _check_codes(self, z: Tensor) -> None:
+        if z.ndim != 3 or z.shape[-1] != self.cfg.block_size:
+            raise ValueError(f"z must be (B, K, {self.cfg.block_size}), got {tuple(z.shape)}")
+        if z.numel() and (int(z.min()) < 0 or int(z.max()) >= self.cfg.vocab_size):
+            raise ValueError(f"codes must lie in [0, {self.cfg.vocab_size}), got [{int(z.min())}, {int(z.max())}]")
+
+
+class NARecognition(nn.Module):
+    """Non-autoregressive q_theta(z|x) = prod_t q(z_t | x): independent categoricals (DAPS-NA).
+
+    input tokens + positions -> unmasked blocks -> LN -> Dense(H) -> Dense(V) per position.
+    `input_embed` must give exactly T = block_size tokens.
+    """
+
+    def __init__(self, cfg: TransformerConfig, input_embed: nn.Module, num_layers: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.input_embed = input_embed
+        self.encoder = Encoder(cfg, num_layers)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size)
+        self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
+        init_weights(self)
+
+    def token_logits(self, x: Tensor) -> Tensor:
+        """Logits (B, T, V) of the independent per-token categoricals."""
+        return self.head(self.proj(self.encoder(self.input_embed(x) + self.pos)))
+
+    def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """log q_theta(z|x) (B, K) and KL to the uniform prior (B, K), nats; z (B, K, T) int64."""
+        ARRecognition._check_codes(self, z)
+        logp = F.log_softmax(self.token_logits(x), dim=-1)  # (B, T, V)
+        idx = z.permute(0, 2, 1)  # (B, T, K)
+        log_q = logp.gather(2, idx).sum(1)
+        with torch.no_grad():
+            kl = kl_to_uniform(logp.detach()).sum(-1, keepdim=True).expand_as(log_q)
+        return log_q, kl
+
+    @torch.no_grad()
+    def sample(
+        self, x: Tensor, num_samples: int, generator: torch.Generator | None = None, use_cache: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """K independent Gumbel-max samples per datapoint: z (B, K, T) int64, log_q (B, K) nats."""
+        logp = F.log_softmax(self.token_logits(x), dim=-1)
+        b, t, v = logp.shape
+        expanded = logp.unsqueeze(1).expand(b, num_samples, t, v)
+        z = gumbel_max(expanded, generator)
+        log_q = expanded.gather(3, z.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return z, log_q

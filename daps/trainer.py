@@ -1,0 +1,255 @@
+"""The one training loop: optimiser steps, logging (TensorBoard + CSV), checkpoints, resume.
+
+Reads top to bottom like a CleanRL script. Every run lives in one folder:
+
+    run_dir/checkpoint.pt   latest state (atomic write), enough to resume exactly
+    run_dir/metrics.csv     one row per logged training step
+    run_dir/eval.csv        one row per validation pass
+    run_dir/tb/             TensorBoard event files
+
+Exact resume: model, objective (log eta), both optimisers, the step, the torch generator that
+draws latent samples and the numpy generator that draws data all come back from the checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+CHECKPOINT_FORMAT = "daps-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable, or from another kind of model or config."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW for the VAE (lr, weight_decay) preceded by unit-wise adaptive gradient clipping
+    (agc_clip, NFNets; 0 disables), and a separate AdamW for log eta (facts Sec. 3)."""
+
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    agc_clip: float = 1.0
+    eta_lr: float = 1e-3
+    eta_weight_decay: float = 0.0
+
+
+def adaptive_grad_clip_(params: list[nn.Parameter], clip: float, eps: float = 1e-3) -> None:
+    """Unit-wise adaptive gradient clipping (Brock et al. 2021), in place.
+
+    For each output unit (row of a weight; each entry of a vector), the gradient norm is capped at
+    clip * max(||param unit||, eps). Matches optax.adaptive_grad_clip used by the authors.
+    """
+    for p in params:
+        if p.grad is None:
+            continue
+        if p.ndim <= 1:
+            p_norm, g_norm = p.detach().abs(), p.grad.abs()
+        else:
+            dims = tuple(range(1, p.ndim))
+            p_norm = p.detach().norm(dim=dims, keepdim=True)
+            g_norm = p.grad.norm(dim=dims, keepdim=True)
+        max_norm = p_norm.clamp_min(eps) * clip
+        scale = torch.where(g_norm > max_norm, max_norm / g_norm.clamp_min(1e-6), torch.ones_like(g_norm))
+        p.grad.mul_(scale)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: Path, kind: str) -> dict:
+    """Load a checkpoint written by `train` and check it is of the expected kind.
+
+    Raises:
+        CheckpointError: missing file, unreadable/corrupt file, wrong format or kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    if ckpt.get("kind") != kind:
+        raise CheckpointError(f"{path}: checkpoint holds a {ckpt.get('kind')!r} model, expected {kind!r}")
+    return ckpt
+
+
+class MetricsLog:
+    """Append-only CSV plus TensorBoard scalars; on resume, rows after the resumed step are dropped."""
+
+    def __init__(self, run_dir: Path, name: str, start_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / f"{name}.csv"
+        self.fields: list[str] | None = None
+        if self.path.exists() and start_step > 0:
+            with self.path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+            if rows:
+                self.fields = list(rows[0].keys())
+                self._rewrite(rows)
+            else:
+                self.path.unlink()
+        elif self.path.exists():
+            self.path.unlink()
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step if start_step > 0 else None)
+        self.prefix = "" if name == "metrics" else f"{name}/"
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with self.path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        row = {"step": step, **values}
+        if self.fields is None:
+            self.fields = list(row.keys())
+            self._rewrite([])
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+        for k, v in values.items():
+            self.tb.add_scalar(self.prefix + k, v, step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def train(
+    *,
+    kind: str,
+    model: nn.Module,
+    objective: nn.Module,
+    sample_batch: Callable[[np.random.Generator], Tensor],
+    evaluate: Callable[[nn.Module], dict[str, float]] | None,
+    steps: int,
+    optim: OptimConfig,
+    run_dir: Path,
+    config: dict,
+    extra: dict | None = None,
+    seed: int = 0,
+    log_every: int = 10,
+    eval_every: int = 0,
+    ckpt_every: int = 100,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train `model` with `objective` (e.g. `daps.objectives.daps.DAPS`) for `steps` steps.
+
+    Args:
+        kind: checkpoint kind tag (e.g. "motion_vae"); resume refuses other kinds.
+        sample_batch: draws one training batch (B, *event) on the model's device from a numpy RNG.
+        evaluate: validation metrics of the model, run every `eval_every` steps and at the end.
+        config: the full run configuration (JSON-able); stored in the checkpoint, and resume
+            refuses a checkpoint whose config differs.
+        extra: stored in the checkpoint as is (e.g. feature statistics).
+    Returns:
+        The last training metrics merged with the final validation metrics ("val/..." keys).
+    Raises:
+        CheckpointError: resume from a checkpoint of another kind or config.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    device = next(model.parameters()).device
+    vae_params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(vae_params, lr=optim.lr, weight_decay=optim.weight_decay)
+    eta_opt = torch.optim.AdamW(objective.parameters(), lr=optim.eta_lr, weight_decay=optim.eta_weight_decay)
+    torch_gen = torch.Generator(device=device).manual_seed(seed)
+    np_rng = np.random.default_rng(seed)
+    start = 0
+
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, kind)
+        if ckpt["config"] != config:
+            raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new run dir")
+        model.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt["objective"])
+        opt.load_state_dict(ckpt["optimizer"])
+        eta_opt.load_state_dict(ckpt["eta_optimizer"])
+        torch_gen.set_state(ckpt["rng"]["torch"])
+        np_rng.bit_generator.state = ckpt["rng"]["numpy"]
+        start = ckpt["step"]
+
+    def save(step: int) -> None:
+        atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "kind": kind,
+                "config": config,
+                "step": step,
+                "model": model.state_dict(),
+                "objective": objective.state_dict(),
+                "optimizer": opt.state_dict(),
+                "eta_optimizer": eta_opt.state_dict(),
+                "rng": {"torch": torch_gen.get_state(), "numpy": np_rng.bit_generator.state},
+                "extra": extra or {},
+            },
+            ckpt_path,
+        )
+
+    log, eval_log = MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)
+    metrics: dict[str, float] = {}
+    skipped = 0
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        model.train()
+        x = sample_batch(np_rng)
+        loss_vae, loss_eta, metrics = objective.loss(model, x, step, steps, torch_gen)
+
+        opt.zero_grad(set_to_none=True)
+        eta_opt.zero_grad(set_to_none=True)
+        if torch.isfinite(loss_vae) and torch.isfinite(loss_eta):
+            (loss_vae + loss_eta).backward()  # disjoint parameters: each optimiser sees its own loss
+            if optim.agc_clip > 0:
+                adaptive_grad_clip_(vae_params, optim.agc_clip)
+            opt.step()
+            eta_opt.step()
+        else:
+            skipped += 1  # like optax.apply_if_finite: drop a non-finite update, keep training
+
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            metrics["steps_per_s"] = (done - start) / (time.perf_counter() - t0)
+            metrics["skipped_steps"] = skipped
+            log.write(done, metrics)
+            bar.set_postfix(log_p=f"{metrics['log_p']:.1f}", ess=f"{metrics['ess_frac']:.2f}", eta=f"{metrics['eta']:.3g}")
+        if evaluate is not None and ((eval_every and done % eval_every == 0) or done == steps):
+            eval_log.write(done, evaluate(model))
+        if done % ckpt_every == 0 or done == steps:
+            save(done)
+    bar.close()
+    log.close()
+    eval_log.close()
+
+    if evaluate is not None and start < steps:
+        with eval_log.path.open() as f:
+            last = list(csv.DictReader(f))[-1]
+        metrics.update({f"val/{k}": float(v) for k, v in last.items() if k != "step"})
+    return metrics
