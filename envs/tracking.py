@@ -1,0 +1,506 @@
+"""DeepMimic-style motion tracking environment for our Unitree H1 model.
+
+``H1TrackingEnv`` simulates :mod:`envs.model`'s H1 at 500 Hz (timestep 0.002 s)
+and runs the policy at 100 Hz (``frame_skip = 5``).  Each episode tracks one
+reference clip (:mod:`envs.reference`) resampled to the control rate.
+
+Episode
+    Reference state initialisation (RSI): a uniformly random clip from ``clips``
+    and a uniformly random start frame; qpos/qvel are set to the reference.
+    ``reset(options={"clip": name, "frame": k})`` forces a clip / start frame.
+    Control step ``k -> k + 1`` advances the reference by one control frame; the
+    reward compares the state after the step with reference frame ``k + 1``
+    (:func:`envs.rewards.imitation_reward`, DeepMimic).
+
+Termination (``terminated=True``, ``info["termination"]`` = reason), checked in this order:
+    ``"unstable"``  non-finite action or state, |qvel| > ``max_qvel``, or MuJoCo
+                    reported a bad qpos/qvel/qacc/ctrl (it then resets the data itself);
+    ``"fell"``      pelvis height < ``min_pelvis_height`` (0.6 m) while the reference
+                    pelvis is more than 0.2 m higher (so lying-down clips can be tracked);
+    ``"tilted"``    torso (imu site) z axis more than ``max_tilt`` (1.0 rad) from world up
+                    while the reference torso is tilted 0.5 rad less;
+    ``"diverged"``  mean |joint angle error| > ``max_mean_joint_error`` (0.5 rad).
+    Reward on termination is the reward of the reached state (0 for "unstable").
+
+Truncation (``truncated=True``, ``info["truncation"]``): ``"clip_end"`` when the last
+usable reference frame is reached, ``"time_limit"`` after ``max_episode_steps`` steps.
+
+Actions (19, in [-1, 1], :data:`envs.model.JOINT_NAMES` order; clipped to [-1, 1])
+    ``action_mode="torque"``: tau = action * TORQUE_LIMITS (N m), held for the 5 substeps.
+    ``action_mode="pd"``: joint position targets, PD torques recomputed at every physics
+    substep, tau = clip(kp (target - q) - kd qdot, -limit, limit), gains :data:`PD_KP`,
+    :data:`PD_KD`.  ``pd_target="reference"`` (default): target = reference joint angles of
+    frame k+1 + ``pd_action_scale`` (0.5 rad) * action; ``pd_target="absolute"``: target =
+    joint-range centre + action * joint-range half width.
+
+Observation (float32)
+    proprio (63) = [ joint angles q (19, rad) | joint velocities qdot (19, rad/s)
+                   | gravity direction (unit vector) in the imu/torso frame (3)
+                   | torso angular velocity in the imu/torso frame (3, rad/s)
+                   | previous action (19, as given, clipped to [-1, 1]; zeros after reset) ]
+    ``goal="reference"``: Box (63 + 28 * len(reference_offsets),) = [proprio | goal], the goal
+        holding for each offset o in ``reference_offsets`` (default (1, 2, 5) control frames)
+        the reference frame f = min(k + o, last) as 28 numbers:
+        [ reference joint angles (19)
+        | reference root position - current root position, in the current heading frame
+          (world rotated by minus the root yaw) (3, m)
+        | first two columns (column-major, 6) of R_root^T R_root_ref, the reference root
+          orientation relative to the current root orientation ]
+    ``goal="latent"``: spaces.Dict with
+        "proprio": Box (63,);
+        "latent":  Box (2, 64) float32 holding integer indices in [0, vocab_size): row 0 the
+                   DAPS latent code of the current 32-frame (30 Hz) segment, row 1 of the next
+                   one (the last segment repeats at the end of the codes);
+        "phase":   Box (1,) in [0, 1): position within the current segment.
+        Control time t = k / control_hz maps to segment floor(t * 30 / 32).  The usable part
+        of a clip ends with the last segment that has codes.
+
+``info`` holds the reward terms ``pose``, ``vel``, ``end_effector``, ``com``,
+``torque_penalty``, and ``termination`` (reason or None), ``truncation`` (reason or None),
+``clip`` (name), ``frame`` (reference frame index at the control rate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from motion_vae.data import FPS, split_clips
+
+from .model import JOINT_NAMES, TORQUE_LIMITS, load_h1_model
+from .reference import EE_SITES, ReferenceMotion, load_reference
+from .rewards import imitation_reward
+
+__all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PROPRIO_DIM", "REF_FRAME_DIM", "default_clips"]
+
+PROPRIO_DIM = 63
+REF_FRAME_DIM = 28
+SEGMENT_FRAMES = 32  # 30 Hz frames per DAPS latent segment
+
+_KP = {"hip_yaw": 150.0, "hip_roll": 150.0, "hip_pitch": 200.0, "knee": 200.0, "ankle": 40.0,
+       "torso": 300.0, "shoulder_pitch": 100.0, "shoulder_roll": 100.0, "shoulder_yaw": 100.0,
+       "elbow": 100.0}
+_KD = {"hip_yaw": 2.0, "hip_roll": 2.0, "hip_pitch": 5.0, "knee": 5.0, "ankle": 2.0,
+       "torso": 6.0, "shoulder_pitch": 2.0, "shoulder_roll": 2.0, "shoulder_yaw": 2.0,
+       "elbow": 2.0}
+
+
+def _gain(table: dict[str, float], joint: str) -> float:
+    for key, val in table.items():
+        if key in joint:
+            return val
+    raise KeyError(joint)
+
+
+#: PD stiffness (N m / rad) per joint, JOINT_NAMES order (in the range of Unitree's H1 RL configs).
+PD_KP: np.ndarray = np.array([_gain(_KP, j) for j in JOINT_NAMES])
+#: PD damping (N m s / rad) per joint, JOINT_NAMES order.
+PD_KD: np.ndarray = np.array([_gain(_KD, j) for j in JOINT_NAMES])
+PD_KP.setflags(write=False)
+PD_KD.setflags(write=False)
+
+
+def default_clips(root=None) -> list[str]:
+    """Walking clips (names starting with ``walk``) of the training split."""
+    train, _ = split_clips(root)
+    return [c for c in train if c.startswith("walk")]
+
+
+def _quat_to_mat(q: np.ndarray) -> np.ndarray:
+    """(N, 4) unit quaternions w, x, y, z -> (N, 3, 3) rotation matrices."""
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    R = np.empty((q.shape[0], 3, 3))
+    R[:, 0, 0] = 1 - 2 * (y * y + z * z)
+    R[:, 0, 1] = 2 * (x * y - w * z)
+    R[:, 0, 2] = 2 * (x * z + w * y)
+    R[:, 1, 0] = 2 * (x * y + w * z)
+    R[:, 1, 1] = 1 - 2 * (x * x + z * z)
+    R[:, 1, 2] = 2 * (y * z - w * x)
+    R[:, 2, 0] = 2 * (x * z - w * y)
+    R[:, 2, 1] = 2 * (y * z + w * x)
+    R[:, 2, 2] = 1 - 2 * (x * x + y * y)
+    return R
+
+
+class _Clip:
+    """Cached per-clip arrays used in the step loop."""
+
+    __slots__ = ("ref", "name", "qpos", "qvel", "joints", "ee_rel", "com", "tilt", "rot", "codes", "last")
+
+    def __init__(self, ref: ReferenceMotion):
+        self.ref = ref
+        self.name = ref.name
+        self.qpos = np.ascontiguousarray(ref.qpos)
+        self.qvel = np.ascontiguousarray(ref.qvel)
+        self.joints = np.ascontiguousarray(ref.qpos[:, 7:])
+        self.ee_rel = ref.site_pos - ref.qpos[:, None, :3]
+        self.com = ref.com
+        self.tilt = ref.torso_tilt
+        self.rot = _quat_to_mat(ref.qpos[:, 3:7])
+        self.codes: np.ndarray | None = None
+        self.last = ref.num_frames - 1  # last usable frame index
+
+
+class H1TrackingEnv(gym.Env):
+    """Motion tracking of LAFAN1-H1 clips (see the module docstring for all details).
+
+    Args:
+        clips: clip names and/or :class:`ReferenceMotion` objects (fps must equal
+            ``control_hz``); default :func:`default_clips` (walking clips of the train split).
+        goal: ``"reference"`` or ``"latent"``.
+        action_mode: ``"torque"`` or ``"pd"``.
+        latent_codes: for ``goal="latent"``: {clip name: int array (num_segments, 64)}.
+        vocab_size / latent_block_size: latent index range and code length (1024, 64).
+        data_root: LAFAN1-H1 data root (see :func:`motion_vae.data.resolve_clip_dir`).
+        control_hz, frame_skip: policy rate (100) and physics substeps per action (5).
+        max_episode_steps: truncation length in control steps (1000 = 10 s).
+        reference_offsets: future reference frames in the ``"reference"`` goal.
+        pd_target, pd_action_scale: PD target mode and scale (see module docstring).
+        torque_penalty_weight: w of the reward's torque penalty (default 0).
+        min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
+
+    def __init__(
+        self,
+        clips: Sequence[str | ReferenceMotion] | None = None,
+        *,
+        goal: str = "reference",
+        action_mode: str = "torque",
+        latent_codes: Mapping[str, np.ndarray] | None = None,
+        vocab_size: int = 1024,
+        latent_block_size: int = 64,
+        data_root=None,
+        control_hz: float = 100.0,
+        frame_skip: int = 5,
+        max_episode_steps: int = 1000,
+        reference_offsets: Sequence[int] = (1, 2, 5),
+        pd_target: str = "reference",
+        pd_action_scale: float = 0.5,
+        torque_penalty_weight: float = 0.0,
+        min_pelvis_height: float = 0.6,
+        max_tilt: float = 1.0,
+        max_mean_joint_error: float = 0.5,
+        max_qvel: float = 1000.0,
+        render_mode: str | None = None,
+    ):
+        super().__init__()
+        if goal not in ("reference", "latent"):
+            raise ValueError(f"goal must be 'reference' or 'latent', got {goal!r}")
+        if action_mode not in ("torque", "pd"):
+            raise ValueError(f"action_mode must be 'torque' or 'pd', got {action_mode!r}")
+        if pd_target not in ("reference", "absolute"):
+            raise ValueError(f"pd_target must be 'reference' or 'absolute', got {pd_target!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.goal = goal
+        self.action_mode = action_mode
+        self.pd_target = pd_target
+        self.pd_action_scale = float(pd_action_scale)
+        self.control_hz = float(control_hz)
+        self.frame_skip = int(frame_skip)
+        self.max_episode_steps = int(max_episode_steps)
+        self.reference_offsets = np.asarray(reference_offsets, dtype=np.int64)
+        self.torque_penalty_weight = float(torque_penalty_weight)
+        self.min_pelvis_height = float(min_pelvis_height)
+        self.max_tilt = float(max_tilt)
+        self.max_mean_joint_error = float(max_mean_joint_error)
+        self.max_qvel = float(max_qvel)
+        self.vocab_size = int(vocab_size)
+        self.latent_block_size = int(latent_block_size)
+        self.render_mode = render_mode
+        self._renderer = None
+
+        self.model = load_h1_model()
+        self.model.opt.timestep = 1.0 / (self.control_hz * self.frame_skip)
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self._site_ids = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, s) for s in EE_SITES])
+        self._imu = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "imu")
+        self._pelvis = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "pelvis")
+        self._torso = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "torso_link")
+        self._limits = np.asarray(TORQUE_LIMITS, dtype=np.float64)
+        jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
+        rng = m.jnt_range[jids]
+        self._range_mid = 0.5 * (rng[:, 0] + rng[:, 1])
+        self._range_half = 0.5 * (rng[:, 1] - rng[:, 0])
+        self._kp = np.asarray(PD_KP, dtype=np.float64)
+        self._kd = np.asarray(PD_KD, dtype=np.float64)
+        self._bad_warnings = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                               mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)]
+
+        # Reference clips.
+        if clips is None:
+            clips = default_clips(data_root)
+        if isinstance(clips, (str, ReferenceMotion)):
+            clips = [clips]
+        if len(clips) == 0:
+            raise ValueError("clips is empty")
+        self._clips: list[_Clip] = []
+        for c in clips:
+            ref = c if isinstance(c, ReferenceMotion) else load_reference(c, self.control_hz, data_root)
+            if abs(ref.fps - self.control_hz) > 1e-9:
+                raise ValueError(f"reference {ref.name!r} has fps {ref.fps}, expected control_hz {self.control_hz}")
+            self._clips.append(_Clip(ref))
+        if goal == "latent":
+            self._attach_codes(latent_codes)
+        for c in self._clips:
+            if c.last < 1:
+                raise ValueError(f"clip {c.name!r} is too short to track (needs at least 2 control frames)")
+
+        # Spaces.
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(len(JOINT_NAMES),), dtype=np.float32)
+        if goal == "reference":
+            dim = PROPRIO_DIM + REF_FRAME_DIM * len(self.reference_offsets)
+            self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        else:
+            self.observation_space = spaces.Dict({
+                "proprio": spaces.Box(-np.inf, np.inf, shape=(PROPRIO_DIM,), dtype=np.float32),
+                "latent": spaces.Box(0.0, float(self.vocab_size - 1), shape=(2, self.latent_block_size),
+                                     dtype=np.float32),
+                "phase": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
+            })
+
+        self._clip = self._clips[0]
+        self._frame = 0
+        self._steps = 0
+        self._prev_action = np.zeros(len(JOINT_NAMES))
+        self._torque = np.zeros(len(JOINT_NAMES))
+
+    # ------------------------------------------------------------------ setup
+    def _attach_codes(self, latent_codes) -> None:
+        if latent_codes is None:
+            raise ValueError("goal='latent' needs latent_codes={clip name: int array (num_segments, "
+                             f"{self.latent_block_size})}}")
+        seg_per_frame = FPS / (SEGMENT_FRAMES * self.control_hz)
+        for c in self._clips:
+            if c.name not in latent_codes:
+                raise ValueError(f"clip {c.name!r} has no latent codes (latent_codes has "
+                                 f"{len(latent_codes)} clips)")
+            codes = np.asarray(latent_codes[c.name])
+            if codes.ndim != 2 or codes.shape[1] != self.latent_block_size or codes.shape[0] < 1:
+                raise ValueError(f"latent codes of clip {c.name!r}: expected shape (num_segments, "
+                                 f"{self.latent_block_size}), got {codes.shape}")
+            if not (np.issubdtype(codes.dtype, np.integer)
+                    or (np.issubdtype(codes.dtype, np.floating) and np.isfinite(codes).all()
+                        and (codes == np.round(codes)).all())):
+                raise ValueError(f"latent codes of clip {c.name!r}: expected integer indices, got {codes.dtype}")
+            lo, hi = codes.min(), codes.max()
+            if lo < 0 or hi >= self.vocab_size:
+                raise ValueError(f"latent codes of clip {c.name!r}: indices must be in [0, {self.vocab_size}), "
+                                 f"got range [{lo}, {hi}]")
+            frames30 = c.ref.duration * FPS + 1
+            max_segments = math.ceil(frames30 / SEGMENT_FRAMES - 1e-9)
+            if codes.shape[0] > max_segments:
+                raise ValueError(f"latent codes of clip {c.name!r}: {codes.shape[0]} segments but the clip "
+                                 f"has at most {max_segments} segments of {SEGMENT_FRAMES} frames")
+            c.codes = codes.astype(np.float32)
+            # Last frame whose segment has codes: seg(k) = floor(k * seg_per_frame) < num_segments.
+            last_cov = math.ceil(codes.shape[0] / seg_per_frame - 1e-9) - 1
+            c.last = min(c.last, last_cov)
+
+    @property
+    def clip_names(self) -> list[str]:
+        return [c.name for c in self._clips]
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "clip" in options:
+            names = self.clip_names
+            if options["clip"] not in names:
+                raise ValueError(f"reset: unknown clip {options['clip']!r}; env clips: {names}")
+            self._clip = self._clips[names.index(options["clip"])]
+        else:
+            self._clip = self._clips[int(self.np_random.integers(len(self._clips)))]
+        c = self._clip
+        if "frame" in options:
+            frame = int(options["frame"])
+            if not 0 <= frame < c.last:
+                raise ValueError(f"reset: frame {frame} out of [0, {c.last}) for clip {c.name!r}")
+        else:
+            frame = int(self.np_random.integers(c.last))  # at least one step left
+        self._frame = frame
+        self._steps = 0
+        self._prev_action[:] = 0.0
+        self._torque[:] = 0.0
+        d = self.data
+        mujoco.mj_resetData(self.model, d)
+        d.qpos[:] = c.qpos[frame]
+        d.qvel[:] = c.qvel[frame]
+        mujoco.mj_forward(self.model, d)
+        info = {"clip": c.name, "frame": frame, "termination": None, "truncation": None}
+        return self._get_obs(), info
+
+    def _warning_count(self) -> int:
+        w = self.data.warning
+        return sum(int(w[i].number) for i in self._bad_warnings)
+
+    def step(self, action):
+        m, d, c = self.model, self.data, self._clip
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape[0] != len(JOINT_NAMES):
+            raise ValueError(f"action must have {len(JOINT_NAMES)} entries, got {a.shape[0]}")
+        self._frame = min(self._frame + 1, c.last)
+        self._steps += 1
+        k = self._frame
+        reason = None
+        if not np.isfinite(a).all():
+            reason = "unstable"
+            self._prev_action[:] = np.nan_to_num(np.clip(a, -1.0, 1.0))
+        elif not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
+            reason = "unstable"
+            self._prev_action[:] = np.clip(a, -1.0, 1.0)
+        else:
+            a = np.clip(a, -1.0, 1.0)
+            self._prev_action[:] = a
+            warn0 = self._warning_count()
+            if self.action_mode == "torque":
+                np.multiply(a, self._limits, out=self._torque)
+                d.ctrl[:] = self._torque
+                mujoco.mj_step(m, d, nstep=self.frame_skip)
+            else:
+                if self.pd_target == "reference":
+                    target = c.joints[k] + self.pd_action_scale * a
+                else:
+                    target = self._range_mid + self._range_half * a
+                kp, kd, lim = self._kp, self._kd, self._limits
+                for _ in range(self.frame_skip):
+                    tau = kp * (target - d.qpos[7:]) - kd * d.qvel[6:]
+                    np.clip(tau, -lim, lim, out=tau)
+                    d.ctrl[:] = tau
+                    mujoco.mj_step(m, d)
+                self._torque[:] = tau
+            if (self._warning_count() != warn0 or not np.isfinite(d.qpos).all()
+                    or not np.isfinite(d.qvel).all() or np.abs(d.qvel).max() > self.max_qvel):
+                reason = "unstable"
+            else:
+                # Bring positions and velocities derived quantities up to the new state.
+                mujoco.mj_kinematics(m, d)
+                mujoco.mj_comPos(m, d)
+                mujoco.mj_comVel(m, d)
+
+        if reason == "unstable":
+            reward = 0.0
+            terms = {"pose": 0.0, "vel": 0.0, "end_effector": 0.0, "com": 0.0, "torque_penalty": 0.0}
+        else:
+            reward, terms = self._reward(k)
+            reason = self._termination(k)
+        terminated = reason is not None
+        trunc_reason = None
+        if not terminated:
+            if k >= c.last:
+                trunc_reason = "clip_end"
+            elif self._steps >= self.max_episode_steps:
+                trunc_reason = "time_limit"
+        info = dict(terms)
+        info.update(clip=c.name, frame=k, termination=reason, truncation=trunc_reason)
+        return self._get_obs(), float(reward), terminated, trunc_reason is not None, info
+
+    # ------------------------------------------------------------------ pieces
+    def _reward(self, k: int):
+        d, c = self.data, self._clip
+        ee_rel = d.site_xpos[self._site_ids] - d.qpos[:3]
+        return imitation_reward(
+            d.qpos, d.qvel, ee_rel, d.subtree_com[self._pelvis],
+            c.qpos[k], c.qvel[k], c.ee_rel[k], c.com[k],
+            self._torque / self._limits, self.torque_penalty_weight,
+        )
+
+    def reference_reward(self, clip: str | None = None, frame: int | None = None):
+        """Reward of the reference state itself (sets the sim state to it; for checks): ``(total, terms)``."""
+        c = self._clip if clip is None else self._clips[self.clip_names.index(clip)]
+        k = self._frame if frame is None else int(frame)
+        d = self.data
+        d.qpos[:] = c.qpos[k]
+        d.qvel[:] = c.qvel[k]
+        mujoco.mj_forward(self.model, d)
+        self._clip, self._frame = c, k
+        return self._reward(k)
+
+    def _termination(self, k: int) -> str | None:
+        d, c = self.data, self._clip
+        z = d.qpos[2]
+        if z < self.min_pelvis_height and z < c.qpos[k, 2] - 0.2:
+            return "fell"
+        cos_tilt = d.site_xmat[self._imu, 8]
+        tilt = math.acos(max(-1.0, min(1.0, cos_tilt)))
+        if tilt > self.max_tilt and tilt > c.tilt[k] + 0.5:
+            return "tilted"
+        if np.mean(np.abs(d.qpos[7:] - c.joints[k])) > self.max_mean_joint_error:
+            return "diverged"
+        return None
+
+    def _proprio(self) -> np.ndarray:
+        d = self.data
+        R = d.site_xmat[self._imu].reshape(3, 3)
+        out = np.empty(PROPRIO_DIM)
+        out[0:19] = d.qpos[7:]
+        out[19:38] = d.qvel[6:]
+        out[38:41] = -R[2]  # R^T (0, 0, -1)
+        out[41:44] = d.cvel[self._torso, :3] @ R  # R^T w_world
+        out[44:63] = self._prev_action
+        if not np.isfinite(out).all():
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+    def _reference_goal(self) -> np.ndarray:
+        d, c = self.data, self._clip
+        fs = np.minimum(self._frame + self.reference_offsets, c.last)
+        n = len(fs)
+        g = np.empty((n, REF_FRAME_DIM))
+        g[:, :19] = c.joints[fs]
+        R = d.xmat[self._pelvis].reshape(3, 3)
+        yaw = math.atan2(R[1, 0], R[0, 0])
+        cy, sy = math.cos(yaw), math.sin(yaw)
+        dp = c.qpos[fs, :3] - d.qpos[:3]
+        g[:, 19] = cy * dp[:, 0] + sy * dp[:, 1]
+        g[:, 20] = -sy * dp[:, 0] + cy * dp[:, 1]
+        g[:, 21] = dp[:, 2]
+        rel = np.matmul(R.T, c.rot[fs])  # (n, 3, 3)
+        g[:, 22:25] = rel[:, :, 0]
+        g[:, 25:28] = rel[:, :, 1]
+        out = g.reshape(-1)
+        if not np.isfinite(out).all():
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+    def _latent_goal(self):
+        c = self._clip
+        s = self._frame * FPS / (SEGMENT_FRAMES * self.control_hz)
+        seg = int(math.floor(s + 1e-9))
+        phase = min(max(s - seg, 0.0), 0.999999)
+        nseg = c.codes.shape[0]
+        seg = min(seg, nseg - 1)
+        latent = np.stack([c.codes[seg], c.codes[min(seg + 1, nseg - 1)]])
+        return latent, np.array([phase], dtype=np.float32)
+
+    def _get_obs(self):
+        proprio = self._proprio()
+        if self.goal == "reference":
+            return np.concatenate([proprio, self._reference_goal()]).astype(np.float32)
+        latent, phase = self._latent_goal()
+        return {"proprio": proprio.astype(np.float32), "latent": latent, "phase": phase}
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, 480, 640)
+        cam = mujoco.MjvCamera()
+        cam.lookat[:] = self.data.qpos[:3]
+        cam.distance, cam.azimuth, cam.elevation = 3.0, 135.0, -15.0
+        self._renderer.update_scene(self.data, camera=cam)
+        return self._renderer.render()
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
