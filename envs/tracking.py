@@ -82,11 +82,14 @@ PROPRIO_DIM = 63
 REF_FRAME_DIM = 28
 SEGMENT_FRAMES = 32  # 30 Hz frames per DAPS latent segment
 
-_KP = {"hip_yaw": 150.0, "hip_roll": 150.0, "hip_pitch": 200.0, "knee": 200.0, "ankle": 40.0,
-       "torso": 300.0, "shoulder_pitch": 100.0, "shoulder_roll": 100.0, "shoulder_yaw": 100.0,
+# PD gains.  Stiff, DeepMimic-style gains (a stand-still PD controller holding a LAFAN1 standing
+# frame keeps the robot up for several seconds); torques are still clipped to TORQUE_LIMITS, so
+# e.g. the ankles saturate at 40 N m.  Joint damping (1) and armature (0.1) come from h1.xml.
+_KP = {"hip_yaw": 200.0, "hip_roll": 500.0, "hip_pitch": 800.0, "knee": 800.0, "ankle": 1000.0,
+       "torso": 500.0, "shoulder_pitch": 100.0, "shoulder_roll": 100.0, "shoulder_yaw": 100.0,
        "elbow": 100.0}
-_KD = {"hip_yaw": 2.0, "hip_roll": 2.0, "hip_pitch": 5.0, "knee": 5.0, "ankle": 2.0,
-       "torso": 6.0, "shoulder_pitch": 2.0, "shoulder_roll": 2.0, "shoulder_yaw": 2.0,
+_KD = {"hip_yaw": 4.0, "hip_roll": 10.0, "hip_pitch": 20.0, "knee": 20.0, "ankle": 30.0,
+       "torso": 10.0, "shoulder_pitch": 4.0, "shoulder_roll": 4.0, "shoulder_yaw": 2.0,
        "elbow": 2.0}
 
 
@@ -97,7 +100,7 @@ def _gain(table: dict[str, float], joint: str) -> float:
     raise KeyError(joint)
 
 
-#: PD stiffness (N m / rad) per joint, JOINT_NAMES order (in the range of Unitree's H1 RL configs).
+#: PD stiffness (N m / rad) per joint, JOINT_NAMES order.
 PD_KP: np.ndarray = np.array([_gain(_KP, j) for j in JOINT_NAMES])
 #: PD damping (N m s / rad) per joint, JOINT_NAMES order.
 PD_KD: np.ndarray = np.array([_gain(_KD, j) for j in JOINT_NAMES])
@@ -414,16 +417,26 @@ class H1TrackingEnv(gym.Env):
             self._torque / self._limits, self.torque_penalty_weight,
         )
 
-    def reference_reward(self, clip: str | None = None, frame: int | None = None):
-        """Reward of the reference state itself (sets the sim state to it; for checks): ``(total, terms)``."""
+    def state_reward(self, qpos, qvel, frame: int | None = None, clip: str | None = None):
+        """Reward ``(total, terms)`` of the state (qpos, qvel) against reference ``frame`` of ``clip``.
+
+        Sets the simulator state (and the env's current clip/frame) to it; for checks and analysis.
+        Defaults: the current clip and frame.
+        """
         c = self._clip if clip is None else self._clips[self.clip_names.index(clip)]
         k = self._frame if frame is None else int(frame)
         d = self.data
-        d.qpos[:] = c.qpos[k]
-        d.qvel[:] = c.qvel[k]
+        d.qpos[:] = qpos
+        d.qvel[:] = qvel
         mujoco.mj_forward(self.model, d)
         self._clip, self._frame = c, k
         return self._reward(k)
+
+    def reference_reward(self, frame: int | None = None, clip: str | None = None):
+        """Reward of the reference state itself (1.0 up to rounding); see :meth:`state_reward`."""
+        c = self._clip if clip is None else self._clips[self.clip_names.index(clip)]
+        k = self._frame if frame is None else int(frame)
+        return self.state_reward(c.qpos[k], c.qvel[k], k, c.name)
 
     def _termination(self, k: int) -> str | None:
         d, c = self.data, self._clip
