@@ -1,0 +1,261 @@
+"""Tests of the H1 tracking environment (envs.reference, envs.rewards, envs.tracking)."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from envs.model import load_h1_model
+from motion_vae.data import DataError
+
+try:
+    from envs.reference import load_reference, make_reference
+    from envs.tracking import PROPRIO_DIM, REF_FRAME_DIM, H1TrackingEnv
+
+    _REF = load_reference("walk1_subject1")
+except DataError as exc:  # data not installed
+    pytest.skip(f"LAFAN1-H1 data not available: {exc}", allow_module_level=True)
+
+CLIP = "walk1_subject1"
+BLOCK = 64
+VOCAB = 16
+NSEG = 3  # tiny fake codes: the first 3 segments (3.2 s) of the clip
+
+
+def fake_codes(nseg=NSEG, vocab=VOCAB, seed=0):
+    return {CLIP: np.random.default_rng(seed).integers(0, vocab, size=(nseg, BLOCK))}
+
+
+def latent_env(**kw):
+    return H1TrackingEnv([CLIP], goal="latent", latent_codes=fake_codes(), vocab_size=VOCAB, **kw)
+
+
+# ---------------------------------------------------------------- reference
+
+
+def test_reference_shapes_and_consistency():
+    r = _REF
+    assert r.fps == 100.0
+    T = r.num_frames
+    assert r.qpos.shape == (T, 26) and r.qvel.shape == (T, 25)
+    assert r.site_pos.shape == (T, 4, 3) and r.com.shape == (T, 3) and r.torso_tilt.shape == (T,)
+    # 30 Hz -> 100 Hz over the same time span.
+    assert abs(r.duration - (7840 - 1) / 30.0) < 0.011
+    np.testing.assert_allclose(np.linalg.norm(r.qpos[:, 3:7], axis=1), 1.0, atol=1e-12)
+    # Central-difference qvel is consistent with MuJoCo's integration: qpos[t-1] + 2 dt qvel[t] = qpos[t+1].
+    m = load_h1_model()
+    for t in (1, 500, T - 2):
+        q = r.qpos[t - 1].copy()
+        mujoco.mj_integratePos(m, q, r.qvel[t], 2.0 / r.fps)
+        np.testing.assert_allclose(q, r.qpos[t + 1], atol=1e-9)
+
+
+def test_reference_unknown_clip():
+    with pytest.raises(ValueError, match="list_clips"):
+        load_reference("no_such_clip")
+
+
+# ---------------------------------------------------------------- env checker / spaces
+
+
+def test_check_env_reference_goal():
+    env = H1TrackingEnv([CLIP])
+    check_env(env, skip_render_check=True)
+    assert env.observation_space.shape == (PROPRIO_DIM + REF_FRAME_DIM * 3,)
+
+
+def test_check_env_latent_goal_pd():
+    env = latent_env(action_mode="pd")
+    check_env(env, skip_render_check=True)
+    assert isinstance(env.observation_space, gym.spaces.Dict)
+
+
+def test_registration():
+    import envs  # noqa: F401
+
+    env = gym.make("daps/H1Tracking-v0", clips=[CLIP])
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape
+    env.close()
+
+
+def test_reset_step_shapes_dtypes():
+    env = H1TrackingEnv([CLIP])
+    obs, info = env.reset(seed=1)
+    assert obs.dtype == np.float32 and obs.shape == env.observation_space.shape
+    assert info["clip"] == CLIP
+    obs, rew, term, trunc, info = env.step(env.action_space.sample())
+    assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+    assert isinstance(rew, float) and isinstance(term, bool) and isinstance(trunc, bool)
+    for key in ("pose", "vel", "end_effector", "com", "torque_penalty", "termination", "clip", "frame"):
+        assert key in info
+    # Observation layout: proprio joint angles / prev action.
+    env.reset(seed=2)
+    a = np.linspace(-0.5, 0.5, 19).astype(np.float32)
+    obs, *_ = env.step(a)
+    np.testing.assert_allclose(obs[:19], env.data.qpos[7:], atol=1e-5)
+    np.testing.assert_allclose(obs[44:63], a, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(obs[38:41]), 1.0, atol=1e-5)
+
+    lenv = latent_env()
+    obs, _ = lenv.reset(seed=0)
+    assert lenv.observation_space.contains(obs)
+    assert obs["latent"].shape == (2, BLOCK) and obs["latent"].dtype == np.float32
+    assert obs["proprio"].shape == (PROPRIO_DIM,) and obs["phase"].shape == (1,)
+
+
+# ---------------------------------------------------------------- RSI and reward
+
+
+def test_rsi_lands_on_reference_and_reference_reward_is_one():
+    env = H1TrackingEnv([CLIP])
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        k = info["frame"]
+        np.testing.assert_allclose(env.data.qpos, _REF.qpos[k], atol=1e-12)
+        np.testing.assert_allclose(env.data.qvel, _REF.qvel[k], atol=1e-12)
+        np.testing.assert_allclose(obs[:19], _REF.qpos[k, 7:], atol=1e-6)
+        # Goal: first offset's joints = reference frame k+1; root position offset in heading frame.
+        np.testing.assert_allclose(obs[63:82], _REF.qpos[k + 1, 7:], atol=1e-6)
+        total, terms = env.reference_reward(frame=k)
+        assert total == pytest.approx(1.0, abs=1e-9)
+        for name in ("pose", "vel", "end_effector", "com"):
+            assert terms[name] == pytest.approx(1.0, abs=1e-9)
+        assert terms["torque_penalty"] == 0.0
+
+
+def test_reward_falls_with_deviation():
+    env = H1TrackingEnv([CLIP])
+    env.reset(seed=0, options={"frame": 1000})
+    q0, v0 = _REF.qpos[1000].copy(), _REF.qvel[1000].copy()
+    rewards = []
+    for delta in (0.0, 0.05, 0.1, 0.2, 0.4):
+        q = q0.copy()
+        q[7:] += delta
+        v = v0.copy()
+        v[6:] += 10 * delta
+        rewards.append(env.state_reward(q, v, frame=1000)[0])
+    assert rewards[0] == pytest.approx(1.0, abs=1e-9)
+    assert all(a > b for a, b in zip(rewards, rewards[1:])), rewards
+    # Root orientation error alone lowers the pose term.
+    q = q0.copy()
+    half = 0.1
+    rot = np.array([math.cos(half), 0.0, 0.0, math.sin(half)])
+    mujoco.mju_mulQuat(q[3:7], q0[3:7], rot)
+    _, terms = env.state_reward(q, v0, frame=1000)
+    assert terms["pose"] == pytest.approx(math.exp(-2.0 * (2 * half) ** 2), rel=1e-6)
+
+
+def test_torque_penalty():
+    env = H1TrackingEnv([CLIP], torque_penalty_weight=0.1)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.ones(19))
+    assert info["torque_penalty"] == pytest.approx(-0.1)
+
+
+# ---------------------------------------------------------------- termination
+
+
+def test_fallen_state_terminates():
+    env = H1TrackingEnv([CLIP])
+    env.reset(seed=0, options={"frame": 100})
+    env.data.qpos[2] = 0.3
+    mujoco.mj_forward(env.model, env.data)
+    _, _, term, trunc, info = env.step(np.zeros(19))
+    assert term and not trunc and info["termination"] == "fell"
+
+
+def test_tilted_state_terminates():
+    env = H1TrackingEnv([CLIP], action_mode="pd")
+    env.reset(seed=0, options={"frame": 100})
+    q = env.data.qpos
+    q[3:7] = [math.cos(0.75), 0.0, math.sin(0.75), 0.0]  # 1.5 rad pitch
+    q[2] = 1.2
+    mujoco.mj_forward(env.model, env.data)
+    _, _, term, _, info = env.step(np.zeros(19))
+    assert term and info["termination"] == "tilted"
+
+
+def test_nan_gives_unstable():
+    env = H1TrackingEnv([CLIP])
+    env.reset(seed=0)
+    obs, rew, term, _, info = env.step(np.full(19, np.nan, dtype=np.float32))
+    assert term and info["termination"] == "unstable" and rew == 0.0
+    assert np.isfinite(obs).all()
+    env.reset(seed=0)
+    env.data.qpos[10] = np.nan
+    obs, rew, term, _, info = env.step(np.zeros(19))
+    assert term and info["termination"] == "unstable"
+    assert np.isfinite(obs).all()
+    env.reset(seed=0)
+    env.data.qvel[8] = 1e9
+    _, _, term, _, info = env.step(np.zeros(19))
+    assert term and info["termination"] == "unstable"
+
+
+def test_pd_standing_pose_stays_up_2s():
+    stand = make_reference("stand", np.repeat(_REF.qpos[:1], 300, axis=0), 100.0)
+    env = H1TrackingEnv([stand], action_mode="pd")
+    env.reset(seed=0, options={"frame": 0})
+    for _ in range(200):
+        _, _, term, trunc, info = env.step(np.zeros(19))
+        assert not term, info["termination"]
+        assert not trunc
+    assert env.data.qpos[2] > 0.9
+
+
+def test_truncation_at_clip_end_and_time_limit():
+    env = latent_env()
+    last = math.ceil(NSEG * 32 / 30 * 100) - 1  # last frame whose segment has codes
+    env.reset(seed=0, options={"frame": last - 1})
+    _, _, term, trunc, info = env.step(np.zeros(19))
+    assert trunc and not term and info["truncation"] == "clip_end"
+    env = H1TrackingEnv([CLIP], action_mode="pd", max_episode_steps=3)
+    env.reset(seed=0, options={"frame": 10})
+    for _ in range(3):
+        _, _, term, trunc, info = env.step(np.zeros(19))
+    assert trunc and info["truncation"] == "time_limit"
+
+
+# ---------------------------------------------------------------- latent goal
+
+
+def test_latent_segment_mapping():
+    codes = fake_codes()[CLIP]
+    env = latent_env()
+    obs, _ = env.reset(seed=0, options={"frame": 0})
+    np.testing.assert_array_equal(obs["latent"][0], codes[0])
+    np.testing.assert_array_equal(obs["latent"][1], codes[1])
+    assert obs["phase"][0] == 0.0
+    # t = 1.1 s -> 33 frames at 30 Hz -> segment 1, phase 1/32.
+    obs, _ = env.reset(seed=0, options={"frame": 110})
+    np.testing.assert_array_equal(obs["latent"][0], codes[1])
+    np.testing.assert_array_equal(obs["latent"][1], codes[2])
+    assert obs["phase"][0] == pytest.approx(1.0 / 32.0, abs=1e-6)
+    # Last segment: the next one repeats it.
+    obs, _ = env.reset(seed=0, options={"frame": 300})
+    np.testing.assert_array_equal(obs["latent"][0], codes[2])
+    np.testing.assert_array_equal(obs["latent"][1], codes[2])
+
+
+@pytest.mark.parametrize(
+    "codes, match",
+    [
+        ({CLIP: np.zeros((3, 63), dtype=np.int64)}, "walk1_subject1"),
+        ({CLIP: np.full((3, 64), VOCAB, dtype=np.int64)}, "walk1_subject1"),
+        ({CLIP: -np.ones((3, 64), dtype=np.int64)}, "walk1_subject1"),
+        ({CLIP: np.full((3, 64), 0.5)}, "walk1_subject1"),
+        ({CLIP: np.zeros(64, dtype=np.int64)}, "walk1_subject1"),
+        ({CLIP: np.zeros((10_000, 64), dtype=np.int64)}, "walk1_subject1"),
+        ({"walk2_subject1": np.zeros((3, 64), dtype=np.int64)}, "walk1_subject1"),
+        (None, "latent_codes"),
+    ],
+)
+def test_bad_latent_codes_raise(codes, match):
+    with pytest.raises(ValueError, match=match):
+        H1TrackingEnv([CLIP], goal="latent", latent_codes=codes, vocab_size=VOCAB)
