@@ -181,7 +181,8 @@ def test_tilted_state_terminates():
     assert term and info["termination"] == "tilted"
 
 
-def test_nan_gives_unstable():
+def test_nan_gives_unstable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to MUJOCO_LOG.TXT in the cwd
     env = H1TrackingEnv([CLIP])
     env.reset(seed=0)
     obs, rew, term, _, info = env.step(np.full(19, np.nan, dtype=np.float32))
