@@ -1,0 +1,43 @@
+"""The `daps` command. Each part of the product adds its sub-command group through the
+`daps.commands` entry-point group in pyproject.toml, so this core imports none of them.
+
+User errors (bad files, wrong checkpoints, bad options) end with one line on stderr and exit 2.
+"""
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+import typer
+
+app = typer.Typer(
+    help="Latent-commanded humanoid control with discrete VAEs trained by policy search (DAPS).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """DAPS: discrete autoencoding via policy search, and the H1 control stack built on it."""
+
+
+def _register_groups() -> None:
+    for ep in sorted(entry_points(group="daps.commands"), key=lambda e: e.name):
+        app.add_typer(ep.load(), name=ep.name)
+
+
+def main() -> None:
+    """Entry point of the `daps` console script."""
+    from daps.trainer import CheckpointError
+
+    _register_groups()
+    try:
+        app()
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Clip <-> latent codes: what `daps motion-vae encode|decode` and the control layers use.
+
+encode: CSV rows (T, 26) -> features -> standardised -> consecutive 32-frame segments
+        (a trailing partial segment is dropped) -> one code sequence of 64 indices per segment.
+decode: codes (S, 64) -> decoder means (S, 32, C) -> raw features -> qpos by integrating the
+        root velocities (motion_vae.features.features_to_qpos) -> CSV rows (S*32, 26).
+
+Codes files are CSV: one segment per line, 64 integers in [0, vocab size).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from motion_vae.data import DataError, csv_to_qpos, qpos_to_csv
+from motion_vae.dataset import SEGMENT_LENGTH, FeatureStats
+from motion_vae.features import compute_features, features_to_qpos
+
+
+@torch.no_grad()
+def encode_clip(
+    model: nn.Module, stats: FeatureStats, rows: np.ndarray, seed: int = 0, segment_length: int = SEGMENT_LENGTH
+) -> np.ndarray:
+    """Latent codes (S, T) int64 for CSV rows (N, 26) at 30 Hz, S = N // segment length.
+
+    Each segment's code is one draw z ~ q_theta(z|x) from a seeded generator (deterministic).
+    Raises ValueError for a clip shorter than one segment or malformed rows.
+    """
+    L = segment_length
+    if len(rows) < L:
+        raise ValueError(f"clip has {len(rows)} frames, need at least {L} (one segment)")
+    x = stats.standardise(compute_features(csv_to_qpos(rows)))
+    s = len(x) // L
+    dev = next(model.parameters()).device
+    xs = torch.from_numpy(x[: s * L].reshape(s, L, -1)).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    z, _ = model.recognition.sample(xs, 1, gen)
+    return z[:, 0].cpu().numpy()
+
+
+@torch.no_grad()
+def decode_codes(
+    model: nn.Module, stats: FeatureStats, codes: np.ndarray, start_rows: np.ndarray | None = None
+) -> np.ndarray:
+    """CSV rows (S*L, 26) for codes (S, T); the root starts at start_rows[0]'s x, y and yaw if given.
+
+    Raises ValueError for codes of the wrong length or outside [0, vocab size).
+    """
+    codes = np.asarray(codes)
+    check_codes(codes, model.vocab_size, model.block_size, "codes")
+    dev = next(model.parameters()).device
+    mu = model.reconstruct(torch.from_numpy(codes.astype(np.int64)).to(dev).unsqueeze(1))[:, 0]
+    raw = stats.destandardise(mu.cpu().numpy().reshape(-1, mu.shape[-1]))
+    xy0, yaw0 = (0.0, 0.0), 0.0
+    if start_rows is not None:
+        q0 = csv_to_qpos(start_rows[:1])[0]
+        w, x, y, z = q0[3:7]
+        xy0, yaw0 = (q0[0], q0[1]), float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+    return qpos_to_csv(features_to_qpos(raw, root_xy0=xy0, yaw0=yaw0))
+
+
+def check_codes(codes: np.ndarray, vocab_size: int, block_size: int, where: str) -> None:
+    """Raise ValueError unless codes is (S, block_size) integers in [0, vocab_size)."""
+    if codes.ndim != 2 or codes.shape[1] != block_size or len(codes) == 0:
+        raise ValueError(f"{where}: expected (segments, {block_size}) codes, got shape {codes.shape}")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"{where}: codes must be integers, got {codes.dtype}")
+    if codes.min() < 0 or codes.max() >= vocab_size:
+        raise ValueError(f"{where}: codes must lie in [0, {vocab_size}), got [{codes.min()}, {codes.max()}]")
+
+
+def write_codes_csv(path: str | Path, codes: np.ndarray) -> Path:
+    """Write codes (S, T) as CSV atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        np.savetxt(f, codes, fmt="%d", delimiter=",")
+    os.replace(tmp, path)
+    return path
+
+
+def read_codes_csv(path: str | Path, vocab_size: int, block_size: int) -> np.ndarray:
+    """Read a codes CSV (S, block_size) int64. Raises DataError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: codes file not found")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) != block_size:
+            raise DataError(f"{path.name} line {lineno}: expected {block_size} codes, got {len(fields)}")
+        try:
+            vals = [int(f) for f in fields]
+        except ValueError:
+            raise DataError(f"{path.name} line {lineno}: codes must be integers") from None
+        bad = [v for v in vals if not 0 <= v < vocab_size]
+        if bad:
+            raise DataError(f"{path.name} line {lineno}: code {bad[0]} outside [0, {vocab_size})")
+        rows.append(vals)
+    if not rows:
+        raise DataError(f"{path.name}: file is empty")
+    return np.asarray(rows, dtype=np.int64)

@@ -1,0 +1,190 @@
+"""Validation metrics of a motion VAE, checkpoint loading, and the eval report (JSON + PNG).
+
+Metrics (per validation segment, averaged; one stochastic z ~ q_theta(z|x) per segment as the
+authors do, facts Sec. 6):
+  log_p              log p_phi(x|z), nats per segment (standardised units, sigma^2 fixed)
+  kl                 KL(q_theta(z|x) || Uniform) along the sampled code, nats
+  elbo, beta_elbo    log_p - kl, log_p - beta_final kl (nats)
+  l2                 sqrt(sum over frames and features of squared error), standardised units:
+                     the paper's LAFAN "L2" row (facts Sec. 9)
+  joint_rmse_rad     RMS joint-angle error (rad), original units
+  body_pos_rmse_m    RMS root-relative body-position error (m), original units
+  psnr_db            PSNR on training min-max scaled features
+  codebook_used, code_perplexity
+  log_p_mean_reference  log_p of predicting the training mean for every segment
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from daps.metrics import codebook_usage, elbo, psnr, segment_l2
+from daps.trainer import CheckpointError, load_checkpoint
+from motion_vae.dataset import FeatureStats
+
+
+@torch.no_grad()
+def evaluate_segments(
+    model: nn.Module, x: Tensor, stats: FeatureStats, beta_final: float, batch: int = 200, seed: int = 0
+) -> dict[str, float]:
+    """Score standardised segments x (N, L, C) with one sampled code each; returns plain floats."""
+    model.eval()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    out: dict[str, list[Tensor]] = {k: [] for k in ("log_p", "kl", "l2", "mu", "z")}
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch]
+        z, _ = model.recognition.sample(xb, 1, gen)
+        _, kl = model.recognition.log_prob(xb, z)
+        params = model.generator(z)
+        out["log_p"].append(model.likelihood.log_prob(xb, params)[:, 0])
+        out["kl"].append(kl[:, 0])
+        mu = model.likelihood.mean(params)[:, 0]
+        out["mu"].append(mu)
+        out["l2"].append(segment_l2(mu, xb))
+        out["z"].append(z)
+    log_p, kl, mu = torch.cat(out["log_p"]), torch.cat(out["kl"]), torch.cat(out["mu"])
+    used, perplexity = codebook_usage(torch.cat(out["z"]), model.vocab_size)
+    mean_ref = model.likelihood.log_prob(x, torch.zeros_like(x).unsqueeze(1))[:, 0]
+    metrics = {
+        "log_p": log_p.mean().item(),
+        "kl": kl.mean().item(),
+        "elbo": elbo(log_p, kl).item(),
+        "beta_elbo": elbo(log_p, kl, beta_final).item(),
+        "l2": torch.cat(out["l2"]).mean().item(),
+        **raw_unit_errors(mu.cpu().numpy(), x.cpu().numpy(), stats),
+        "psnr_db": min_max_psnr(mu, x, stats).mean().item(),
+        "codebook_used": used,
+        "code_perplexity": perplexity,
+        "log_p_mean_reference": mean_ref.mean().item(),
+    }
+    model.train()
+    return metrics
+
+
+def min_max_psnr(x_hat: Tensor, x: Tensor, stats: FeatureStats) -> Tensor:
+    """PSNR (N,) in dB after scaling each feature to [0, 1] by its training min and max."""
+    lo = torch.as_tensor(stats.lo, device=x.device)
+    span = torch.as_tensor(stats.hi - stats.lo, device=x.device).clamp_min(1e-6)
+    return psnr(((x_hat - lo) / span).clamp(0, 1), (x - lo) / span)
+
+
+def raw_unit_errors(x_hat: np.ndarray, x: np.ndarray, stats: FeatureStats) -> dict[str, float]:
+    """RMS errors in original units: joint angles (rad) and root-relative body positions (m)."""
+    from motion_vae.features import feature_layout
+
+    err = stats.destandardise(x_hat) - stats.destandardise(x)  # (N, L, F)
+    blocks = {b.name: slice(b.start, b.stop) for b in feature_layout()}
+    return {
+        "joint_rmse_rad": float(np.sqrt(np.mean(err[..., blocks["joint_pos"]] ** 2))),
+        "body_pos_rmse_m": float(np.sqrt(np.mean(err[..., blocks["body_pos"]] ** 2))),
+    }
+
+
+def load_motion_vae(path: str | Path, device: str | torch.device = "cpu"):
+    """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint.
+
+    Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit
+    the stored config.
+    """
+    from motion_vae.models import build_motion_vae
+    from motion_vae.train import CHECKPOINT_KIND, MotionTrainConfig
+
+    ckpt = load_checkpoint(path, CHECKPOINT_KIND)
+    try:
+        cfg = MotionTrainConfig.from_dict(ckpt["config"])
+        stats = FeatureStats.from_dict(ckpt["extra"]["stats"])
+        model = build_motion_vae(cfg.model)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0][:200]
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({type(e).__name__}: {msg})") from None
+    if stats.num_features != cfg.model.num_features:
+        raise CheckpointError(f"{path}: feature statistics have {stats.num_features} columns, model {cfg.model.num_features}")
+    return model.to(device).eval(), cfg, stats, ckpt
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def plot_reconstruction(gt: np.ndarray, rec: np.ndarray, names: list[str], title: str, path: Path) -> None:
+    """PNG of ground-truth vs reconstructed joint angles (T, J) rad at 30 Hz, one panel per joint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.arange(len(gt)) / 30.0
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.9 * len(names)), sharex=True)
+    for ax, j, name in zip(np.atleast_1d(axes), range(len(names)), names):
+        ax.plot(t, gt[:, j], "k-", lw=1.5, label="ground truth")
+        ax.plot(t, rec[:, j], "C1--", lw=1.5, label="reconstruction")
+        ax.set_ylabel(f"{name}\n[rad]", fontsize=8)
+        for s in range(32, len(gt), 32):
+            ax.axvline(s / 30.0, color="0.85", lw=0.5)
+    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=8)
+    np.atleast_1d(axes)[0].set_title(title, fontsize=9)
+    np.atleast_1d(axes)[-1].set_xlabel("time [s] (grey lines: 32-frame segment boundaries)")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+PLOT_JOINTS = ("left_hip_pitch_joint", "left_knee_joint", "right_hip_pitch_joint", "right_knee_joint", "left_shoulder_pitch_joint")
+
+
+def evaluate_checkpoint(
+    ckpt_path: str | Path,
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    num_segments: int = 1000,
+    device: str = "auto",
+    plot_clip: str = "walk2_subject4",
+) -> dict[str, float]:
+    """Score a checkpoint on the validation clips; write eval.json and reconstruction.png.
+
+    Raises CheckpointError / DataError on bad input; nothing is written then.
+    """
+    from envs.model import JOINT_NAMES
+    from motion_vae.codec import decode_codes, encode_clip
+    from motion_vae.data import load_clip_csv, resolve_clip_dir
+    from motion_vae.dataset import SegmentSampler, clip_features
+    from motion_vae.train import resolve_device
+
+    dev = resolve_device(device)
+    model, cfg, stats, ckpt = load_motion_vae(ckpt_path, dev)
+    clip_dir = resolve_clip_dir(data_root)
+    val_names = ckpt["extra"]["val_clips"]
+    L = cfg.model.segment_length
+    val = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in val_names}, L)
+    x = torch.from_numpy(val.fixed(num_segments, seed=0)).to(dev)
+    metrics = evaluate_segments(model, x, stats, beta_final=cfg.daps.beta.end_value)
+    metrics.update({"num_segments": num_segments, "step": ckpt["step"], "bits": cfg.model.bits})
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if plot_clip in val_names or (clip_dir / f"{plot_clip}.csv").exists():
+        rows = load_clip_csv(clip_dir / f"{plot_clip}.csv", min_frames=L)[: 6 * L]
+        rec = decode_codes(model, stats, encode_clip(model, stats, rows), rows)
+        idx = [7 + JOINT_NAMES.index(j) for j in PLOT_JOINTS]
+        plot_reconstruction(
+            rows[: len(rec), idx], rec[:, idx], list(PLOT_JOINTS),
+            f"{plot_clip}: ground truth vs DAPS reconstruction (step {ckpt['step']}, {cfg.model.bits:.0f} bits / 32 frames)",
+            out_dir / "reconstruction.png",
+        )
+    atomic_write_text(out_dir / "eval.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics

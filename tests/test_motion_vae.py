@@ -1,0 +1,222 @@
+"""Motion VAE end to end on small slices of the real LAFAN1-H1 data, and every bad-input path."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
+from motion_vae.codec import decode_codes, encode_clip, read_codes_csv, write_codes_csv
+from motion_vae.data import DataError, default_data_root, load_clip_csv, resolve_clip_dir
+from motion_vae.dataset import load_motion_dataset
+from motion_vae.evaluate import evaluate_checkpoint, load_motion_vae
+from motion_vae.models import MotionVAEConfig
+from motion_vae.train import MotionTrainConfig, preset_config, train_motion_vae
+
+pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
+
+TRAIN, VAL = ["walk1_subject1", "run1_subject2"], ["walk2_subject4"]
+
+
+def tiny_config(steps=4, **kw):
+    """The paper's layout at a tiny size: 64 tokens over 32 frames, small vocab and width."""
+    cfg = preset_config("cpu")
+    cfg.model = MotionVAEConfig(num_features=0, vocab_size=64, embed_dim=32, num_heads=2, num_layers=1)
+    cfg.batch_size, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every, cfg.val_segments = 8, steps, 1, 0, 2, 32
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_motion_dataset(train_clips=TRAIN, val_clips=VAL, max_frames=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    run = tmp_path_factory.mktemp("run")
+    train_motion_vae(tiny_config(steps=2), run, device="cpu", progress=False, data=data)
+    return run / "checkpoint.pt"
+
+
+def run_cli(*args, cwd=None):
+    exe = [sys.executable, "-c", "from daps.cli import main; main()"]
+    return subprocess.run(exe + list(args), capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_dataset_standardised_with_training_stats(data):
+    x = np.concatenate(data.train.clips)
+    assert np.allclose(x.mean(0), 0, atol=1e-3) and np.allclose(x.std(0), 1, atol=1e-2)
+    assert data.stats.num_features == len(data.feature_names) == x.shape[1]
+    assert data.train.sample(np.random.default_rng(0), 5).shape == (5, 32, x.shape[1])
+    assert np.array_equal(data.val.fixed(16, seed=0), data.val.fixed(16, seed=0))
+
+
+@pytest.mark.slow
+def test_short_training_run_lowers_validation_loss(tmp_path, data):
+    cfg = tiny_config(steps=120, eval_every=0)
+    cfg.optim.lr = 3e-3
+    m = train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    rows = list(csv_rows(tmp_path / "metrics.csv"))
+    first = np.mean([float(r["log_p"]) for r in rows[:5]])
+    assert m["log_p"] > first + 500, (first, m["log_p"])  # training log p rises
+    assert m["val/log_p"] > m["val/log_p_mean_reference"]  # beats predicting the mean
+    assert 0.2 < m["ess_frac"] <= 1.0
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path) as f:
+        yield from csv.DictReader(f)
+
+
+def test_resume_after_kill_continues_exactly(tmp_path, data):
+    cfg = tiny_config(steps=4)
+    full = tmp_path / "full"
+    train_motion_vae(cfg, full, device="cpu", progress=False, data=data)
+
+    killed = tmp_path / "killed"
+
+    class Killed(Exception):
+        pass
+
+    calls = {"n": 0}
+    real_sample = data.train.sample
+
+    def dying_sample(rng, batch):  # the process "dies" while drawing the batch of step 3
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Killed
+        return real_sample(rng, batch)
+
+    data.train.sample = dying_sample
+    try:
+        with pytest.raises(Killed):
+            train_motion_vae(cfg, killed, device="cpu", progress=False, data=data)
+    finally:
+        data.train.sample = real_sample
+    assert load_checkpoint(killed / "checkpoint.pt", "motion_vae")["step"] == 2
+    train_motion_vae(cfg, killed, device="cpu", progress=False, data=data, resume=True)
+    a, b = torch.load(full / "checkpoint.pt", weights_only=False), torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert b["step"] == 4
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
+    assert torch.allclose(a["objective"]["log_eta"], b["objective"]["log_eta"])
+    assert [r["step"] for r in csv_rows(killed / "metrics.csv")] == ["1", "2", "3", "4"]
+
+
+def test_resume_refuses_another_config(tmp_path, data, trained):
+    run = trained.parent
+    with pytest.raises(CheckpointError, match="another config"):
+        train_motion_vae(tiny_config(steps=2, batch_size=4), run, device="cpu", progress=False, data=data, resume=True)
+
+
+def test_encode_decode_round_trip_shapes(trained):
+    model, cfg, stats, _ = load_motion_vae(trained)
+    rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:100]
+    codes = encode_clip(model, stats, rows)
+    assert codes.shape == (3, 64) and codes.min() >= 0 and codes.max() < 64
+    assert np.array_equal(codes, encode_clip(model, stats, rows))  # seeded: deterministic
+    out = decode_codes(model, stats, codes, rows)
+    assert out.shape == (96, 26) and np.isfinite(out).all()
+    assert np.allclose(out[0, :2], rows[0, :2])  # root starts where the clip starts
+
+
+def test_evaluate_checkpoint_writes_json_and_png(tmp_path, trained):
+    m = evaluate_checkpoint(trained, tmp_path, num_segments=20, device="cpu")
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["log_p"] == pytest.approx(m["log_p"])
+    for key in ("beta_elbo", "elbo", "log_p", "l2", "psnr_db", "codebook_used", "code_perplexity", "joint_rmse_rad"):
+        assert np.isfinite(saved[key]), key
+    assert (tmp_path / "reconstruction.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- bad input, through the CLI
+BAD_CSVS = {
+    "columns.csv": ("0," * 24 + "0\n", "line 1: expected 26 columns, got 25"),
+    "word.csv": (",".join(["0"] * 25 + ["abc"]) + "\n", "line 1: column 25 is not a number"),
+    "nan.csv": (",".join(["0"] * 6 + ["1"] + ["0"] * 18 + ["nan"]) + "\n", "line 1: column 25 is not finite"),
+    "empty.csv": ("", "file is empty"),
+    "short.csv": ((",".join(["0"] * 6 + ["1"] + ["0"] * 19) + "\n") * 5, "clip has 5 frames, need at least 32"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CSVS))
+def test_encode_rejects_bad_clip_file(tmp_path, trained, name):
+    text, message = BAD_CSVS[name]
+    clip = tmp_path / name
+    clip.write_text(text)
+    out = tmp_path / "codes.csv"
+    r = run_cli("motion-vae", "encode", "--ckpt", str(trained), "--clip", str(clip), "--out", str(out), "--device", "cpu")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and message in lines[0], r.stderr
+    assert not out.exists()
+
+
+def test_train_with_missing_data_folder(tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("motion-vae", "train", "--run-dir", str(run), "--data", str(tmp_path / "nowhere"), "--steps", "1")
+    assert r.returncode == 2 and "nowhere" in r.stderr and "not found" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not run.exists()
+
+
+def test_train_with_a_bad_clip_names_it(tmp_path):
+    root = tmp_path / "lafan" / "h1"
+    root.mkdir(parents=True)
+    src = resolve_clip_dir(None)
+    for name in ["dance2_subject2", "fight1_subject2", "run2_subject1", "walk2_subject4"]:
+        os.symlink(src / f"{name}.csv", root / f"{name}.csv")
+    (root / "walk1_subject1.csv").write_text(BAD_CSVS["nan.csv"][0] * 40)
+    run = tmp_path / "run"
+    r = run_cli("motion-vae", "train", "--run-dir", str(run), "--data", str(root.parent), "--steps", "1")
+    assert r.returncode == 2 and "walk1_subject1.csv line 1" in r.stderr and not run.exists()
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, trained):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(trained.read_bytes()[:5000])
+    r = run_cli("motion-vae", "eval", "--ckpt", str(corrupt), "--out", str(tmp_path / "ev"), "--device", "cpu")
+    assert r.returncode == 2 and "corrupt.pt" in r.stderr and "not a readable checkpoint" in r.stderr
+    assert not (tmp_path / "ev" / "eval.json").exists()
+
+    ckpt = torch.load(trained, weights_only=False)
+    ckpt["config"]["model"]["vocab_size"] = 128  # weights no longer fit the config
+    foreign = tmp_path / "foreign.pt"
+    atomic_torch_save(ckpt, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt: checkpoint does not match its config"):
+        load_motion_vae(foreign)
+
+    ckpt["kind"] = "lowlevel_policy"
+    atomic_torch_save(ckpt, foreign)
+    r = run_cli("motion-vae", "encode", "--ckpt", str(foreign), "--clip", "x.csv", "--out", str(tmp_path / "c.csv"))
+    assert r.returncode == 2 and "expected 'motion_vae'" in r.stderr
+
+
+def test_decode_rejects_bad_codes(tmp_path, trained):
+    bad = tmp_path / "codes.csv"
+    bad.write_text(",".join(["1"] * 64) + "\n" + ",".join(["1"] * 63 + ["64"]) + "\n")
+    out = tmp_path / "traj.csv"
+    r = run_cli("motion-vae", "decode", "--ckpt", str(trained), "--codes", str(bad), "--out", str(out), "--device", "cpu")
+    assert r.returncode == 2 and "codes.csv line 2: code 64 outside [0, 64)" in r.stderr and not out.exists()
+    with pytest.raises(DataError, match="expected 64 codes, got 3"):
+        bad.write_text("1,2,3\n")
+        read_codes_csv(bad, 64, 64)
+
+
+def test_cli_encode_then_decode(tmp_path, trained):
+    clip = resolve_clip_dir(None) / "walk2_subject4.csv"
+    codes, traj = tmp_path / "codes.csv", tmp_path / "traj.csv"
+    r = run_cli("motion-vae", "encode", "--ckpt", str(trained), "--clip", str(clip), "--out", str(codes), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    z = read_codes_csv(codes, 64, 64)
+    r = run_cli("motion-vae", "decode", "--ckpt", str(trained), "--codes", str(codes), "--out", str(traj), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert load_clip_csv(traj).shape == (32 * len(z), 26)
+    write_codes_csv(tmp_path / "again.csv", z)
+    assert (tmp_path / "again.csv").read_text() == codes.read_text()
