@@ -38,6 +38,60 @@ def kl_to_uniform(logits: Tensor) -> Tensor:
     return math.log(logits.shape[-1]) + (logp.exp() * logp).sum(-1)
 
 
+class _HeadLogProb(torch.autograd.Function):
+    """Fused output head + log-softmax + gather: log q(z_i) for rows h (N, H) and codes z (N,).
+
+    Same value as `log_softmax(h W^T + b).gather(z)`, but the (N, V) logits are made and used in
+    row chunks that stay in cache, the log-probabilities are kept in one buffer for the backward
+    (no second softmax pass), and the KL to the uniform prior is read off the same chunk
+    (returned without gradient). The backward turns the stored log-probabilities into the logit
+    gradient (onehot - softmax) one chunk at a time and accumulates the head's weight/bias
+    gradients chunk by chunk. Saves several (N, V) temporaries (at the LAFAN config N V = 134M floats each).
+    """
+
+    CHUNK = 2048
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor, z: Tensor):  # noqa: D401
+        n, v = h.shape[0], weight.shape[0]
+        logp = h.new_empty(n, v)
+        log_q = h.new_empty(n)
+        kl = h.new_empty(n)
+        log_v = math.log(v)
+        wt = weight.t()
+        for s in range(0, n, _HeadLogProb.CHUNK):
+            e = min(s + _HeadLogProb.CHUNK, n)
+            lp = logp[s:e]
+            torch.addmm(bias, h[s:e], wt, out=lp)
+            torch.log_softmax(lp, dim=-1, out=lp)
+            log_q[s:e] = lp.gather(1, z[s:e, None]).squeeze(1)
+            kl[s:e] = torch.add(torch.exp(lp).mul_(lp).sum(-1), log_v)
+        ctx.save_for_backward(h, weight, z, logp)
+        ctx.mark_non_differentiable(kl)
+        return log_q, kl
+
+    @staticmethod
+    def backward(ctx, grad_log_q: Tensor, _grad_kl: Tensor | None):
+        h, weight, z, logp = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        n = h.shape[0]
+        grad_h = torch.empty_like(h) if need_h else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=h.dtype, device=h.device) if need_b else None
+        for s in range(0, n, _HeadLogProb.CHUNK):
+            e = min(s + _HeadLogProb.CHUNK, n)
+            go = grad_log_q[s:e, None]
+            g = torch.exp(logp[s:e]).mul_(-go)  # d log q / d logits = onehot - softmax, times go
+            g.scatter_add_(1, z[s:e, None], go)
+            if need_h:
+                torch.mm(g, weight, out=grad_h[s:e])
+            if need_w:
+                grad_w.addmm_(g.t(), h[s:e])
+            if need_b:
+                grad_b += g.sum(0)
+        return grad_h, grad_w, grad_b, None
+
+
 class ARRecognition(nn.Module):
     """Autoregressive q_theta(z|x) = prod_t q(z_t | z_<t, x) (paper Sec. 3).
 
@@ -69,8 +123,8 @@ class ARRecognition(nn.Module):
         h = self.encoder(self.input_embed(x) + self.in_pos)
         return [blk.cross_attn.keys_values(h) for blk in self.blocks]
 
-    def logits(self, x: Tensor, z: Tensor) -> Tensor:
-        """Teacher-forced logits (B, K, T, V) of q(z_t | z_<t, x) for x and z (B, K, T) int64."""
+    def features(self, x: Tensor, z: Tensor) -> Tensor:
+        """Teacher-forced final features (B*K, T, H) (after the last LN, before the head)."""
         b, k, t = z.shape
         mem = self.memory(x)
         start = z.new_full((b * k, 1), self.start_token)
@@ -78,7 +132,12 @@ class ARRecognition(nn.Module):
         h = self.tok_embed(tokens) + self.pos[:t]
         for blk, (mk, mv) in zip(self.blocks, mem):
             h = blk(h, mk, mv)
-        return self.head(self.ln(h)).view(b, k, t, -1)
+        return self.ln(h)
+
+    def logits(self, x: Tensor, z: Tensor) -> Tensor:
+        """Teacher-forced logits (B, K, T, V) of q(z_t | z_<t, x) for x and z (B, K, T) int64."""
+        b, k, t = z.shape
+        return self.head(self.features(x, z)).view(b, k, t, -1)
 
     def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q_theta(z|x) and KL to the uniform prior, both (B, K) in nats.
@@ -93,11 +152,9 @@ class ARRecognition(nn.Module):
             ValueError: if z has the wrong shape or codes outside [0, V).
         """
         self._check_codes(z)
-        logits = self.logits(x, z)
-        log_q = -F.cross_entropy(logits.flatten(0, 2), z.flatten(), reduction="none").view(z.shape).sum(-1)
-        with torch.no_grad():
-            kl = kl_to_uniform(logits.detach()).sum(-1)
-        return log_q, kl
+        h = self.features(x, z)
+        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1), self.head.weight, self.head.bias, z.flatten())
+        return log_q.view(z.shape).sum(-1), kl.view(z.shape).sum(-1)
 
     @torch.no_grad()
     def sample(
