@@ -1,0 +1,77 @@
+"""`daps lowlevel train|eval|render`: thin wrappers over lowlevel.train / evaluate / render."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Latent-conditioned low-level imitation policy for the H1 (SB3 PPO in MuJoCo).", no_args_is_help=True)
+
+DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
+
+
+@app.command()
+def train(
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint (encodes the clips; needed for --goal latent)."),
+    clips: str = typer.Option("walk*", "--clips", help="Glob(s) over clip names, comma-separated, within --split."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total environment steps (default: the preset's)."),
+    preset: str = typer.Option("cpu", "--preset", help="cpu ([256, 256] MLP, ~1 h on 2 cores) | paper ([2048, 1024, 512] ELU)."),
+    run_dir: Path = typer.Option(Path("runs/lowlevel"), "--run-dir", help="Folder for checkpoint.pt, progress.csv and TensorBoard logs."),
+    seed: int = typer.Option(0, "--seed"),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (default: the preset's; 1 = no subprocesses)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
+    action_mode: str = typer.Option("pd", "--action-mode", help="pd | torque."),
+    pd_target: str = typer.Option("reference", "--pd-target", help="reference (residual on the reference joints) | absolute (joint range)."),
+    goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames)."),
+    split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
+    ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
+    from lowlevel.train import train_lowlevel
+
+    r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs,
+                       resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, split=split,
+                       data_root=data, ckpt_every=ckpt_every, progress=progress)
+    typer.echo(json.dumps(r, indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    ckpt: Path = typer.Option(..., "--ckpt", help="checkpoint.pt written by `train`."),
+    clips: str = typer.Option("walk2_subject4", "--clips", help="Glob(s) over clip names, comma-separated."),
+    split: str = typer.Option("all", "--split", help="train | val | all."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval_lowlevel.json and training_curve.png (default: the checkpoint's folder)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Cap every clip at this many seconds."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to encode clips not stored in the checkpoint (default: the path it was trained with)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Policy vs (a) PD holding the initial pose and (b) PD tracking of the reference: JSON + table."""
+    from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
+
+    out = out or ckpt.parent
+    report = evaluate_lowlevel(ckpt, clips, out=out, split=split, max_seconds=max_seconds, motion_vae=motion_vae, data_root=data)
+    typer.echo(format_table(report))
+    typer.echo(f"wrote {out / 'eval_lowlevel.json'}")
+    if (ckpt.parent / "progress.csv").is_file():
+        typer.echo(f"wrote {plot_training_curve(ckpt.parent, out / 'training_curve.png')}")
+
+
+@app.command()
+def render(
+    ckpt: Path = typer.Option(..., "--ckpt", help="checkpoint.pt written by `train`."),
+    clip: str = typer.Option(..., "--clip", help="Clip name, e.g. walk2_subject4."),
+    out: Path = typer.Option(..., "--out", help="Output .mp4."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Render at most this many seconds."),
+    controller: str = typer.Option("policy", "--controller", help="policy | hold_pose | pd_tracking."),
+    fps: int = typer.Option(30, "--fps"),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae"),
+) -> None:
+    """MuJoCo offscreen MP4 of the robot with the reference motion as a translucent ghost."""
+    from lowlevel.render import render_lowlevel
+
+    r = render_lowlevel(ckpt, clip, out, seconds=seconds, fps=fps, motion_vae=motion_vae, controller=controller)
+    typer.echo(f"wrote {r['out']} ({r['frames']} frames; tracked {r['seconds_tracked']:.2f} s, termination: {r['termination'] or 'none'})")

@@ -1,0 +1,363 @@
+"""PPO training of the latent-conditioned low-level imitation policy (stable-baselines3).
+
+``train_lowlevel`` encodes every selected clip once with the motion VAE (codes dict), builds
+``SubprocVecEnv`` (``DummyVecEnv`` for one env) of :class:`envs.tracking.H1TrackingEnv` wrapped in
+``VecMonitor`` (raw episode returns) and ``VecNormalize`` (observation normalisation of
+"proprio" only, never the latent indices; return-based reward scaling), and runs SB3 PPO with the
+preset's hyper-parameters (:mod:`lowlevel.policy`).
+
+Run folder:
+    run_dir/checkpoint.pt  latest checkpoint, written atomically (one file): format/kind, the
+                           run config, the PPO zip (bytes), the pickled VecNormalize statistics,
+                           the latent codes of the training clips, the motion VAE path + sha256
+                           and the step count.  ``evaluate``/``render`` need only this file
+                           (plus the motion VAE for clips not encoded at training time).
+    run_dir/progress.csv   one row per rollout: timesteps, wall time, ep_rew_mean, ep_len_mean,
+                           reward_per_step (mean imitation reward per control step)
+    run_dir/tb/            TensorBoard event files (SB3's logger)
+
+``resume=True`` continues from run_dir/checkpoint.pt: policy, optimiser, VecNormalize statistics
+and step count come back; the run then goes on until ``steps`` total environment steps.
+"""
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+import io
+import json
+import pickle
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
+
+CHECKPOINT_FORMAT = "daps-checkpoint-v1"
+CHECKPOINT_KIND = "lowlevel-ppo"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+__all__ = ["train_lowlevel", "select_clips", "encode_clips", "make_env", "load_lowlevel",
+           "CHECKPOINT_KIND", "file_sha256"]
+
+
+# --------------------------------------------------------------------------- clips and codes
+def select_clips(pattern: str, split: str = "train", data_root=None) -> list[str]:
+    """Clip names matching ``pattern`` (fnmatch globs, comma-separated) within ``split``.
+
+    split: "train" (default for training), "val" or "all".  Raises ValueError when nothing matches.
+    """
+    from motion_vae.data import list_clips, split_clips
+
+    if split == "all":
+        pool = list_clips(data_root)
+    elif split in ("train", "val"):
+        pool = split_clips(data_root)[0 if split == "train" else 1]
+    else:
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+    pats = [p.strip() for p in str(pattern).split(",") if p.strip()]
+    if not pats:
+        raise ValueError("empty clip pattern")
+    out = [c for c in pool if any(fnmatch.fnmatchcase(c, p) for p in pats)]
+    if not out:
+        raise ValueError(f"no {split if split != 'all' else ''} clip matches {pattern!r}".replace("  ", " ")
+                         + f" (clips: {', '.join(pool[:8])}{', ...' if len(pool) > 8 else ''})")
+    return out
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, seed: int = 0):
+    """({clip: int64 codes (S, 64)}, motion VAE info dict) for the named clips."""
+    from motion_vae.codec import encode_clip
+    from motion_vae.data import load_clip_csv, resolve_clip_dir
+    from motion_vae.evaluate import load_motion_vae
+
+    model, cfg, stats, _ = load_motion_vae(motion_vae_ckpt, "cpu")
+    clip_dir = resolve_clip_dir(data_root)
+    L = cfg.model.segment_length
+    codes = {}
+    for c in clips:
+        rows = load_clip_csv(clip_dir / f"{c}.csv", min_frames=L)
+        codes[c] = encode_clip(model, stats, rows, seed=seed, segment_length=L).astype(np.int64)
+    info = {"path": str(Path(motion_vae_ckpt).resolve()), "sha256": file_sha256(motion_vae_ckpt),
+            "vocab_size": int(cfg.model.vocab_size), "block_size": int(cfg.model.block_size),
+            "segment_length": int(L), "seed": int(seed)}
+    return codes, info
+
+
+# --------------------------------------------------------------------------- envs
+def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """H1TrackingEnv keyword arguments of a run config (without clips / codes)."""
+    kw = dict(goal=cfg["goal"], action_mode=cfg["action_mode"], pd_target=cfg["pd_target"],
+              max_episode_steps=int(cfg["max_episode_steps"]))
+    if cfg.get("data_root"):
+        kw["data_root"] = cfg["data_root"]
+    if cfg["goal"] == "latent":
+        kw["vocab_size"] = int(cfg["motion_vae"]["vocab_size"])
+        kw["latent_block_size"] = int(cfg["motion_vae"]["block_size"])
+    return kw
+
+
+def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
+    """One H1TrackingEnv (module-level so SubprocVecEnv can pickle ``partial(make_env, ...)``)."""
+    import torch as _torch
+
+    _torch.set_num_threads(1)
+    from envs.tracking import H1TrackingEnv
+
+    return H1TrackingEnv(list(clips), latent_codes=codes, **kwargs)
+
+
+def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: int):
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
+
+    fns = [partial(make_env, cfg["clips"], codes, env_kwargs(cfg)) for _ in range(n_envs)]
+    venv = DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns)
+    venv.seed(seed)
+    return VecMonitor(venv)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(run_dir: Path, model, vecnorm, cfg: dict, codes: dict | None) -> Path:
+    buf = io.BytesIO()
+    model.save(buf)
+    obj = {
+        "format": CHECKPOINT_FORMAT, "kind": CHECKPOINT_KIND, "config": cfg,
+        "num_timesteps": int(model.num_timesteps), "ppo_zip": buf.getvalue(),
+        "vecnormalize": pickle.dumps(vecnorm), "codes": codes,
+        "motion_vae": cfg.get("motion_vae"), "time": time.time(),
+    }
+    path = Path(run_dir) / CHECKPOINT_NAME
+    atomic_torch_save(obj, path)
+    return path
+
+
+def load_lowlevel(ckpt: str | Path, env=None):
+    """(PPO model, VecNormalize (statistics only, training off), checkpoint dict) from a checkpoint.
+
+    Raises CheckpointError for a missing/corrupt file or a checkpoint of another kind.
+    """
+    from stable_baselines3 import PPO
+
+    ck = load_checkpoint(Path(ckpt), CHECKPOINT_KIND)
+    try:
+        model = PPO.load(io.BytesIO(ck["ppo_zip"]), env=env, device="cpu")
+        vecnorm = pickle.loads(ck["vecnormalize"])
+    except Exception as e:  # noqa: BLE001 - any failure here means a damaged checkpoint
+        raise CheckpointError(f"{ckpt}: policy in checkpoint cannot be loaded ({type(e).__name__}: {str(e)[:160]})") from None
+    vecnorm.training = False
+    return model, vecnorm, ck
+
+
+# --------------------------------------------------------------------------- callbacks
+def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int, progress: bool, vec_holder: list):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Cb(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0 = time.time()
+            self.start = self.model.num_timesteps
+            self.next_ckpt = (self.start // ckpt_every + 1) * ckpt_every if ckpt_every > 0 else None
+            self.bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, initial=self.start, unit="step", desc="ppo", dynamic_ncols=True)
+            self.rew_sum, self.rew_n = 0.0, 0
+            self.csv_path = run_dir / "progress.csv"
+
+        def _on_step(self) -> bool:
+            if self.bar is not None:
+                self.bar.update(self.training_env.num_envs)
+            for info in self.locals.get("infos", ()):
+                self.rew_sum += (info.get("pose", 0.0) * 0.65 + info.get("vel", 0.0) * 0.1
+                                 + info.get("end_effector", 0.0) * 0.15 + info.get("com", 0.0) * 0.1)
+                self.rew_n += 1
+            return True
+
+        def _on_rollout_end(self) -> None:
+            buf = self.model.ep_info_buffer
+            row = {
+                "timesteps": self.model.num_timesteps,
+                "wall_s": round(time.time() - self.t0, 2),
+                "ep_rew_mean": float(np.mean([e["r"] for e in buf])) if buf else float("nan"),
+                "ep_len_mean": float(np.mean([e["l"] for e in buf])) if buf else float("nan"),
+                "reward_per_step": self.rew_sum / max(self.rew_n, 1),
+            }
+            self.logger.record("rollout/imitation_reward_per_step", row["reward_per_step"])
+            self.rew_sum, self.rew_n = 0.0, 0
+            new = not self.csv_path.exists()
+            with self.csv_path.open("a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(row))
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            if self.bar is not None:
+                self.bar.set_postfix(ep_len=f"{row['ep_len_mean']:.0f}", r_step=f"{row['reward_per_step']:.3f}")
+
+        def _on_rollout_start(self) -> None:
+            # Called after each PPO update: parameters and optimiser are consistent here.
+            if self.next_ckpt is not None and self.model.num_timesteps >= self.next_ckpt:
+                save_checkpoint(run_dir, self.model, vec_holder[0], cfg, codes)
+                self.next_ckpt = (self.model.num_timesteps // ckpt_every + 1) * ckpt_every
+
+        def _on_training_end(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    return _Cb()
+
+
+def _truncate_progress(path: Path, step: int) -> None:
+    """On resume: drop progress rows logged after the checkpoint's step."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if int(float(r["timesteps"])) <= step]
+    if not rows:
+        path.unlink()
+        return
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# --------------------------------------------------------------------------- training
+def train_lowlevel(
+    motion_vae_ckpt: str | Path | None,
+    clips_pattern: str = "walk*",
+    steps: int | None = None,
+    preset: str = "cpu",
+    run_dir: str | Path = "runs/lowlevel",
+    seed: int = 0,
+    n_envs: int | None = None,
+    resume: bool = False,
+    action_mode: str = "pd",
+    goal: str = "latent",
+    pd_target: str = "reference",
+    split: str = "train",
+    data_root=None,
+    max_episode_steps: int = 1000,
+    ckpt_every: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) the low-level policy; returns a summary dict (steps, wall time, checkpoint).
+
+    Args:
+        motion_vae_ckpt: motion VAE checkpoint used to encode the clips (required for goal="latent").
+        clips_pattern: glob(s) over clip names, comma-separated ("walk*"), within ``split``.
+        steps: total environment steps (default: the preset's).
+        preset: "cpu" or "paper" (:data:`lowlevel.policy.PRESETS`).
+        n_envs: parallel environments (default: the preset's); 1 -> DummyVecEnv.
+        resume: continue from run_dir/checkpoint.pt (its stored config wins over these args,
+            except ``steps``).
+        action_mode / pd_target: env action mode ("pd" or "torque") and PD target mode. Default
+            "pd" + "reference" (the env's default): targets = reference joint angles of the next
+            frame + 0.5 rad * action, i.e. the policy learns a residual on top of PD tracking
+            (reference (b) of the evaluation is this controller with zero action).  Note that the
+            controller then sees the reference joint angles; pd_target="absolute" (targets over
+            the joint range) or action_mode="torque" (the paper) leave the motion to the latent
+            code alone but learn far slower at the CPU budget.
+        goal: "latent" (DAPS codes) or "reference" (next reference frames; no motion VAE needed).
+        overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
+            preset keys (net_arch, embed_dim, conv_channels, log_std_init).
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from lowlevel import policy as pol
+
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    torch.set_num_threads(1)
+
+    if resume:
+        ck = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
+        cfg = ck["config"]
+        codes = ck["codes"]
+        if steps is not None:
+            cfg["steps"] = int(steps)
+        if n_envs is not None:
+            cfg["n_envs"] = int(n_envs)
+    else:
+        if ckpt_path.exists():
+            raise ValueError(f"{ckpt_path} exists; pass resume=True (--resume) or use another run_dir")
+        if goal not in ("latent", "reference"):
+            raise ValueError(f"goal must be 'latent' or 'reference', got {goal!r}")
+        if action_mode not in ("pd", "torque"):
+            raise ValueError(f"action_mode must be 'pd' or 'torque', got {action_mode!r}")
+        p = pol.preset(preset)
+        ppo_kw = dict(p["ppo"])
+        for k, v in (overrides or {}).items():
+            if k in ppo_kw or k in ("vf_coef",):
+                ppo_kw[k] = v
+            elif k in p:
+                p[k] = v
+            else:
+                raise ValueError(f"unknown override {k!r}")
+        clips = select_clips(clips_pattern, split, data_root)
+        mvae = None
+        codes = None
+        if goal == "latent":
+            if motion_vae_ckpt is None:
+                raise ValueError("goal='latent' needs a motion VAE checkpoint (--motion-vae)")
+            codes, mvae = encode_clips(motion_vae_ckpt, clips, data_root)
+        cfg = {
+            "preset": preset, "goal": goal, "action_mode": action_mode, "pd_target": pd_target,
+            "clips_pattern": clips_pattern, "split": split, "clips": clips, "seed": int(seed),
+            "n_envs": int(n_envs if n_envs is not None else p["n_envs"]),
+            "steps": int(steps if steps is not None else p["steps"]),
+            "ckpt_every": int(ckpt_every if ckpt_every is not None else p["ckpt_every"]),
+            "max_episode_steps": int(max_episode_steps),
+            "net_arch": list(p["net_arch"]), "embed_dim": p["embed_dim"], "conv_channels": p["conv_channels"],
+            "log_std_init": p["log_std_init"], "ppo": ppo_kw, "motion_vae": mvae,
+            "data_root": str(data_root) if data_root is not None else None,
+        }
+        if cfg["n_envs"] < 1 or cfg["steps"] < 1:
+            raise ValueError("n_envs and steps must be positive")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    venv = build_vec_env(cfg, codes, cfg["n_envs"], cfg["seed"] + (7919 if resume else 0))
+    try:
+        if resume:
+            model, vecnorm, ck = load_lowlevel(ckpt_path)
+            vecnorm.set_venv(venv)
+            vecnorm.training = True
+            model.set_env(vecnorm, force_reset=True)
+            _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
+        else:
+            norm_keys = ["proprio"] if cfg["goal"] == "latent" else None
+            vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=norm_keys,
+                                   clip_obs=10.0, gamma=cfg["ppo"]["gamma"])
+            policy = "MultiInputPolicy" if cfg["goal"] == "latent" else "MlpPolicy"
+            model = PPO(policy, vecnorm, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
+                        device="cpu", verbose=0, **cfg["ppo"])
+            (run_dir / "progress.csv").unlink(missing_ok=True)
+        model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+        start = int(model.num_timesteps)
+        remaining = cfg["steps"] - start
+        t0 = time.time()
+        if remaining > 0:
+            cb = _make_callback(run_dir, cfg, codes, cfg["steps"], cfg["ckpt_every"], progress, [vecnorm])
+            model.learn(total_timesteps=remaining, callback=cb, reset_num_timesteps=False)
+        wall = time.time() - t0
+        path = save_checkpoint(run_dir, model, vecnorm, cfg, codes)
+    finally:
+        venv.close()
+    return {"checkpoint": str(path), "start_step": start, "num_timesteps": int(model.num_timesteps),
+            "wall_s": wall, "steps_per_s": (model.num_timesteps - start) / max(wall, 1e-9)}
