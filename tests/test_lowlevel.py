@@ -1,0 +1,146 @@
+"""Low-level PPO policy: feature extractor shapes, a short end-to-end PPO run with a tiny motion VAE,
+checkpoint -> eval, resume, bad input, CLI help and (if a GL backend exists) the ghost render."""
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from daps.trainer import CheckpointError
+from motion_vae.data import default_data_root
+
+pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
+
+TINY = dict(n_steps=64, batch_size=64, n_epochs=1, net_arch=[32, 32], embed_dim=8, conv_channels=8)
+
+
+@pytest.fixture(scope="module")
+def mvae(tmp_path_factory):
+    from motion_vae.dataset import load_motion_dataset
+    from motion_vae.models import MotionVAEConfig
+    from motion_vae.train import preset_config, train_motion_vae
+
+    cfg = preset_config("cpu")
+    cfg.model = MotionVAEConfig(num_features=0, vocab_size=64, embed_dim=32, num_heads=2, num_layers=1)
+    cfg.batch_size, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every, cfg.val_segments = 8, 1, 1, 0, 1, 16
+    data = load_motion_dataset(train_clips=["walk1_subject1"], val_clips=["walk2_subject4"], max_frames=300)
+    run = tmp_path_factory.mktemp("mvae")
+    train_motion_vae(cfg, run, device="cpu", progress=False, data=data)
+    return run / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mvae):
+    from lowlevel.train import train_lowlevel
+
+    run = tmp_path_factory.mktemp("ll")
+    r = train_lowlevel(mvae, "walk1_subject1", steps=128, run_dir=run, n_envs=1, ckpt_every=64,
+                       overrides=TINY, progress=False)
+    return run, r
+
+
+def test_extractor_shapes():
+    from lowlevel.policy import LatentConvExtractor, policy_kwargs, preset
+
+    space = gym.spaces.Dict({
+        "proprio": gym.spaces.Box(-np.inf, np.inf, (63,), np.float32),
+        "latent": gym.spaces.Box(0.0, 1023.0, (2, 64), np.float32),
+        "phase": gym.spaces.Box(0.0, 1.0, (1,), np.float32),
+    })
+    ext = LatentConvExtractor(space, embed_dim=16, conv_channels=8)
+    assert ext.vocab_size == 1024 and ext.features_dim == 8 * 8 + 63 + 1
+    obs = {"proprio": torch.randn(5, 63), "latent": torch.randint(0, 1024, (5, 2, 64)).float(), "phase": torch.rand(5, 1)}
+    f = ext(obs)
+    assert f.shape == (5, ext.features_dim) and torch.isfinite(f).all()
+    kw = policy_kwargs(preset("paper"), "latent")
+    assert kw["net_arch"] == dict(pi=[2048, 1024, 512], vf=[2048, 1024, 512]) and kw["activation_fn"] is torch.nn.ELU
+    assert "features_extractor_class" not in policy_kwargs(preset("cpu"), "reference")
+    with pytest.raises(ValueError, match="preset"):
+        preset("huge")
+    with pytest.raises(ValueError, match="Dict"):
+        LatentConvExtractor(gym.spaces.Box(-1, 1, (10,)))
+
+
+def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
+    from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
+    from lowlevel.train import load_lowlevel, train_lowlevel
+
+    run, r = trained
+    assert r["num_timesteps"] == 128 and (run / "checkpoint.pt").is_file()
+    assert any((run / "tb").iterdir()) and (run / "progress.csv").is_file()
+    model, vecnorm, ck = load_lowlevel(run / "checkpoint.pt")
+    assert ck["config"]["motion_vae"]["vocab_size"] == 64 and set(ck["codes"]) == {"walk1_subject1"}
+    assert set(vecnorm.norm_obs_keys) == {"proprio"}
+
+    # eval on a validation clip: encoded with the stored motion VAE path.
+    rep = evaluate_lowlevel(run / "checkpoint.pt", "walk2_subject4", out=tmp_path, max_seconds=0.3)
+    assert (tmp_path / "eval_lowlevel.json").is_file()
+    res = rep["clips"]["walk2_subject4"]
+    assert set(res) == {"policy", "hold_pose", "pd_tracking"}
+    for m in res.values():
+        assert 0 < m["seconds_tracked"] <= 0.3 + 1e-9 and m["joint_error_rad"] >= 0 and 0 <= m["reward_per_step"] <= 1
+    assert res["pd_tracking"]["finished"] == 1.0  # PD tracking stands for 0.3 s
+    assert "pd_tracking" in format_table(rep)
+    assert plot_training_curve(run, tmp_path / "curve.png").stat().st_size > 0
+
+    # resume continues the step count (and refuses to overwrite without --resume).
+    with pytest.raises(ValueError, match="resume"):
+        train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=run, n_envs=1, overrides=TINY, progress=False)
+    r2 = train_lowlevel(None, steps=192, run_dir=run, resume=True, progress=False)
+    assert r2["start_step"] == 128 and r2["num_timesteps"] == 192
+
+
+def test_bad_input(mvae, trained, tmp_path):
+    from lowlevel.evaluate import evaluate_lowlevel
+    from lowlevel.train import load_lowlevel, train_lowlevel
+
+    with pytest.raises(ValueError, match="no .*clip matches"):
+        train_lowlevel(mvae, "nosuchclip*", steps=64, run_dir=tmp_path / "a", n_envs=1, overrides=TINY, progress=False)
+    with pytest.raises(ValueError, match="no .*clip matches"):  # validation clips are not in the train split
+        train_lowlevel(mvae, "walk2_subject4", steps=64, run_dir=tmp_path / "b", n_envs=1, overrides=TINY, progress=False)
+    with pytest.raises(ValueError, match="motion VAE"):
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "c", n_envs=1, overrides=TINY, progress=False)
+    with pytest.raises(CheckpointError, match="expected 'lowlevel-ppo'"):
+        load_lowlevel(mvae)  # a motion VAE checkpoint is the wrong kind
+    with pytest.raises(CheckpointError, match="not found"):
+        evaluate_lowlevel(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError):
+        train_lowlevel(None, steps=64, run_dir=tmp_path / "d", resume=True, progress=False)
+    with pytest.raises(ValueError, match="no .*clip matches"):
+        evaluate_lowlevel(trained[0] / "checkpoint.pt", "nosuchclip")
+
+
+def _cli(*args, env=None):
+    exe = [sys.executable, "-c", "from daps.cli import main; main()"]
+    return subprocess.run(exe + list(args), capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_cli_help_and_errors(mvae):
+    for args in (["lowlevel", "--help"], ["lowlevel", "train", "--help"], ["lowlevel", "eval", "--help"],
+                 ["lowlevel", "render", "--help"]):
+        p = _cli(*args)
+        assert p.returncode == 0 and "Usage" in p.stdout, p.stderr
+    p = _cli("lowlevel", "eval", "--ckpt", str(mvae))
+    assert p.returncode == 2 and "expected 'lowlevel-ppo'" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def _gl_works(env) -> bool:
+    code = ("import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>');"
+            "mujoco.Renderer(m, 32, 32).render()")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120).returncode == 0
+
+
+def test_render_writes_mp4(trained, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    if not _gl_works(env):
+        pytest.skip(f"no OpenGL backend for MUJOCO_GL={env['MUJOCO_GL']}")
+    out = tmp_path / "v.mp4"
+    p = _cli("lowlevel", "render", "--ckpt", str(trained[0] / "checkpoint.pt"), "--clip", "walk1_subject1",
+             "--out", str(out), "--seconds", "0.3", env=env)
+    assert p.returncode == 0, p.stderr
+    assert out.stat().st_size > 1000
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary left behind
