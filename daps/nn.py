@@ -102,6 +102,16 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.out(y.transpose(1, 2).reshape(x.shape))
 
+    def attend_one(self, x: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """`attend` for a single query per sequence, x (B, 1, H), by two batched matmuls.
+
+        Same result up to float rounding; for one query the flash kernel's tiling is overhead.
+        """
+        b, _, dim = x.shape
+        q = self.split(self.q(x)) * (k.shape[-1] ** -0.5)  # (B, h, 1, d)
+        w = torch.softmax(q @ k.transpose(-1, -2), dim=-1)  # (B, h, 1, S)
+        return self.out((w @ v).view(b, 1, dim))
+
     def forward(self, x: Tensor, context: Tensor | None = None, causal: bool = False) -> Tensor:
         k, v = self.keys_values(x if context is None else context)
         return self.attend(x, k, v, causal)
@@ -183,7 +193,7 @@ class DecoderBlock(nn.Module):
         k, v = self.self_attn.keys_values(h)
         cache_k[:, :, t : t + 1] = k
         cache_v[:, :, t : t + 1] = v
-        x = x + self.self_attn.attend(h, cache_k[:, :, : t + 1], cache_v[:, :, : t + 1])
+        x = x + self.self_attn.attend_one(h, cache_k[:, :, : t + 1], cache_v[:, :, : t + 1])
         x = x + self.cross(x, mem_k, mem_v)
         return x + self.mlp(self.ln3(x))
 

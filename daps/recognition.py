@@ -28,8 +28,8 @@ def gumbel_max(logp: Tensor, generator: torch.Generator | None = None) -> Tensor
     argmax(logp - log E) with E ~ Exp(1) is the same as argmax(logp + Gumbel noise).
     """
     u = torch.rand(logp.shape, generator=generator, device=logp.device, dtype=logp.dtype)
-    e = -torch.log(u.clamp_min(torch.finfo(u.dtype).tiny))
-    return (logp - torch.log(e)).argmax(-1)
+    g = u.clamp_min_(torch.finfo(u.dtype).tiny).log_().neg_().log_()  # log E, in place (no temporaries)
+    return torch.sub(logp, g, out=g).argmax(-1)
 
 
 def kl_to_uniform(logits: Tensor) -> Tensor:
@@ -176,25 +176,29 @@ class ARRecognition(nn.Module):
         mem = self.memory(x)
         b = mem[0][0].shape[0]
         bk, t_max = b * num_samples, cfg.block_size
-        z = torch.empty(bk, t_max, dtype=torch.long, device=self.pos.device)
         log_q = torch.zeros(bk, device=self.pos.device)
-        tokens = torch.full((bk, 1), self.start_token, dtype=torch.long, device=self.pos.device)
-        cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q)
+        # tokens[:, t] is the input at position t: the start token, then the codes drawn so far
+        tokens = torch.empty(bk, t_max + 1, dtype=torch.long, device=self.pos.device)
+        tokens[:, 0] = self.start_token
+        cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q) if use_cache else None
+        head_wt = self.head.weight.t()
         for t in range(t_max):
             if use_cache:
-                h = self.tok_embed(tokens[:, -1:]) + self.pos[t]
+                h = self.tok_embed(tokens[:, t : t + 1]) + self.pos[t]
                 for i, (blk, (mk, mv)) in enumerate(zip(self.blocks, mem)):
                     h = blk.step(h, t, cache.k[i], cache.v[i], mk, mv)
             else:
-                h = self.tok_embed(tokens) + self.pos[: t + 1]
+                h = self.tok_embed(tokens[:, : t + 1]) + self.pos[: t + 1]
                 for blk, (mk, mv) in zip(self.blocks, mem):
                     h = blk(h, mk, mv)
                 h = h[:, -1:]
-            logp = F.log_softmax(self.head(self.ln(h[:, 0])), dim=-1)
-            z[:, t] = gumbel_max(logp, generator)
-            log_q += logp.gather(1, z[:, t : t + 1]).squeeze(1)
-            tokens = torch.cat([tokens, z[:, t : t + 1]], dim=1)
-        return z.view(b, num_samples, t_max), log_q.view(b, num_samples)
+            logp = torch.addmm(self.head.bias, self.ln(h[:, 0]), head_wt)
+            logp = torch.log_softmax(logp, dim=-1, out=logp)
+            zt = gumbel_max(logp, generator)
+            tokens[:, t + 1] = zt
+            log_q += logp.gather(1, zt[:, None]).squeeze(1)
+        z = tokens[:, 1:]
+        return z.reshape(b, num_samples, t_max), log_q.view(b, num_samples)
 
     def _check_codes(self, z: Tensor) -> None:
         if z.ndim != 3 or z.shape[-1] != self.cfg.block_size:
