@@ -77,8 +77,12 @@ class GaussianLikelihood(nn.Module):
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x|z) (B, K) in nats, summed over the event dims, for x (B, *event)."""
-        mu, log_var = self.mean(params), self.log_var(params)
+        mu = self.mean(params)
         d2 = (x.unsqueeze(1) - mu).square()
+        if not self.learned:  # scalar variance: no full-size log-variance tensors
+            lp = d2.mul_(-0.5 / self.variance).sub_(0.5 * (math.log(self.variance) + math.log(2 * math.pi)))
+            return lp.flatten(2).sum(-1)
+        log_var = self.log_var(params)
         lp = -0.5 * (d2 * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
         return lp.flatten(2).sum(-1)
 
