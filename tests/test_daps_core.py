@@ -187,3 +187,23 @@ def test_adaptive_grad_clip_caps_unit_norms():
     adaptive_grad_clip_([p], clip=0.1)
     assert torch.allclose(p.grad[0].norm(), torch.tensor(0.5))  # capped at 0.1 * 5
     assert torch.allclose(p.grad[1], torch.tensor([0.01, 0.0]))  # below its cap: unchanged
+
+
+def test_fused_head_log_prob_matches_plain_log_softmax(monkeypatch):
+    from daps import recognition
+
+    monkeypatch.setattr(recognition._HeadLogProb, "CHUNK", 7)  # several chunks and a ragged tail
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(30, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(11, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(11, dtype=torch.float64, generator=g, requires_grad=True)
+    z = torch.randint(0, 11, (30,), generator=g)
+    log_q, kl = recognition._HeadLogProb.apply(h, w, b, z)
+    logits = h @ w.T + b
+    ref = torch.log_softmax(logits, -1).gather(1, z[:, None]).squeeze(1)
+    assert torch.allclose(log_q, ref) and torch.allclose(kl, recognition.kl_to_uniform(logits.detach()))
+    go = torch.randn(30, dtype=torch.float64, generator=g)
+    grads = torch.autograd.grad(log_q, (h, w, b), go)
+    ref_grads = torch.autograd.grad(ref, (h, w, b), go)
+    for a, r in zip(grads, ref_grads):
+        assert torch.allclose(a, r)
