@@ -39,7 +39,7 @@ from daps.nn import TransformerConfig, init_weights
 from daps.objectives.daps import DAPS, DAPSConfig
 from daps.recognition import ARRecognition
 from daps.schedules import BetaSchedule
-from daps.trainer import OptimConfig, adaptive_grad_clip_
+from daps.trainer import OptimConfig, adaptive_grad_clip_, keep_freed_memory
 
 REFERENCE = "reference (authors' JAX, 2-core CPU, anchors.md): LAFAN paper config 50 s/step, 15.7 GB; MNIST ~3 steps/s (0.33-0.36 s/step), 2.5 GB"
 
@@ -104,6 +104,8 @@ def sync(device: torch.device) -> None:
 
 def bench_train(config: str, device: torch.device, steps: int, warmup: int) -> dict:
     """Median s/step of full DAPS training steps (as daps.trainer.train)."""
+    if device.type == "cpu":
+        keep_freed_memory()  # as daps.trainer.train does
     torch.manual_seed(0)
     model, obj, x = build(config, device)
     optim = OptimConfig()

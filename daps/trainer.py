@@ -64,6 +64,27 @@ def adaptive_grad_clip_(params: list[nn.Parameter], clip: float, eps: float = 1e
         p.grad.mul_(scale)
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS.
+
+    A DAPS step allocates and frees many tensors of tens to hundreds of MB; by default glibc
+    serves each from fresh mmap'd pages, and the page faults cost about a quarter of the step on
+    CPU (paper LAFAN config, 2 cores: 21 -> 15 s/step, peak memory 5.8 -> 8.8 GB). Returns False
+    where the C library is not glibc (nothing changes then).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameter ids
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
@@ -175,6 +196,8 @@ def train(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if next(model.parameters()).device.type == "cpu":
+        keep_freed_memory()
     ckpt_path = run_dir / "checkpoint.pt"
     device = next(model.parameters()).device
     vae_params = [p for p in model.parameters() if p.requires_grad]
@@ -217,6 +240,8 @@ def train(
     metrics: dict[str, float] = {}
     skipped = 0
     t0 = time.perf_counter()
+    if evaluate is not None and start == 0:
+        eval_log.write(0, evaluate(model))  # the untrained model: the baseline every curve starts from
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not progress, dynamic_ncols=True)
     for step in bar:
         model.train()
