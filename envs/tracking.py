@@ -30,8 +30,10 @@ Actions (19, in [-1, 1], :data:`envs.model.JOINT_NAMES` order; clipped to [-1, 1
     ``action_mode="pd"``: joint position targets, PD torques recomputed at every physics
     substep, tau = clip(kp (target - q) - kd qdot, -limit, limit), gains :data:`PD_KP`,
     :data:`PD_KD`.  ``pd_target="reference"`` (default): target = reference joint angles of
-    frame k+1 + ``pd_action_scale`` (0.5 rad) * action; ``pd_target="absolute"``: target =
-    joint-range centre + action * joint-range half width.
+    frame k+1 + ``pd_action_scale`` (0.5 rad) * action (the reference leaks into the controller:
+    for comparison only); ``pd_target="nominal"``: target = :data:`NOMINAL_POSE` +
+    ``pd_action_scale`` (1.0 rad) * action, so the motion must come from the goal;
+    ``pd_target="absolute"``: target = joint-range centre + action * joint-range half width.
 
 Observation (float32)
     proprio (63) = [ joint angles q (19, rad) | joint velocities qdot (19, rad/s)
@@ -105,6 +107,12 @@ PD_KP: np.ndarray = np.array([_gain(_KP, j) for j in JOINT_NAMES])
 #: PD damping (N m s / rad) per joint, JOINT_NAMES order.
 PD_KD: np.ndarray = np.array([_gain(_KD, j) for j in JOINT_NAMES])
 PD_KP.setflags(write=False)
+# Nominal standing pose (rad, JOINT_NAMES order) that pd_target="nominal" offsets: the H1 default
+# joint angles of Unitree's RL examples (unitree_rl_gym h1_config: hip pitch -0.1, knee 0.3,
+# ankle -0.2, everything else 0).
+_NOMINAL = {"hip_pitch": -0.1, "knee": 0.3, "ankle": -0.2}
+NOMINAL_POSE: np.ndarray = np.array([next((v for k, v in _NOMINAL.items() if k in j), 0.0) for j in JOINT_NAMES])
+NOMINAL_POSE.setflags(write=False)
 PD_KD.setflags(write=False)
 
 
@@ -185,7 +193,7 @@ class H1TrackingEnv(gym.Env):
         max_episode_steps: int = 1000,
         reference_offsets: Sequence[int] = (1, 2, 5),
         pd_target: str = "reference",
-        pd_action_scale: float = 0.5,
+        pd_action_scale: float | None = None,
         torque_penalty_weight: float = 0.0,
         min_pelvis_height: float = 0.6,
         max_tilt: float = 1.0,
@@ -198,13 +206,15 @@ class H1TrackingEnv(gym.Env):
             raise ValueError(f"goal must be 'reference' or 'latent', got {goal!r}")
         if action_mode not in ("torque", "pd"):
             raise ValueError(f"action_mode must be 'torque' or 'pd', got {action_mode!r}")
-        if pd_target not in ("reference", "absolute"):
-            raise ValueError(f"pd_target must be 'reference' or 'absolute', got {pd_target!r}")
+        if pd_target not in ("reference", "nominal", "absolute"):
+            raise ValueError(f"pd_target must be 'reference', 'nominal' or 'absolute', got {pd_target!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.goal = goal
         self.action_mode = action_mode
         self.pd_target = pd_target
+        if pd_action_scale is None:
+            pd_action_scale = 1.0 if pd_target == "nominal" else 0.5
         self.pd_action_scale = float(pd_action_scale)
         self.control_hz = float(control_hz)
         self.frame_skip = int(frame_skip)
@@ -372,6 +382,8 @@ class H1TrackingEnv(gym.Env):
             else:
                 if self.pd_target == "reference":
                     target = c.joints[k] + self.pd_action_scale * a
+                elif self.pd_target == "nominal":
+                    target = NOMINAL_POSE + self.pd_action_scale * a
                 else:
                     target = self._range_mid + self._range_half * a
                 kp, kd, lim = self._kp, self._kd, self._limits

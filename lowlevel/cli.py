@@ -23,7 +23,7 @@ def train(
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (default: the preset's; 1 = no subprocesses)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("pd", "--action-mode", help="pd | torque."),
-    pd_target: str = typer.Option("reference", "--pd-target", help="reference (residual on the reference joints) | absolute (joint range)."),
+    pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference) | absolute (joint range)."),
     goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames)."),
     split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),

@@ -246,7 +246,7 @@ def train_lowlevel(
     resume: bool = False,
     action_mode: str = "pd",
     goal: str = "latent",
-    pd_target: str = "reference",
+    pd_target: str = "nominal",
     split: str = "train",
     data_root=None,
     max_episode_steps: int = 1000,
@@ -265,12 +265,10 @@ def train_lowlevel(
         resume: continue from run_dir/checkpoint.pt (its stored config wins over these args,
             except ``steps``).
         action_mode / pd_target: env action mode ("pd" or "torque") and PD target mode. Default
-            "pd" + "reference" (the env's default): targets = reference joint angles of the next
-            frame + 0.5 rad * action, i.e. the policy learns a residual on top of PD tracking
-            (reference (b) of the evaluation is this controller with zero action).  Note that the
-            controller then sees the reference joint angles; pd_target="absolute" (targets over
-            the joint range) or action_mode="torque" (the paper) leave the motion to the latent
-            code alone but learn far slower at the CPU budget.
+            "pd" + "nominal": targets = the nominal standing pose + 1 rad * action, so the motion
+            comes from the goal alone (at deployment there is no reference trajectory, only the
+            latent code). "reference" (a residual on the reference joint angles, which the
+            controller then sees) is kept for comparison; "torque" is the paper's setting.
         goal: "latent" (DAPS codes) or "reference" (next reference frames; no motion VAE needed).
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
             preset keys (net_arch, embed_dim, conv_channels, log_std_init).
