@@ -206,7 +206,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"devices {devices}, steps {args.steps} (+{args.warmup} warm-up)", flush=True)
 
-    print(f"\n(a) full DAPS training step (loss + backward + AGC + AdamW), median over steps")
+    print("\n(a) full DAPS training step (loss + backward + AGC + AdamW), median over steps")
     print(f"{'config':8s} {'device':6s} {'s/step':>9s} {'steps/s':>9s} {'min s':>9s} {'CPU s/step':>11s} {'peak RSS GB':>12s} {'peak CUDA GB':>13s}")
     for dev in devices:
         for c in configs:

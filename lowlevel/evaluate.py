@@ -26,31 +26,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from daps.io import atomic_write
+
 __all__ = ["evaluate_lowlevel", "run_episode", "plot_training_curve", "format_table", "CONTROLLERS"]
 
 CONTROLLERS = ("policy", "hold_pose", "pd_tracking")
 METRICS = ("seconds_tracked", "joint_error_rad", "root_error_m", "reward_per_step", "finished")
-
-
-def _atomic_write(path: Path, write: Callable[[str], None], suffix: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int, on_step=None) -> dict[str, Any]:
@@ -199,7 +185,7 @@ def evaluate_lowlevel(
               "max_seconds": max_seconds, "clips": results, "summary": summary}
     if out is not None:
         path = Path(out) / "eval_lowlevel.json"
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)), ".json")
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
     return report
 
 
@@ -246,6 +232,6 @@ def plot_training_curve(run_dir: str | Path, out: str | Path | None = None) -> P
         a.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out) if out is not None else run_dir / "training_curve.png"
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), ".png")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path

@@ -69,7 +69,8 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
     import torch
 
     from envs.tracking import H1TrackingEnv
-    from lowlevel.evaluate import (CONTROLLERS, _atomic_write, _hold_pose_actor, codes_for, make_policy_env,
+    from daps.io import atomic_write
+    from lowlevel.evaluate import (CONTROLLERS, _hold_pose_actor, codes_for, make_policy_env,
                                    policy_actor, run_episode)
     from lowlevel.train import load_lowlevel, select_clips
 
@@ -115,7 +116,7 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
                 for f in frames:
                     w.append_data(f)
 
-        _atomic_write(out, write, ".mp4")
+        atomic_write(out, write)
     finally:
         gr.close()
         env.close()

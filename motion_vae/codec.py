@@ -9,14 +9,13 @@ Codes files are CSV: one segment per line, 64 integers in [0, vocab size).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from daps.io import atomic_write
 from motion_vae.data import DataError, csv_to_qpos, qpos_to_csv
 from motion_vae.dataset import SEGMENT_LENGTH, FeatureStats
 from motion_vae.features import compute_features, features_to_qpos
@@ -76,13 +75,7 @@ def check_codes(codes: np.ndarray, vocab_size: int, block_size: int, where: str)
 
 def write_codes_csv(path: str | Path, codes: np.ndarray) -> Path:
     """Write codes (S, T) as CSV atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        np.savetxt(f, codes, fmt="%d", delimiter=",")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: np.savetxt(tmp, codes, fmt="%d", delimiter=","))
 
 
 def read_codes_csv(path: str | Path, vocab_size: int, block_size: int) -> np.ndarray:

@@ -21,11 +21,12 @@ the file (and the 1-based line number where one applies).
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from daps.io import atomic_write
 
 __all__ = [
     "FPS",
@@ -194,15 +195,4 @@ def qpos_to_csv(qpos: np.ndarray) -> np.ndarray:
 def write_clip_csv(path: str | os.PathLike, rows: np.ndarray) -> Path:
     """Write CSV rows (T, 26) atomically (temp file + os.replace), 6 decimals, no header."""
     rows = _check_26(rows, f"write_clip_csv {Path(path).name}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            np.savetxt(f, rows, fmt="%.6f", delimiter=",")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: np.savetxt(tmp, rows, fmt="%.6f", delimiter=","))

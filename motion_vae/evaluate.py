@@ -16,14 +16,13 @@ authors do, facts Sec. 6):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from daps.io import atomic_write, atomic_write_text
 from daps.metrics import codebook_usage, elbo, psnr, segment_l2
 from daps.trainer import CheckpointError, load_checkpoint
 from motion_vae.dataset import FeatureStats
@@ -109,15 +108,6 @@ def load_motion_vae(path: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval(), cfg, stats, ckpt
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def plot_reconstruction(gt: np.ndarray, rec: np.ndarray, names: list[str], title: str, path: Path) -> None:
     """PNG of ground-truth vs reconstructed joint angles (T, J) rad at 30 Hz, one panel per joint."""
     import matplotlib
@@ -137,11 +127,8 @@ def plot_reconstruction(gt: np.ndarray, rec: np.ndarray, names: list[str], title
     np.atleast_1d(axes)[0].set_title(title, fontsize=9)
     np.atleast_1d(axes)[-1].set_xlabel("time [s] (grey lines: 32-frame segment boundaries)")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 PLOT_JOINTS = ("left_hip_pitch_joint", "left_knee_joint", "right_hip_pitch_joint", "right_knee_joint", "left_shoulder_pitch_joint")

@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from envs.model import BODY_NAMES, JOINT_NAMES, load_h1_model
+from envs.model import BODY_NAMES, JOINT_NAMES
 from motion_vae.data import csv_to_qpos, default_data_root, load_clip_csv, resolve_clip_dir
 from motion_vae.features import (
     FeatureBlock,

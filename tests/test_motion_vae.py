@@ -14,7 +14,7 @@ from motion_vae.data import DataError, default_data_root, load_clip_csv, resolve
 from motion_vae.dataset import load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint, load_motion_vae
 from motion_vae.models import MotionVAEConfig
-from motion_vae.train import MotionTrainConfig, preset_config, train_motion_vae
+from motion_vae.train import preset_config, train_motion_vae
 
 pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
 

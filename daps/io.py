@@ -1,0 +1,33 @@
+"""Atomic file writes: results and checkpoints are either complete or absent, never partial."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`.
+
+    The rename is atomic on POSIX file systems; on any error the temporary file is removed and
+    `path` is left as it was. The temporary name keeps the suffix so writers that infer the format
+    from it (matplotlib, imageio) still work. Returns `path` as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
