@@ -109,30 +109,39 @@ def main() -> None:
     ref = load_reference(CLIP)
     ours = load_h1_model()
     q_ours = start_qpos(ours, ref.qpos[0])
-    print(f"our model envs/h1.xml: nq={ours.nq} nv={ours.nv} nu={ours.nu} ngeom={ours.ngeom}")
+    print(f"ours: envs/h1.xml  nq={ours.nq} nv={ours.nv} nu={ours.nu} ngeom={ours.ngeom} npair={ours.npair}")
+    rows = []  # (what, physics steps/s, control steps/s)
     phys = bench_physics(ours, q_ours, args.seconds)
-    print(f"  physics steps/s (bare mj_step, random torques):  {phys:10.0f}")
-    print(f"  -> control steps/s at frame_skip {FRAME_SKIP} (physics only): {phys / FRAME_SKIP:10.0f}")
+    rows.append(("ours, bare mj_step", phys, phys / FRAME_SKIP))
     env_t = bench_env("torque", args.seconds)
-    print(f"  H1TrackingEnv control steps/s, torque actions:   {env_t:10.0f}  "
-          f"(= {env_t * FRAME_SKIP:.0f} physics steps/s)")
+    rows.append(("ours, H1TrackingEnv torque", env_t * FRAME_SKIP, env_t))
     env_pd = bench_env("pd", args.seconds)
-    print(f"  H1TrackingEnv control steps/s, PD actions:       {env_pd:10.0f}  "
-          f"(= {env_pd * FRAME_SKIP:.0f} physics steps/s)")
+    rows.append(("ours, H1TrackingEnv pd", env_pd * FRAME_SKIP, env_pd))
 
-    if not args.unitree.is_file():
+    phys_u = None
+    if args.unitree.is_file():
+        uni = load_unitree(args.unitree)
+        q_uni = start_qpos(uni, ref.qpos[0])
+        print(f"Unitree: {args.unitree}  nq={uni.nq} nv={uni.nv} nu={uni.nu} ngeom={uni.ngeom} "
+              f"nmesh={uni.nmesh}")
+        phys_u = bench_physics(uni, q_uni, args.seconds)
+        rows.append(("Unitree, bare mj_step", phys_u, phys_u / FRAME_SKIP))
+    else:
         print(f"reference Unitree model not found at {args.unitree}: skipped")
-        return
-    uni = load_unitree(args.unitree)
-    q_uni = start_qpos(uni, ref.qpos[0])
-    print(f"Unitree reference model {args.unitree}: nq={uni.nq} nv={uni.nv} nu={uni.nu} "
-          f"ngeom={uni.ngeom} nmesh={uni.nmesh}")
-    phys_u = bench_physics(uni, q_uni, args.seconds)
-    print(f"  physics steps/s (bare mj_step, random torques):  {phys_u:10.0f}")
-    print(f"  -> control steps/s at frame_skip {FRAME_SKIP} (physics only): {phys_u / FRAME_SKIP:10.0f}")
-    print(f"ratio ours / Unitree, bare physics steps/s: {phys / phys_u:.2f}x")
-    print(f"ratio ours (full env, torque) / Unitree (bare physics) control steps/s: "
-          f"{env_t / (phys_u / FRAME_SKIP):.2f}x")
+
+    w = max(len(r[0]) for r in rows)
+    head = f"{'model / loop':<{w}}  {'physics steps/s':>15}  {'control steps/s':>15}"
+    if phys_u:
+        head += f"  {'vs Unitree':>10}"
+    print(head)
+    print("-" * len(head))
+    for name, p, c in rows:
+        line = f"{name:<{w}}  {p:15.0f}  {c:15.0f}"
+        if phys_u:
+            line += f"  {p / phys_u:9.2f}x"
+        print(line)
+    print(f"(physics at 500 Hz, frame_skip {FRAME_SKIP}; env rows: physics steps/s = control steps/s x "
+          f"{FRAME_SKIP}, including reward, termination and observation; one thread)")
 
 
 if __name__ == "__main__":

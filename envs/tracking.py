@@ -245,8 +245,8 @@ class H1TrackingEnv(gym.Env):
         self._range_half = 0.5 * (rng[:, 1] - rng[:, 0])
         self._kp = np.asarray(PD_KP, dtype=np.float64)
         self._kd = np.asarray(PD_KD, dtype=np.float64)
-        self._bad_warnings = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
-                                               mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)]
+        self._bad_warnings = np.array([int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                               mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)])
 
         # Reference clips.
         if clips is None:
@@ -353,8 +353,9 @@ class H1TrackingEnv(gym.Env):
         return self._get_obs(), info
 
     def _warning_count(self) -> int:
-        w = self.data.warning
-        return sum(int(w[i].number) for i in self._bad_warnings)
+        # data.warning.number is a numpy view of the counters: one fancy-index + sum instead of
+        # four struct accesses through the bindings (~13 us per control step less).
+        return int(self.data.warning.number[self._bad_warnings].sum())
 
     def step(self, action):
         m, d, c = self.model, self.data, self._clip

@@ -115,3 +115,69 @@ def test_feet_near_floor_while_walking():
     assert np.median(np.abs(lowest)) < 0.02
     assert np.percentile(np.abs(lowest), 95) < 0.05
     assert lowest.min() > -0.03  # never deep in the floor
+
+
+def _floor_bodies(m, d) -> set[str]:
+    out = set()
+    for c in d.contact[: d.ncon]:
+        assert 0 in (c.geom1, c.geom2), "only robot-vs-floor contacts are expected"
+        out.add(m.body(m.geom_bodyid[c.geom1 + c.geom2]).name)
+    return out
+
+
+def test_every_robot_geom_has_a_floor_pair():
+    # Contacts come from explicit <pair>s only (no broad phase): each robot geom must have one.
+    m = load_h1_model()
+    assert (m.geom_contype == 0).all() and (m.geom_conaffinity == 0).all()
+    floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    paired = {int(g) for g1, g2 in zip(m.pair_geom1, m.pair_geom2) for g in (g1, g2) if g != floor}
+    assert all(floor in (g1, g2) for g1, g2 in zip(m.pair_geom1, m.pair_geom2))
+    assert paired == set(range(m.ngeom)) - {floor}
+    np.testing.assert_array_equal(m.pair_dim, 3)
+
+
+FALL_BODIES = {"left_ankle_link", "right_ankle_link",  # feet
+               "left_knee_link", "right_knee_link",  # shins / knees
+               "left_elbow_link", "right_elbow_link",  # forearms / hands
+               "pelvis", "torso_link"}
+
+
+def test_random_torque_falls_touch_floor_with_feet_shins_hands_pelvis_torso():
+    # Drops from standing poses tilted 0.3 rad forward, backward and to either side, random torques
+    # (30% of the limits): together they must bring every body a fall needs onto the floor.
+    m = load_h1_model()
+    lo, hi = m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]
+    touched = set()
+    for i, (axis, angle) in enumerate([((0, 1, 0), 0.3), ((0, 1, 0), -0.3), ((1, 0, 0), 0.3), ((1, 0, 0), -0.3)]):
+        d = mujoco.MjData(m)
+        d.qpos[2] = 1.0
+        mujoco.mju_axisAngle2Quat(d.qpos[3:7], np.array(axis, float), angle)
+        rng = np.random.default_rng(i)
+        for t in range(1500):
+            if t % 5 == 0:
+                d.ctrl[:] = 0.3 * rng.uniform(lo, hi)
+            mujoco.mj_step(m, d)
+            touched |= _floor_bodies(m, d)
+        assert np.isfinite(d.qpos).all()
+    missing = FALL_BODIES - touched
+    assert not missing, f"bodies that never touched the floor: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("axis,angle", [((0, 1, 0), -np.pi / 2), ((0, 1, 0), np.pi / 2),
+                                        ((1, 0, 0), np.pi / 2), ((1, 0, 0), -np.pi / 2)])
+def test_lying_robot_rests_on_pelvis_and_torso(axis, angle):
+    # Lying on its back, front or either side, the robot rests on the floor (no sinking through it)
+    # on its torso.  (The pelvis box is shielded by the hip-yaw housings, as in Unitree's model; it
+    # does touch in the random-torque falls above.)
+    m = load_h1_model()
+    d = mujoco.MjData(m)
+    d.qpos[2] = 0.3
+    mujoco.mju_axisAngle2Quat(d.qpos[3:7], np.array(axis, float), angle)
+    touched = set()
+    for t in range(1000):
+        mujoco.mj_step(m, d)
+        if t >= 900:
+            touched |= _floor_bodies(m, d)
+    assert {"torso_link"} <= touched, sorted(touched)
+    assert d.xpos[1:, 2].min() > -0.05  # nothing sank through the floor
+    assert np.abs(d.qvel).max() < 5.0  # came to rest
