@@ -6,7 +6,7 @@ Prints, for our primitive-geometry model (``envs/h1.xml``):
   * control steps/s of ``H1TrackingEnv`` (100 Hz policy, 5 substeps, reward, termination,
     observation), torque and PD action modes, random actions;
 and, in the same run, bare physics steps/s (same loop) for Unitree's reference H1 MJCF
-(mesh collision geometry) at ``--unitree`` (default /work/shared/assets/unitree_h1/h1.xml),
+(mesh collision geometry) at ``--unitree`` (default $DAPS_UNITREE_H1_XML or ../shared/assets/unitree_h1/h1.xml),
 loaded with ``mujoco.MjSpec`` after removing the dummy body ``not_use_body`` with its joint,
 motor, sensors and the ``home`` keyframe, and adding a floor plane.  Both models start every
 episode from the same LAFAN1 frame (joints mapped by name) and reset every 2 s or when the
@@ -33,7 +33,8 @@ from envs.model import JOINT_NAMES, load_h1_model  # noqa: E402
 from envs.reference import load_reference  # noqa: E402
 from envs.tracking import H1TrackingEnv  # noqa: E402
 
-UNITREE_XML = Path("/work/shared/assets/unitree_h1/h1.xml")
+UNITREE_XML = Path(os.environ.get(
+    "DAPS_UNITREE_H1_XML", Path(__file__).resolve().parents[2] / "shared" / "assets" / "unitree_h1" / "h1.xml"))
 FRAME_SKIP = 5
 CLIP = "walk1_subject1"
 

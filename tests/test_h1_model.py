@@ -12,7 +12,8 @@ import pytest
 from envs.model import BODY_NAMES, H1_XML, JOINT_NAMES, TORQUE_LIMITS, load_h1_model
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_XML = REPO.parent / "shared" / "assets" / "unitree_h1" / "h1.xml"
+# Unitree's reference model (figures only, never copied into the repository)
+REFERENCE_XML = Path(os.environ.get("DAPS_UNITREE_H1_XML", REPO.parent / "shared" / "assets" / "unitree_h1" / "h1.xml"))
 DATA_DIR = Path(os.environ.get("DAPS_LAFAN1_DIR", REPO.parent / "shared" / "data" / "lafan1_h1"))
 
 
