@@ -158,7 +158,12 @@ class ARRecognition(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, x: Tensor, num_samples: int, generator: torch.Generator | None = None, use_cache: bool = True
+        self,
+        x: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        greedy: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Draw K sequences per datapoint, token by token (no gradient).
 
@@ -169,6 +174,8 @@ class ARRecognition(nn.Module):
                 and without the cache.
             use_cache: reuse self-attention keys/values (O(T) per token) instead of recomputing
                 the whole prefix (O(T^2)); results are identical up to float rounding.
+            greedy: take the most likely code at every step instead of sampling (an
+                approximate mode of q_theta(z|x); deterministic encoding).
         Returns:
             z: (B, K, T) int64 codes; log_q: (B, K) log q_theta(z|x) in nats.
         """
@@ -194,7 +201,7 @@ class ARRecognition(nn.Module):
                 h = h[:, -1:]
             logp = torch.addmm(self.head.bias, self.ln(h[:, 0]), head_wt)
             logp = torch.log_softmax(logp, dim=-1, out=logp)
-            zt = gumbel_max(logp, generator)
+            zt = logp.argmax(-1) if greedy else gumbel_max(logp, generator)
             tokens[:, t + 1] = zt
             log_q += logp.gather(1, zt[:, None]).squeeze(1)
         z = tokens[:, 1:]
@@ -240,12 +247,18 @@ class NARecognition(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, x: Tensor, num_samples: int, generator: torch.Generator | None = None, use_cache: bool = True
+        self,
+        x: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        greedy: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        """K independent Gumbel-max samples per datapoint: z (B, K, T) int64, log_q (B, K) nats."""
+        """K independent Gumbel-max samples per datapoint (the per-token argmax if greedy):
+        z (B, K, T) int64, log_q (B, K) nats."""
         logp = F.log_softmax(self.token_logits(x), dim=-1)
         b, t, v = logp.shape
         expanded = logp.unsqueeze(1).expand(b, num_samples, t, v)
-        z = gumbel_max(expanded, generator)
+        z = expanded.argmax(-1) if greedy else gumbel_max(expanded, generator)
         log_q = expanded.gather(3, z.unsqueeze(-1)).squeeze(-1).sum(-1)
         return z, log_q

@@ -58,6 +58,7 @@ def encode(
     clip: Path = typer.Option(..., "--clip", help="Clip CSV (26 columns, 30 Hz)."),
     out: Path = typer.Option(..., "--out", help="Codes CSV: one 32-frame segment per line, 64 indices."),
     seed: int = typer.Option(0, "--seed", help="Seed of the code sample z ~ q(z|x)."),
+    greedy: bool = typer.Option(False, "--greedy", help="Most likely code at every step instead of a sample."),
     device: str = DeviceOpt,
 ) -> None:
     """Clip CSV -> latent indices (64 per 32-frame segment)."""
@@ -68,7 +69,7 @@ def encode(
 
     model, cfg, stats, _ = load_motion_vae(ckpt, resolve_device(device))
     rows = load_clip_csv(clip, min_frames=cfg.model.segment_length)
-    codes = encode_clip(model, stats, rows, seed=seed, segment_length=cfg.model.segment_length)
+    codes = encode_clip(model, stats, rows, seed=seed, segment_length=cfg.model.segment_length, greedy=greedy)
     write_codes_csv(out, codes)
     typer.echo(f"wrote {len(codes)} segments x {codes.shape[1]} codes to {out}")
 

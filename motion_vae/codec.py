@@ -23,11 +23,17 @@ from motion_vae.features import compute_features, features_to_qpos
 
 @torch.no_grad()
 def encode_clip(
-    model: nn.Module, stats: FeatureStats, rows: np.ndarray, seed: int = 0, segment_length: int = SEGMENT_LENGTH
+    model: nn.Module,
+    stats: FeatureStats,
+    rows: np.ndarray,
+    seed: int = 0,
+    segment_length: int = SEGMENT_LENGTH,
+    greedy: bool = False,
 ) -> np.ndarray:
     """Latent codes (S, T) int64 for CSV rows (N, 26) at 30 Hz, S = N // segment length.
 
-    Each segment's code is one draw z ~ q_theta(z|x) from a seeded generator (deterministic).
+    Each segment's code is one draw z ~ q_theta(z|x) from a seeded generator (deterministic), or
+    with greedy=True the most likely code at every step.
     Raises ValueError for a clip shorter than one segment or malformed rows.
     """
     L = segment_length
@@ -38,7 +44,7 @@ def encode_clip(
     dev = next(model.parameters()).device
     xs = torch.from_numpy(x[: s * L].reshape(s, L, -1)).to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    z, _ = model.recognition.sample(xs, 1, gen)
+    z, _ = model.recognition.sample(xs, 1, gen, greedy=greedy)
     return z[:, 0].cpu().numpy()
 
 

@@ -206,3 +206,15 @@ def test_fused_head_log_prob_matches_plain_log_softmax(monkeypatch):
     ref_grads = torch.autograd.grad(ref, (h, w, b), go)
     for a, r in zip(grads, ref_grads):
         assert torch.allclose(a, r)
+
+
+def test_greedy_sampling_takes_the_most_likely_code_each_step():
+    torch.manual_seed(2)
+    cfg = TransformerConfig(vocab_size=9, block_size=6, embed_dim=16, num_heads=2, num_layers=1)
+    rec = ARRecognition(cfg, ConvResampler(3, 4, 6, 16), num_input_tokens=6)
+    x = torch.randn(3, 3, 4)
+    z, lq = rec.sample(x, 2, torch.Generator().manual_seed(0), greedy=True)
+    assert torch.equal(z[:, 0], z[:, 1])  # no randomness
+    logits = rec.logits(x, z)
+    assert torch.equal(logits.argmax(-1), z)  # each code is the argmax given its own prefix
+    assert torch.allclose(rec.log_prob(x, z)[0], lq, atol=1e-4)
