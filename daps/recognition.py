@@ -92,6 +92,14 @@ class _HeadLogProb(torch.autograd.Function):
         return grad_h, grad_w, grad_b, None
 
 
+def check_codes(z: Tensor, cfg: TransformerConfig) -> None:
+    """Raise ValueError unless z is (B, K, block_size) with codes in [0, vocab_size)."""
+    if z.ndim != 3 or z.shape[-1] != cfg.block_size:
+        raise ValueError(f"z must be (B, K, {cfg.block_size}), got {tuple(z.shape)}")
+    if z.numel() and (int(z.min()) < 0 or int(z.max()) >= cfg.vocab_size):
+        raise ValueError(f"codes must lie in [0, {cfg.vocab_size}), got [{int(z.min())}, {int(z.max())}]")
+
+
 class ARRecognition(nn.Module):
     """Autoregressive q_theta(z|x) = prod_t q(z_t | z_<t, x) (paper Sec. 3).
 
@@ -151,7 +159,7 @@ class ARRecognition(nn.Module):
         Raises:
             ValueError: if z has the wrong shape or codes outside [0, V).
         """
-        self._check_codes(z)
+        check_codes(z, self.cfg)
         h = self.features(x, z)
         log_q, kl = _HeadLogProb.apply(h.flatten(0, 1), self.head.weight, self.head.bias, z.flatten())
         return log_q.view(z.shape).sum(-1), kl.view(z.shape).sum(-1)
@@ -207,12 +215,6 @@ class ARRecognition(nn.Module):
         z = tokens[:, 1:]
         return z.reshape(b, num_samples, t_max), log_q.view(b, num_samples)
 
-    def _check_codes(self, z: Tensor) -> None:
-        if z.ndim != 3 or z.shape[-1] != self.cfg.block_size:
-            raise ValueError(f"z must be (B, K, {self.cfg.block_size}), got {tuple(z.shape)}")
-        if z.numel() and (int(z.min()) < 0 or int(z.max()) >= self.cfg.vocab_size):
-            raise ValueError(f"codes must lie in [0, {self.cfg.vocab_size}), got [{int(z.min())}, {int(z.max())}]")
-
 
 class NARecognition(nn.Module):
     """Non-autoregressive q_theta(z|x) = prod_t q(z_t | x): independent categoricals (DAPS-NA).
@@ -237,7 +239,7 @@ class NARecognition(nn.Module):
 
     def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q_theta(z|x) (B, K) and KL to the uniform prior (B, K), nats; z (B, K, T) int64."""
-        ARRecognition._check_codes(self, z)
+        check_codes(z, self.cfg)
         logp = F.log_softmax(self.token_logits(x), dim=-1)  # (B, T, V)
         idx = z.permute(0, 2, 1)  # (B, T, K)
         log_q = logp.gather(2, idx).sum(1)
