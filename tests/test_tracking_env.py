@@ -260,3 +260,20 @@ def test_latent_segment_mapping():
 def test_bad_latent_codes_raise(codes, match):
     with pytest.raises(ValueError, match=match):
         H1TrackingEnv([CLIP], goal="latent", latent_codes=codes, vocab_size=VOCAB)
+
+
+def test_nominal_pd_targets_the_nominal_pose_plus_action():
+    from envs.tracking import NOMINAL_POSE
+
+    env = H1TrackingEnv([CLIP], action_mode="pd", pd_target="nominal")
+    assert env.pd_action_scale == 1.0
+    env.reset(seed=0, options={"frame": 0})
+    a = np.zeros(19)
+    a[3] = 0.4  # left knee
+    for _ in range(50):  # 0.5 s: the joints settle towards their targets
+        env.step(a)
+    q = env.data.qpos[7:]
+    assert abs(q[3] - (NOMINAL_POSE[3] + 0.4)) < 0.1
+    assert np.abs(q[11:] - NOMINAL_POSE[11:]).max() < 0.15  # arms at the nominal pose
+    with pytest.raises(ValueError, match="pd_target"):
+        H1TrackingEnv([CLIP], action_mode="pd", pd_target="sideways")
