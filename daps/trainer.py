@@ -229,6 +229,7 @@ def train(
 
     log, eval_log = MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)
     metrics: dict[str, float] = {}
+    val_metrics: dict[str, float] = {}
     skipped = 0
     t0 = time.perf_counter()
     if evaluate is not None and start == 0:
@@ -257,15 +258,12 @@ def train(
             log.write(done, metrics)
             bar.set_postfix(log_p=f"{metrics['log_p']:.1f}", ess=f"{metrics['ess_frac']:.2f}", eta=f"{metrics['eta']:.3g}")
         if evaluate is not None and ((eval_every and done % eval_every == 0) or done == steps):
-            eval_log.write(done, evaluate(model))
+            val_metrics = evaluate(model)
+            eval_log.write(done, val_metrics)
         if done % ckpt_every == 0 or done == steps:
             save(done)
     bar.close()
     log.close()
     eval_log.close()
-
-    if evaluate is not None and start < steps:
-        with eval_log.path.open() as f:
-            last = list(csv.DictReader(f))[-1]
-        metrics.update({f"val/{k}": float(v) for k, v in last.items() if k != "step"})
+    metrics.update({f"val/{k}": v for k, v in val_metrics.items()})
     return metrics
