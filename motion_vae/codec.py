@@ -18,7 +18,7 @@ from torch import nn
 from daps.io import atomic_write
 from motion_vae.data import DataError, csv_to_qpos, qpos_to_csv
 from motion_vae.dataset import SEGMENT_LENGTH, FeatureStats
-from motion_vae.features import compute_features, features_to_qpos
+from motion_vae.features import compute_features, features_to_qpos, heading_yaw
 
 
 @torch.no_grad()
@@ -64,8 +64,7 @@ def decode_codes(
     xy0, yaw0 = (0.0, 0.0), 0.0
     if start_rows is not None:
         q0 = csv_to_qpos(start_rows[:1])[0]
-        w, x, y, z = q0[3:7]
-        xy0, yaw0 = (q0[0], q0[1]), float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+        xy0, yaw0 = (q0[0], q0[1]), float(heading_yaw(q0[3:7]))
     return qpos_to_csv(features_to_qpos(raw, root_xy0=xy0, yaw0=yaw0))
 
 

@@ -211,6 +211,12 @@ def _check_fps(fps: float) -> float:
     return fps
 
 
+def heading_yaw(quat: np.ndarray) -> np.ndarray:
+    """Heading (yaw, rad) of root quaternions (..., 4) w, x, y, z: the root x axis on the floor."""
+    R = _quat_to_mat(np.asarray(quat, dtype=np.float64).reshape(-1, 4))
+    return np.arctan2(R[:, 1, 0], R[:, 0, 0]).reshape(np.shape(quat)[:-1])
+
+
 # ----------------------------------------------------------------------------- features
 def compute_features(qpos: np.ndarray, fps: float = 30.0, model: mujoco.MjModel | None = None) -> np.ndarray:
     """Features (T, F) float32 of a qpos trajectory (T, 26); see the module docstring."""
