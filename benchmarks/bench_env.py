@@ -10,7 +10,9 @@ and, in the same run, bare physics steps/s (same loop) for Unitree's reference H
 loaded with ``mujoco.MjSpec`` after removing the dummy body ``not_use_body`` with its joint,
 motor, sensors and the ``home`` keyframe, and adding a floor plane.  Both models start every
 episode from the same LAFAN1 frame (joints mapped by name) and reset every 2 s or when the
-pelvis drops below 0.4 m.  Control steps/s for the reference model = physics steps/s / 5.
+pelvis drops below 0.4 m (the table), and once more with no reset on falls, so that the fallen
+robot lies on the floor for the rest of each episode (one line under the table).  Control steps/s
+for the reference model = physics steps/s / 5.
 
 Usage: ``python benchmarks/bench_env.py [--seconds 5] [--unitree PATH]``
 """
@@ -65,7 +67,11 @@ def start_qpos(model: mujoco.MjModel, ref_qpos: np.ndarray) -> np.ndarray:
     return q
 
 
-def bench_physics(model: mujoco.MjModel, q0: np.ndarray, seconds: float, seed: int = 0) -> float:
+def bench_physics(model: mujoco.MjModel, q0: np.ndarray, seconds: float, seed: int = 0,
+                  reset_on_fall: bool = True) -> float:
+    """Physics steps/s of 2 s random-torque episodes from ``q0``; with ``reset_on_fall`` an episode
+    also ends when the pelvis drops below 0.4 m (as in training), otherwise the robot lies on the
+    floor for the rest of the 2 s (many contacts: the costly case for mesh collision geometry)."""
     data = mujoco.MjData(model)
     rng = np.random.default_rng(seed)
     lo, hi = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
@@ -80,7 +86,7 @@ def bench_physics(model: mujoco.MjModel, q0: np.ndarray, seconds: float, seed: i
             ctrl_i += 1
             mujoco.mj_step(model, data, nstep=FRAME_SKIP)
             steps += FRAME_SKIP
-            if data.qpos[2] < 0.4:
+            if reset_on_fall and data.qpos[2] < 0.4:
                 break
         if time.perf_counter() - t0 > seconds:
             return steps / (time.perf_counter() - t0)
@@ -114,6 +120,7 @@ def main() -> None:
     rows = []  # (what, physics steps/s, control steps/s)
     phys = bench_physics(ours, q_ours, args.seconds)
     rows.append(("ours, bare mj_step", phys, phys / FRAME_SKIP))
+    phys_lying = bench_physics(ours, q_ours, args.seconds, reset_on_fall=False)
     env_t = bench_env("torque", args.seconds)
     rows.append(("ours, H1TrackingEnv torque", env_t * FRAME_SKIP, env_t))
     env_pd = bench_env("pd", args.seconds)
@@ -127,6 +134,7 @@ def main() -> None:
               f"nmesh={uni.nmesh}")
         phys_u = bench_physics(uni, q_uni, args.seconds)
         rows.append(("Unitree, bare mj_step", phys_u, phys_u / FRAME_SKIP))
+        phys_u_lying = bench_physics(uni, q_uni, args.seconds, reset_on_fall=False)
     else:
         print(f"reference Unitree model not found at {args.unitree}: skipped")
 
@@ -141,6 +149,9 @@ def main() -> None:
         if phys_u:
             line += f"  {p / phys_u:9.2f}x"
         print(line)
+    if phys_u:
+        print(f"no reset on falls (robot lies on the floor for the rest of each 2 s episode): ours "
+              f"{phys_lying:.0f}, Unitree {phys_u_lying:.0f} physics steps/s, {phys_lying / phys_u_lying:.2f}x")
     print(f"(physics at 500 Hz, frame_skip {FRAME_SKIP}; env rows: physics steps/s = control steps/s x "
           f"{FRAME_SKIP}, including reward, termination and observation; one thread)")
 

@@ -322,6 +322,14 @@ class H1TrackingEnv(gym.Env):
     def clip_names(self) -> list[str]:
         return [c.name for c in self._clips]
 
+    def last_frame(self, clip: str) -> int:
+        """Last usable reference frame (control rate) of ``clip``: episodes start in
+        [0, last_frame) and truncate with "clip_end" on reaching it.  ValueError if unknown."""
+        names = self.clip_names
+        if clip not in names:
+            raise ValueError(f"unknown clip {clip!r}; env clips: {names}")
+        return self._clips[names.index(clip)].last
+
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

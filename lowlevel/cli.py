@@ -45,15 +45,19 @@ def evaluate(
     clips: str = typer.Option("walk2_subject4", "--clips", help="Glob(s) over clip names, comma-separated."),
     split: str = typer.Option("all", "--split", help="train | val | all."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval_lowlevel.json and training_curve.png (default: the checkpoint's folder)."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Cap every clip at this many seconds."),
+    starts: int = typer.Option(8, "--starts", help="Episodes per clip, starting at frames spread evenly over the clip (frame 0 first)."),
+    max_seconds: float = typer.Option(10.0, "--max-seconds", help="Episode length cap (s); 0 = up to the clip's end."),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to encode clips not stored in the checkpoint (default: the path it was trained with)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Policy vs (a) PD holding the initial pose and (b) PD tracking of the reference: JSON + table."""
+    """Policy vs (a) PD holding the start pose and (b) PD tracking of the reference, on the same
+    start frames: JSON + table."""
     from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
 
     out = out or ckpt.parent
-    report = evaluate_lowlevel(ckpt, clips, out=out, split=split, max_seconds=max_seconds, motion_vae=motion_vae, data_root=data)
+    report = evaluate_lowlevel(ckpt, clips, out=out, split=split, max_seconds=max_seconds or None, starts=starts,
+                               motion_vae=motion_vae, data_root=data, progress=progress)
     typer.echo(format_table(report))
     typer.echo(f"wrote {out / 'eval_lowlevel.json'}")
     if (ckpt.parent / "progress.csv").is_file():
@@ -66,6 +70,7 @@ def render(
     clip: str = typer.Option(..., "--clip", help="Clip name, e.g. walk2_subject4."),
     out: Path = typer.Option(..., "--out", help="Output .mp4."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Render at most this many seconds."),
+    start: float = typer.Option(0.0, "--start", help="Start this many seconds into the clip (state set to the reference there)."),
     controller: str = typer.Option("policy", "--controller", help="policy | hold_pose | pd_tracking."),
     fps: int = typer.Option(30, "--fps"),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae"),
@@ -73,5 +78,5 @@ def render(
     """MuJoCo offscreen MP4 of the robot with the reference motion as a translucent ghost."""
     from lowlevel.render import render_lowlevel
 
-    r = render_lowlevel(ckpt, clip, out, seconds=seconds, fps=fps, motion_vae=motion_vae, controller=controller)
+    r = render_lowlevel(ckpt, clip, out, seconds=seconds, fps=fps, motion_vae=motion_vae, controller=controller, start=start)
     typer.echo(f"wrote {r['out']} ({r['frames']} frames; tracked {r['seconds_tracked']:.2f} s, termination: {r['termination'] or 'none'})")

@@ -1,26 +1,34 @@
 """Evaluation of a low-level policy against two controllers without a learned policy.
 
-For every selected clip, three controllers run from reference frame 0 (state = reference frame 0)
-over the same horizon (the part of the clip the policy's goal covers, optionally capped):
+For every selected clip, three controllers run from the same ``starts`` start frames, spread
+evenly over the clip (frame 0 first; the state is set to the reference frame, as in RSI), each
+episode lasting at most ``max_seconds`` (default 10 s) or until the clip's usable end:
 
     policy      the trained PPO policy, deterministic actions (mean), observations normalised
                 with the checkpoint's VecNormalize statistics
-    hold_pose   (a) PD control holding the initial pose: env action_mode="pd",
-                pd_target="absolute", targets = the joint angles of reference frame 0
+    hold_pose   (a) PD control holding the start pose: env action_mode="pd",
+                pd_target="absolute", targets = the joint angles of the start frame
     pd_tracking (b) PD tracking of the reference joint angles, no learned policy: env
                 action_mode="pd", pd_target="reference", zero action (targets = reference)
 
-Metrics per clip and controller:
+Several starts, not only frame 0: LAFAN1 clips begin with a T-pose calibration frame, which says
+little about tracking the motion itself.
+
+Metrics per episode (then averaged over the starts of a clip, and over clips):
     seconds_tracked   control steps before the episode terminated (fell / tilted / diverged /
                       unstable, see envs.tracking) / control rate; equals the horizon if none
-    horizon_s         clip length evaluated (s)
-    joint_error_rad   mean over steps and joints of |q - q_ref| (rad)
-    root_error_m      mean over steps of ||root position - reference root position|| (m)
-    reward_per_step   mean DeepMimic imitation reward per control step (no torque penalty)
-    finished          1 if the horizon was reached without termination, else 0
+    horizon_s         episode length asked for (s)
+    joint_error_rad   mean over the episode's steps (a terminal one included) and the 19 joints
+                      of |q - q_ref| (rad)
+    root_error_m      mean over the episode's steps of ||root position - reference root position|| (m)
+    reward_per_step   mean DeepMimic imitation reward per control step of the episode (no torque
+                      penalty)
+    return_fraction   sum of the imitation reward over the horizon / horizon steps: the reward
+                      of each tracked step, 0 from the terminal step on (survival and accuracy in
+                      one number; 1 = perfect tracking over the whole horizon)
+    finished          1 if the horizon was reached without termination, else 0 (its mean is the
+                      fraction of episodes finished without falling)
     termination       reason, or null
-and per controller the means over clips, with ``finished`` averaged into the fraction of clips
-finished without falling.
 """
 from __future__ import annotations
 
@@ -36,12 +44,18 @@ from daps.io import atomic_write
 __all__ = ["evaluate_lowlevel", "run_episode", "plot_training_curve", "format_table", "CONTROLLERS"]
 
 CONTROLLERS = ("policy", "hold_pose", "pd_tracking")
-METRICS = ("seconds_tracked", "joint_error_rad", "root_error_m", "reward_per_step", "finished")
+METRICS = ("seconds_tracked", "horizon_s", "joint_error_rad", "root_error_m", "reward_per_step", "return_fraction",
+           "finished")
+DEFAULT_STARTS = 8
+DEFAULT_MAX_SECONDS = 10.0
 
 
-def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int, on_step=None) -> dict[str, Any]:
-    """Run one episode of ``env`` on ``clip`` from frame 0 for at most ``max_steps`` control steps."""
-    obs, _ = env.reset(options={"clip": clip, "frame": 0})
+def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int, on_step=None,
+                frame: int = 0) -> dict[str, Any]:
+    """Run one episode of ``env`` on ``clip`` from reference ``frame`` for at most ``max_steps``
+    control steps (fewer if the clip ends first); returns the metrics of the module docstring."""
+    max_steps = max(1, min(int(max_steps), env.last_frame(clip) - frame))
+    obs, _ = env.reset(options={"clip": clip, "frame": frame})
     ref = env._clip.qpos  # noqa: SLF001 - reference qpos at the control rate
     d = env.data
     jerr, rerr, rew = [], [], []
@@ -68,6 +82,7 @@ def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int
         "joint_error_rad": float(np.mean(jerr)) if jerr else float("nan"),
         "root_error_m": float(np.mean(rerr)) if rerr else float("nan"),
         "reward_per_step": float(np.mean(rew)) if rew else float("nan"),
+        "return_fraction": float(np.sum(rew[:-1] if reason is not None else rew)) / max_steps,
         "finished": float(reason is None and steps >= max_steps),
         "termination": reason,
         "steps": steps,
@@ -82,7 +97,14 @@ def policy_actor(model, vecnorm) -> Callable[[Any], np.ndarray]:
     return act
 
 
-def _hold_pose_actor(env, clip: str) -> Callable[[Any], np.ndarray]:
+def _reference_actor(env, name: str, clip: str, frame: int) -> Callable[[Any], np.ndarray]:
+    if name == "hold_pose":
+        return _hold_pose_actor(env, clip, frame)
+    zero = np.zeros(19, np.float32)  # pd_target="reference": zero action = the reference angles
+    return lambda obs: zero
+
+
+def _hold_pose_actor(env, clip: str, frame: int = 0) -> Callable[[Any], np.ndarray]:
     import mujoco
 
     from envs.model import JOINT_NAMES
@@ -90,7 +112,7 @@ def _hold_pose_actor(env, clip: str) -> Callable[[Any], np.ndarray]:
     m = env.model
     jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
     lo, hi = m.jnt_range[jids, 0], m.jnt_range[jids, 1]
-    q0 = env._clips[env.clip_names.index(clip)].qpos[0, 7:]  # noqa: SLF001
+    q0 = env._clips[env.clip_names.index(clip)].qpos[frame, 7:]  # noqa: SLF001
     a = np.clip((q0 - 0.5 * (lo + hi)) / (0.5 * (hi - lo)), -1.0, 1.0).astype(np.float32)
     return lambda obs: a
 
@@ -130,22 +152,48 @@ def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, 
     return out
 
 
+def start_frames(last: int, starts: int) -> list[int]:
+    """``starts`` distinct start frames spread evenly over [0, last), frame 0 first."""
+    if starts < 1:
+        raise ValueError(f"starts must be >= 1, got {starts}")
+    return sorted({int(i * last / starts) for i in range(starts)})
+
+
+def _mean_metrics(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {m: float(np.mean([e[m] for e in episodes])) for m in METRICS}
+    out["episodes"] = len(episodes)
+    out["terminations"] = {}
+    for e in episodes:
+        key = e["termination"] or "none"
+        out["terminations"][key] = out["terminations"].get(key, 0) + 1
+    return out
+
+
 def evaluate_lowlevel(
     ckpt: str | Path,
     clips_pattern: str = "walk2_subject4",
     out: str | Path | None = None,
     split: str = "all",
-    max_seconds: float | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    starts: int = DEFAULT_STARTS,
     motion_vae: str | Path | None = None,
     data_root=None,
     controllers: tuple[str, ...] = CONTROLLERS,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint's policy and the two references on the matching clips.
 
-    Writes ``out/eval_lowlevel.json`` when ``out`` is given.  Returns
-    {"clips": {clip: {controller: metrics}}, "summary": {controller: mean metrics}, "config": ...}.
+    Every controller runs the same episodes: ``starts`` start frames per clip (:func:`start_frames`),
+    each at most ``max_seconds`` long (None: up to the clip's end).  Writes ``out/eval_lowlevel.json``
+    (atomically) when ``out`` is given.  Returns {"clips": {clip: {controller: mean metrics and
+    "episodes"}}, "summary": {controller: metrics averaged over clips}, "config": ..., ...}.
+
+    Raises:
+        CheckpointError / FileNotFoundError: unreadable checkpoint or motion VAE.
+        ValueError: no clip matches, unknown controller, ``starts`` < 1 or ``max_seconds`` <= 0.
     """
     import torch
+    from tqdm import tqdm
 
     from envs.tracking import H1TrackingEnv
     from lowlevel.train import load_lowlevel, select_clips
@@ -154,35 +202,49 @@ def evaluate_lowlevel(
     bad = [c for c in controllers if c not in CONTROLLERS]
     if bad:
         raise ValueError(f"unknown controller(s) {bad}; choose from {CONTROLLERS}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
     model, vecnorm, ck = load_lowlevel(ckpt)
     cfg = ck["config"]
     clips = select_clips(clips_pattern, split, data_root)
     codes = codes_for(ck, clips, motion_vae, data_root)
     results: dict[str, dict] = {}
+    bar = tqdm(total=len(clips) * len(controllers) * starts, desc="eval episodes", disable=not progress)
     for clip in clips:
-        penv = make_policy_env(ck, clip, None if codes is None else {clip: codes[clip]}, 10**9)
-        horizon = penv._clip.last  # noqa: SLF001 - last usable frame; steps from frame 0
-        if max_seconds is not None:
-            horizon = max(1, min(horizon, int(round(max_seconds * penv.control_hz))))
-        res = {}
+        envs = {}
         if "policy" in controllers:
-            res["policy"] = run_episode(penv, policy_actor(model, vecnorm), clip, horizon)
-        penv.close()
+            envs["policy"] = (make_policy_env(ck, clip, None if codes is None else {clip: codes[clip]}, 10**9),
+                              policy_actor(model, vecnorm))
         for name, target in (("hold_pose", "absolute"), ("pd_tracking", "reference")):
-            if name not in controllers:
-                continue
-            env = H1TrackingEnv([clip], goal="reference", action_mode="pd", pd_target=target,
-                                max_episode_steps=10**9, data_root=cfg.get("data_root"))
-            actor = _hold_pose_actor(env, clip) if name == "hold_pose" else (lambda obs: np.zeros(19, np.float32))
-            res[name] = run_episode(env, actor, clip, horizon)
+            if name in controllers:
+                env = H1TrackingEnv([clip], goal="reference", action_mode="pd", pd_target=target,
+                                    max_episode_steps=10**9, data_root=cfg.get("data_root"))
+                envs[name] = (env, None)
+        any_env = next(iter(envs.values()))[0]
+        last = any_env.last_frame(clip)
+        horizon = last if max_seconds is None else max(1, int(round(max_seconds * any_env.control_hz)))
+        frames = start_frames(last, starts)
+        res = {}
+        for name, (env, actor) in envs.items():
+            episodes = []
+            for f in frames:
+                act = actor if actor is not None else _reference_actor(env, name, clip, f)
+                ep = run_episode(env, act, clip, horizon, frame=f)
+                ep["start_frame"] = f
+                episodes.append(ep)
+                bar.update()
+            res[name] = _mean_metrics(episodes)
+            res[name]["per_start"] = episodes
             env.close()
         results[clip] = res
+    bar.close()
     summary = {}
     for name in controllers:
         summary[name] = {m: float(np.mean([results[c][name][m] for c in clips])) for m in METRICS}
         summary[name]["clips"] = len(clips)
+        summary[name]["episodes"] = int(sum(results[c][name]["episodes"] for c in clips))
     report = {"checkpoint": str(ckpt), "num_timesteps": int(ck["num_timesteps"]), "config": cfg,
-              "max_seconds": max_seconds, "clips": results, "summary": summary}
+              "max_seconds": max_seconds, "starts": starts, "clips": results, "summary": summary}
     if out is not None:
         path = Path(out) / "eval_lowlevel.json"
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
@@ -190,17 +252,22 @@ def evaluate_lowlevel(
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Plain-text table: one row per clip and controller, then the means."""
-    head = f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'root_err':>8} {'rew/step':>8} {'finished':>8}  termination"
+    """Plain-text table: one row per clip and controller (means over its start frames), then the
+    means over clips."""
+    head = (f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'root_err':>8} "
+            f"{'rew/step':>8} {'return':>7} {'finished':>8}")
     lines = [head, "-" * len(head)]
+
+    def row(label, name, m):
+        return (f"{label:<18} {name:<12} {m['seconds_tracked']:9.2f} {m['horizon_s']:9.2f} {m['joint_error_rad']:9.3f} "
+                f"{m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} {m['return_fraction']:7.3f} {m['finished']:8.2f}")
+
     for clip, res in report["clips"].items():
         for name, m in res.items():
-            lines.append(f"{clip:<18} {name:<12} {m['seconds_tracked']:9.2f} {m['horizon_s']:9.2f} {m['joint_error_rad']:9.3f} "
-                         f"{m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} {m['finished']:8.0f}  {m['termination'] or '-'}")
+            lines.append(row(clip, name, m))
     lines.append("-" * len(head))
     for name, m in report["summary"].items():
-        lines.append(f"{'mean (' + str(m['clips']) + ' clips)':<18} {name:<12} {m['seconds_tracked']:9.2f} {'':9} {m['joint_error_rad']:9.3f} "
-                     f"{m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} {m['finished']:8.2f}")
+        lines.append(row(f"mean ({m['clips']} clips)", name, m))
     return "\n".join(lines)
 
 

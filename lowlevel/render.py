@@ -60,8 +60,9 @@ class GhostRenderer:
 
 def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float | None = None, fps: int = 30,
                     width: int = 640, height: int = 480, motion_vae: str | Path | None = None,
-                    controller: str = "policy") -> dict:
-    """Write an MP4 of ``controller`` ("policy", "hold_pose" or "pd_tracking") tracking ``clip``.
+                    controller: str = "policy", start: float = 0.0) -> dict:
+    """Write an MP4 of ``controller`` ("policy", "hold_pose" or "pd_tracking") tracking ``clip``
+    from ``start`` seconds into the clip, for at most ``seconds`` (s) or until a termination.
 
     Returns {"out", "frames", "seconds_tracked", "termination"}.
     """
@@ -70,7 +71,7 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
 
     from envs.tracking import H1TrackingEnv
     from daps.io import atomic_write
-    from lowlevel.evaluate import (CONTROLLERS, _hold_pose_actor, codes_for, make_policy_env,
+    from lowlevel.evaluate import (CONTROLLERS, _reference_actor, codes_for, make_policy_env,
                                    policy_actor, run_episode)
     from lowlevel.train import load_lowlevel, select_clips
 
@@ -91,8 +92,13 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
         env = H1TrackingEnv([clip], goal="reference", action_mode="pd", max_episode_steps=10**9,
                             pd_target="absolute" if controller == "hold_pose" else "reference",
                             data_root=ck["config"].get("data_root"))
-        actor = _hold_pose_actor(env, clip) if controller == "hold_pose" else (lambda o: np.zeros(19, np.float32))
-    horizon = env._clip.last  # noqa: SLF001
+    last = env.last_frame(clip)
+    frame = int(round(start * env.control_hz))
+    if not 0 <= frame < last:
+        raise ValueError(f"start {start} s is outside clip {clip!r} (0 to {last / env.control_hz:.2f} s)")
+    if controller != "policy":
+        actor = _reference_actor(env, controller, clip, frame)
+    horizon = last - frame
     if seconds is not None:
         horizon = max(1, min(horizon, int(round(seconds * env.control_hz))))
     every = max(1, int(round(env.control_hz / fps)))
@@ -105,7 +111,7 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
             frames.append(gr.render(e.data, ref[k]))
 
     try:
-        res = run_episode(env, actor, clip, horizon, on_step=on_step)
+        res = run_episode(env, actor, clip, horizon, on_step=on_step, frame=frame)
         # Hold the last frame for half a second so a fall is visible.
         if frames:
             frames.extend([frames[-1]] * (fps // 2))

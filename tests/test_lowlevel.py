@@ -64,6 +64,16 @@ def test_extractor_shapes():
         LatentConvExtractor(gym.spaces.Box(-1, 1, (10,)))
 
 
+def test_start_frames():
+    from lowlevel.evaluate import start_frames
+
+    assert start_frames(100, 4) == [0, 25, 50, 75]
+    assert start_frames(3, 8) == [0, 1, 2]  # never more starts than frames, no duplicates
+    assert start_frames(100, 1) == [0]
+    with pytest.raises(ValueError, match="starts"):
+        start_frames(100, 0)
+
+
 def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
     from lowlevel.train import load_lowlevel, train_lowlevel
@@ -76,13 +86,19 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     assert set(vecnorm.norm_obs_keys) == {"proprio"}
 
     # eval on a validation clip: encoded with the stored motion VAE path.
-    rep = evaluate_lowlevel(run / "checkpoint.pt", "walk2_subject4", out=tmp_path, max_seconds=0.3)
+    rep = evaluate_lowlevel(run / "checkpoint.pt", "walk2_subject4", out=tmp_path, max_seconds=0.3, starts=3)
     assert (tmp_path / "eval_lowlevel.json").is_file()
     res = rep["clips"]["walk2_subject4"]
     assert set(res) == {"policy", "hold_pose", "pd_tracking"}
     for m in res.values():
+        assert m["episodes"] == 3 and sum(m["terminations"].values()) == 3
+        assert [e["start_frame"] for e in m["per_start"]] == [e["start_frame"] for e in res["policy"]["per_start"]]
         assert 0 < m["seconds_tracked"] <= 0.3 + 1e-9 and m["joint_error_rad"] >= 0 and 0 <= m["reward_per_step"] <= 1
-    assert res["pd_tracking"]["finished"] == 1.0  # PD tracking stands for 0.3 s
+        assert 0 <= m["return_fraction"] <= m["reward_per_step"] + 1e-9
+    assert res["policy"]["per_start"][0]["start_frame"] == 0 and res["policy"]["per_start"][1]["start_frame"] > 0
+    # PD tracking of the reference from the T-pose frame 0 stands for 0.3 s and tracks it closely.
+    first = res["pd_tracking"]["per_start"][0]
+    assert first["finished"] == 1.0 and first["joint_error_rad"] < 0.05
     assert "pd_tracking" in format_table(rep)
     assert plot_training_curve(run, tmp_path / "curve.png").stat().st_size > 0
 
