@@ -18,7 +18,8 @@ by 16, so no window straddles the two codes).
 Reference goal (``goal="reference"``, flat Box): SB3's default ``FlattenExtractor`` + the same MLPs.
 
 Presets (:data:`PRESETS`): ``paper`` keeps App. I's [2048, 1024, 512] ELU MLP; ``cpu`` uses
-[256, 256] so that ~1-2 M environment steps fit in an hour on 2 cores.
+[256, 256] so that about 3 M environment steps (torque actions, 4 environments) fit in an
+hour on 2 cores.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Small MLP: trains in about an hour on 2 cores.
     "cpu": {
         "n_envs": 4,
-        "steps": 1_200_000,  # about an hour at ~350 env steps/s on 2 cores
+        "steps": 3_000_000,  # about an hour at ~900 env steps/s (torque actions) on 2 idle cores
         "net_arch": [256, 256],
         "embed_dim": 16, "conv_channels": 16,
         "log_std_init": -1.0,

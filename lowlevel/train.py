@@ -14,7 +14,11 @@ Run folder:
                            (plus the motion VAE for clips not encoded at training time).
     run_dir/progress.csv   one row per rollout: timesteps, wall time, ep_rew_mean, ep_len_mean,
                            reward_per_step (mean imitation reward per control step)
-    run_dir/tb/            TensorBoard event files (SB3's logger)
+    run_dir/tb/            TensorBoard event files: SB3's logger (rollout/ep_len_mean, train/approx_kl,
+                           train/std, ...) plus rollout/imitation_reward_per_step and
+                           rollout/ended_<reason>, the fraction of a rollout's episodes that ended
+                           with termination or truncation <reason> (fell, tilted, diverged,
+                           unstable, clip_end, time_limit)
 
 ``resume=True`` continues from run_dir/checkpoint.pt: policy, optimiser, VecNormalize statistics
 and step count come back; the run then goes on until ``steps`` total environment steps.
@@ -164,6 +168,8 @@ def load_lowlevel(ckpt: str | Path, env=None):
 def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int, progress: bool, vec_holder: list):
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from envs.rewards import W_COM, W_EE, W_POSE, W_VEL
+
     class _Cb(BaseCallback):
         def _on_training_start(self) -> None:
             self.t0 = time.time()
@@ -175,15 +181,19 @@ def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int,
 
                 self.bar = tqdm(total=total, initial=self.start, unit="step", desc="ppo", dynamic_ncols=True)
             self.rew_sum, self.rew_n = 0.0, 0
+            self.ends: dict[str, int] = {}  # how the episodes of this rollout ended
             self.csv_path = run_dir / "progress.csv"
 
         def _on_step(self) -> bool:
             if self.bar is not None:
                 self.bar.update(self.training_env.num_envs)
-            for info in self.locals.get("infos", ()):
-                self.rew_sum += (info.get("pose", 0.0) * 0.65 + info.get("vel", 0.0) * 0.1
-                                 + info.get("end_effector", 0.0) * 0.15 + info.get("com", 0.0) * 0.1)
+            for info, done in zip(self.locals.get("infos", ()), self.locals.get("dones", ())):
+                self.rew_sum += (W_POSE * info.get("pose", 0.0) + W_VEL * info.get("vel", 0.0)
+                                 + W_EE * info.get("end_effector", 0.0) + W_COM * info.get("com", 0.0))
                 self.rew_n += 1
+                if done:
+                    why = info.get("termination") or info.get("truncation") or "other"
+                    self.ends[why] = self.ends.get(why, 0) + 1
             return True
 
         def _on_rollout_end(self) -> None:
@@ -196,7 +206,10 @@ def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int,
                 "reward_per_step": self.rew_sum / max(self.rew_n, 1),
             }
             self.logger.record("rollout/imitation_reward_per_step", row["reward_per_step"])
-            self.rew_sum, self.rew_n = 0.0, 0
+            n_ends = sum(self.ends.values())
+            for why, n in self.ends.items():  # e.g. rollout/ended_fell: fraction of the episodes
+                self.logger.record(f"rollout/ended_{why}", n / n_ends)
+            self.rew_sum, self.rew_n, self.ends = 0.0, 0, {}
             new = not self.csv_path.exists()
             with self.csv_path.open("a", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(row))
@@ -244,7 +257,7 @@ def train_lowlevel(
     seed: int = 0,
     n_envs: int | None = None,
     resume: bool = False,
-    action_mode: str = "pd",
+    action_mode: str = "torque",
     goal: str = "latent",
     pd_target: str = "nominal",
     split: str = "train",
@@ -264,8 +277,9 @@ def train_lowlevel(
         n_envs: parallel environments (default: the preset's); 1 -> DummyVecEnv.
         resume: continue from run_dir/checkpoint.pt (its stored config wins over these args,
             except ``steps``).
-        action_mode / pd_target: env action mode ("pd" or "torque") and PD target mode. Default
-            "pd" + "nominal": targets = the nominal standing pose + 1 rad * action, so the motion
+        action_mode / pd_target: env action mode ("torque", the default and the paper's: 19 motor
+            torques; or "pd") and PD target mode.  With "pd", "nominal" (default): targets = the
+            nominal standing pose + 1 rad * action, so the motion
             comes from the goal alone (at deployment there is no reference trajectory, only the
             latent code). "reference" (a residual on the reference joint angles, which the
             controller then sees) is kept for comparison; "torque" is the paper's setting.

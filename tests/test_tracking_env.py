@@ -213,6 +213,9 @@ def test_pd_standing_pose_stays_up_2s():
 def test_truncation_at_clip_end_and_time_limit():
     env = latent_env()
     last = math.ceil(NSEG * 32 / 30 * 100) - 1  # last frame whose segment has codes
+    assert env.last_frame(CLIP) == last
+    with pytest.raises(ValueError, match="unknown clip"):
+        env.last_frame("walk9_subject9")
     env.reset(seed=0, options={"frame": last - 1})
     _, _, term, trunc, info = env.step(np.zeros(19))
     assert trunc and not term and info["truncation"] == "clip_end"
