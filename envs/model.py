@@ -13,8 +13,8 @@ masses and inertias, torque limits).  Layout:
   bounded by :data:`TORQUE_LIMITS`.
 * Sites: ``left_foot`` / ``right_foot`` (centre of each sole), ``left_hand`` /
   ``right_hand`` (hand spheres), ``imu`` (torso), ``pelvis_imu`` (pelvis origin).
-* Only robot-vs-floor contacts are active (robot geoms: contype 0, conaffinity 1;
-  floor: contype 1, conaffinity 0).  Timestep 0.002 s.
+* Only robot-vs-floor contacts are active: every geom has contype 0 and conaffinity 0,
+  and each robot geom has an explicit ``<contact><pair>`` with the floor.  Timestep 0.002 s.
 """
 
 from __future__ import annotations

@@ -141,18 +141,21 @@ def _quat_to_mat(q: np.ndarray) -> np.ndarray:
 class _Clip:
     """Cached per-clip arrays used in the step loop."""
 
-    __slots__ = ("ref", "name", "qpos", "qvel", "joints", "ee_rel", "com", "tilt", "rot", "codes", "last")
+    __slots__ = ("ref", "name", "qpos", "qvel", "goal_rows", "joints", "ee_rel", "com", "tilt", "codes", "last")
 
     def __init__(self, ref: ReferenceMotion):
         self.ref = ref
         self.name = ref.name
         self.qpos = np.ascontiguousarray(ref.qpos)
         self.qvel = np.ascontiguousarray(ref.qvel)
-        self.joints = np.ascontiguousarray(ref.qpos[:, 7:])
+        # Per frame, the numbers of the "reference" goal that do not depend on the robot's state:
+        # [joint angles (19) | root position (3) | first two columns of the root rotation matrix (6)].
+        rot = _quat_to_mat(ref.qpos[:, 3:7])
+        self.goal_rows = np.concatenate([ref.qpos[:, 7:], ref.qpos[:, :3], rot[:, :, 0], rot[:, :, 1]], axis=1)
+        self.joints = self.goal_rows[:, :19]  # reference joint angles (a view)
         self.ee_rel = ref.site_pos - ref.qpos[:, None, :3]
         self.com = ref.com
         self.tilt = ref.torso_tilt
-        self.rot = _quat_to_mat(ref.qpos[:, 3:7])
         self.codes: np.ndarray | None = None
         self.last = ref.num_frames - 1  # last usable frame index
 
@@ -239,6 +242,7 @@ class H1TrackingEnv(gym.Env):
         self._pelvis = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "pelvis")
         self._torso = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "torso_link")
         self._limits = np.asarray(TORQUE_LIMITS, dtype=np.float64)
+        self._neg_limits = -self._limits
         jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
         rng = m.jnt_range[jids]
         self._range_mid = 0.5 * (rng[:, 0] + rng[:, 1])
@@ -247,6 +251,19 @@ class H1TrackingEnv(gym.Env):
         self._kd = np.asarray(PD_KD, dtype=np.float64)
         self._bad_warnings = np.array([int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                                mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)])
+        # numpy views into self.data's buffers, used in the step loop (self.data is never
+        # reallocated, so they stay valid); each attribute access through the bindings costs ~1 us.
+        d = self.data
+        self._qpos, self._qvel = d.qpos, d.qvel
+        self._root_pos = d.qpos[:3]
+        self._q_joints = d.qpos[7:]
+        self._qdot_joints = d.qvel[6:]
+        self._warning_numbers = d.warning.number
+        self._pelvis_xmat = d.xmat[self._pelvis]
+        self._imu_xmat = d.site_xmat[self._imu]
+        self._torso_angvel = d.cvel[self._torso, :3]  # world frame
+        self._site_xpos = d.site_xpos
+        self._pelvis_subtree_com = d.subtree_com[self._pelvis]  # = whole-robot COM
 
         # Reference clips.
         if clips is None:
@@ -361,9 +378,9 @@ class H1TrackingEnv(gym.Env):
         return self._get_obs(), info
 
     def _warning_count(self) -> int:
-        # data.warning.number is a numpy view of the counters: one fancy-index + sum instead of
-        # four struct accesses through the bindings (~13 us per control step less).
-        return int(self.data.warning.number[self._bad_warnings].sum())
+        # self._warning_numbers is a numpy view of data.warning.number: one fancy-index + sum
+        # instead of four struct accesses through the bindings.
+        return int(self._warning_numbers[self._bad_warnings].sum())
 
     def step(self, action):
         m, d, c = self.model, self.data, self._clip
@@ -377,7 +394,7 @@ class H1TrackingEnv(gym.Env):
         if not np.isfinite(a).all():
             reason = "unstable"
             self._prev_action[:] = np.nan_to_num(np.clip(a, -1.0, 1.0))
-        elif not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
+        elif not (np.isfinite(self._qpos).all() and np.isfinite(self._qvel).all()):
             reason = "unstable"
             self._prev_action[:] = np.clip(a, -1.0, 1.0)
         else:
@@ -395,15 +412,17 @@ class H1TrackingEnv(gym.Env):
                     target = NOMINAL_POSE + self.pd_action_scale * a
                 else:
                     target = self._range_mid + self._range_half * a
-                kp, kd, lim = self._kp, self._kd, self._limits
+                kp, kd, lim, neg_lim = self._kp, self._kd, self._limits, self._neg_limits
+                q, qdot = self._q_joints, self._qdot_joints
                 for _ in range(self.frame_skip):
-                    tau = kp * (target - d.qpos[7:]) - kd * d.qvel[6:]
-                    np.clip(tau, -lim, lim, out=tau)
+                    tau = kp * (target - q) - kd * qdot
+                    np.clip(tau, neg_lim, lim, out=tau)
                     d.ctrl[:] = tau
                     mujoco.mj_step(m, d)
                 self._torque[:] = tau
-            if (self._warning_count() != warn0 or not np.isfinite(d.qpos).all()
-                    or not np.isfinite(d.qvel).all() or np.abs(d.qvel).max() > self.max_qvel):
+            qpos, qvel = self._qpos, self._qvel
+            if (self._warning_count() != warn0 or not np.isfinite(qpos).all()
+                    or not np.isfinite(qvel).all() or np.abs(qvel).max() > self.max_qvel):
                 reason = "unstable"
             else:
                 # Bring positions and velocities derived quantities up to the new state.
@@ -430,12 +449,13 @@ class H1TrackingEnv(gym.Env):
 
     # ------------------------------------------------------------------ pieces
     def _reward(self, k: int):
-        d, c = self.data, self._clip
-        ee_rel = d.site_xpos[self._site_ids] - d.qpos[:3]
+        c = self._clip
+        ee_rel = self._site_xpos[self._site_ids] - self._root_pos
+        torque_normalized = self._torque / self._limits if self.torque_penalty_weight else None
         return imitation_reward(
-            d.qpos, d.qvel, ee_rel, d.subtree_com[self._pelvis],
+            self._qpos, self._qvel, ee_rel, self._pelvis_subtree_com,
             c.qpos[k], c.qvel[k], c.ee_rel[k], c.com[k],
-            self._torque / self._limits, self.torque_penalty_weight,
+            torque_normalized, self.torque_penalty_weight,
         )
 
     def state_reward(self, qpos, qvel, frame: int | None = None, clip: str | None = None):
@@ -460,51 +480,43 @@ class H1TrackingEnv(gym.Env):
         return self.state_reward(c.qpos[k], c.qvel[k], k, c.name)
 
     def _termination(self, k: int) -> str | None:
-        d, c = self.data, self._clip
-        z = d.qpos[2]
+        c = self._clip
+        z = self._root_pos[2]
         if z < self.min_pelvis_height and z < c.qpos[k, 2] - 0.2:
             return "fell"
-        cos_tilt = d.site_xmat[self._imu, 8]
+        cos_tilt = self._imu_xmat[8]
         tilt = math.acos(max(-1.0, min(1.0, cos_tilt)))
         if tilt > self.max_tilt and tilt > c.tilt[k] + 0.5:
             return "tilted"
-        if np.mean(np.abs(d.qpos[7:] - c.joints[k])) > self.max_mean_joint_error:
+        joint_err = np.abs(self._q_joints - c.joints[k])
+        if joint_err.sum() / joint_err.size > self.max_mean_joint_error:  # = np.mean, without its overhead
             return "diverged"
         return None
 
-    def _proprio(self) -> np.ndarray:
-        d = self.data
-        R = d.site_xmat[self._imu].reshape(3, 3)
-        out = np.empty(PROPRIO_DIM)
-        out[0:19] = d.qpos[7:]
-        out[19:38] = d.qvel[6:]
+    def _write_proprio(self, out: np.ndarray) -> None:
+        """Write the 63 proprioceptive numbers (module docstring) into ``out``."""
+        R = self._imu_xmat.reshape(3, 3)
+        out[0:19] = self._q_joints
+        out[19:38] = self._qdot_joints
         out[38:41] = -R[2]  # R^T (0, 0, -1)
-        out[41:44] = d.cvel[self._torso, :3] @ R  # R^T w_world
+        out[41:44] = self._torso_angvel @ R  # R^T w_world
         out[44:63] = self._prev_action
-        if not np.isfinite(out).all():
-            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return out
 
-    def _reference_goal(self) -> np.ndarray:
-        d, c = self.data, self._clip
+    def _write_reference_goal(self, out: np.ndarray) -> None:
+        """Write the ``goal="reference"`` numbers (28 per reference offset, module docstring) into ``out``."""
+        c = self._clip
         fs = np.minimum(self._frame + self.reference_offsets, c.last)
-        n = len(fs)
-        g = np.empty((n, REF_FRAME_DIM))
-        g[:, :19] = c.joints[fs]
-        R = d.xmat[self._pelvis].reshape(3, 3)
+        g = out.reshape(len(fs), REF_FRAME_DIM)
+        np.take(c.goal_rows, fs, axis=0, out=g)  # reference joints, root position, root rotation columns
+        R = self._pelvis_xmat.reshape(3, 3)
         yaw = math.atan2(R[1, 0], R[0, 0])
         cy, sy = math.cos(yaw), math.sin(yaw)
-        dp = c.qpos[fs, :3] - d.qpos[:3]
-        g[:, 19] = cy * dp[:, 0] + sy * dp[:, 1]
-        g[:, 20] = -sy * dp[:, 0] + cy * dp[:, 1]
-        g[:, 21] = dp[:, 2]
-        rel = np.matmul(R.T, c.rot[fs])  # (n, 3, 3)
-        g[:, 22:25] = rel[:, :, 0]
-        g[:, 25:28] = rel[:, :, 1]
-        out = g.reshape(-1)
-        if not np.isfinite(out).all():
-            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return out
+        dp = g[:, 19:22]
+        dp -= self._root_pos  # reference root position - current root position (world)
+        # (x, y) rotated by -yaw into the heading frame: [cy dx + sy dy, -sy dx + cy dy]
+        g[:, 19:21] = dp[:, :2] @ np.array([[cy, -sy], [sy, cy]])
+        # reference rotation columns c_j -> R^T c_j (computed as rows c_j^T R)
+        g[:, 22:28] = (g[:, 22:28].reshape(-1, 2, 3) @ R).reshape(-1, 6)
 
     def _latent_goal(self):
         c = self._clip
@@ -517,11 +529,19 @@ class H1TrackingEnv(gym.Env):
         return latent, np.array([phase], dtype=np.float32)
 
     def _get_obs(self):
-        proprio = self._proprio()
         if self.goal == "reference":
-            return np.concatenate([proprio, self._reference_goal()]).astype(np.float32)
+            obs = np.empty(PROPRIO_DIM + REF_FRAME_DIM * len(self.reference_offsets))
+            self._write_reference_goal(obs[PROPRIO_DIM:])
+        else:
+            obs = np.empty(PROPRIO_DIM)
+        self._write_proprio(obs[:PROPRIO_DIM])
+        if not np.isfinite(obs).all():  # non-finite numbers (unstable state) are observed as 0
+            np.nan_to_num(obs, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        obs = obs.astype(np.float32)
+        if self.goal == "reference":
+            return obs
         latent, phase = self._latent_goal()
-        return {"proprio": proprio.astype(np.float32), "latent": latent, "phase": phase}
+        return {"proprio": obs, "latent": latent, "phase": phase}
 
     def render(self):
         if self.render_mode != "rgb_array":
