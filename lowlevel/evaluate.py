@@ -20,6 +20,11 @@ Metrics per episode (then averaged over the starts of a clip, and over clips):
     horizon_s         episode length asked for (s)
     joint_error_rad   mean over the episode's steps (a terminal one included) and the 19 joints
                       of |q - q_ref| (rad)
+    joint_error_common_rad
+                      the same mean over the first n steps only, n = the fewest steps any of the
+                      evaluated controllers ran from this start frame (rad): the errors of all
+                      controllers over the same stretch of motion, since a controller that falls
+                      early is otherwise averaged over the easy first steps after RSI only
     root_error_m      mean over the episode's steps of ||root position - reference root position|| (m)
     reward_per_step   mean DeepMimic imitation reward per control step of the episode (no torque
                       penalty)
@@ -41,11 +46,12 @@ import numpy as np
 
 from daps.io import atomic_write
 
-__all__ = ["evaluate_lowlevel", "run_episode", "plot_training_curve", "format_table", "CONTROLLERS"]
+__all__ = ["evaluate_lowlevel", "run_episode", "add_common_window_error", "plot_training_curve", "format_table",
+           "CONTROLLERS"]
 
 CONTROLLERS = ("policy", "hold_pose", "pd_tracking")
-METRICS = ("seconds_tracked", "horizon_s", "joint_error_rad", "root_error_m", "reward_per_step", "return_fraction",
-           "finished")
+METRICS = ("seconds_tracked", "horizon_s", "joint_error_rad", "joint_error_common_rad", "root_error_m",
+           "reward_per_step", "return_fraction", "finished")
 DEFAULT_STARTS = 8
 DEFAULT_MAX_SECONDS = 10.0
 
@@ -86,7 +92,25 @@ def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int
         "finished": float(reason is None and steps >= max_steps),
         "termination": reason,
         "steps": steps,
+        "joint_error_per_step": jerr,  # consumed by add_common_window_error, not written to JSON
     }
+
+
+def add_common_window_error(per_controller: dict[str, list[dict[str, Any]]]) -> None:
+    """Set ``joint_error_common_rad`` on every episode of ``per_controller`` ({controller: episodes,
+    the same start frames in the same order}) and drop their ``joint_error_per_step`` lists.
+
+    Raises:
+        ValueError: the controllers' episode lists differ in length.
+    """
+    runs = list(per_controller.values())
+    if len({len(r) for r in runs}) > 1:
+        raise ValueError("every controller needs one episode per start frame")
+    for eps in zip(*runs):
+        n = min(len(e["joint_error_per_step"]) for e in eps)
+        for e in eps:
+            errs = e.pop("joint_error_per_step")
+            e["joint_error_common_rad"] = float(np.mean(errs[:n])) if n else float("nan")
 
 
 def policy_actor(model, vecnorm) -> Callable[[Any], np.ndarray]:
@@ -224,7 +248,7 @@ def evaluate_lowlevel(
         last = any_env.last_frame(clip)
         horizon = last if max_seconds is None else max(1, int(round(max_seconds * any_env.control_hz)))
         frames = start_frames(last, starts)
-        res = {}
+        runs = {}
         for name, (env, actor) in envs.items():
             episodes = []
             for f in frames:
@@ -233,10 +257,10 @@ def evaluate_lowlevel(
                 ep["start_frame"] = f
                 episodes.append(ep)
                 bar.update()
-            res[name] = _mean_metrics(episodes)
-            res[name]["per_start"] = episodes
+            runs[name] = episodes
             env.close()
-        results[clip] = res
+        add_common_window_error(runs)
+        results[clip] = {name: {**_mean_metrics(eps), "per_start": eps} for name, eps in runs.items()}
     bar.close()
     summary = {}
     for name in controllers:
@@ -254,13 +278,14 @@ def evaluate_lowlevel(
 def format_table(report: dict[str, Any]) -> str:
     """Plain-text table: one row per clip and controller (means over its start frames), then the
     means over clips."""
-    head = (f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'root_err':>8} "
+    head = (f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'jerr_common':>11} "
+            f"{'root_err':>8} "
             f"{'rew/step':>8} {'return':>7} {'finished':>8}")
     lines = [head, "-" * len(head)]
 
     def row(label, name, m):
         return (f"{label:<18} {name:<12} {m['seconds_tracked']:9.2f} {m['horizon_s']:9.2f} {m['joint_error_rad']:9.3f} "
-                f"{m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} {m['return_fraction']:7.3f} {m['finished']:8.2f}")
+                f"{m['joint_error_common_rad']:11.3f} {m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} {m['return_fraction']:7.3f} {m['finished']:8.2f}")
 
     for clip, res in report["clips"].items():
         for name, m in res.items():

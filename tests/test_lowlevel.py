@@ -74,6 +74,20 @@ def test_start_frames():
         start_frames(100, 0)
 
 
+def test_common_window_joint_error():
+    from lowlevel.evaluate import add_common_window_error
+
+    # start 0: B falls after 2 steps, so both are scored over 2 steps; start 1: over 3.
+    a = [{"joint_error_per_step": [0.0, 0.2, 0.9, 0.9]}, {"joint_error_per_step": [0.1, 0.1, 0.4]}]
+    b = [{"joint_error_per_step": [0.4, 0.6]}, {"joint_error_per_step": [0.3, 0.3, 0.3, 5.0]}]
+    add_common_window_error({"a": a, "b": b})
+    assert [e["joint_error_common_rad"] for e in a] == pytest.approx([0.1, 0.2])
+    assert [e["joint_error_common_rad"] for e in b] == pytest.approx([0.5, 0.3])
+    assert all("joint_error_per_step" not in e for e in a + b)
+    with pytest.raises(ValueError, match="start frame"):
+        add_common_window_error({"a": [{"joint_error_per_step": [0.1]}], "b": []})
+
+
 def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
     from lowlevel.train import load_lowlevel, train_lowlevel
@@ -95,6 +109,11 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
         assert [e["start_frame"] for e in m["per_start"]] == [e["start_frame"] for e in res["policy"]["per_start"]]
         assert 0 < m["seconds_tracked"] <= 0.3 + 1e-9 and m["joint_error_rad"] >= 0 and 0 <= m["reward_per_step"] <= 1
         assert 0 <= m["return_fraction"] <= m["reward_per_step"] + 1e-9
+        assert 0 <= m["joint_error_common_rad"] and "joint_error_per_step" not in m["per_start"][0]
+    # the window is the shortest episode of each start: for that controller it is the whole episode.
+    for i in range(3):
+        shortest = min(res.values(), key=lambda m: m["per_start"][i]["steps"])["per_start"][i]
+        assert shortest["joint_error_common_rad"] == pytest.approx(shortest["joint_error_rad"])
     assert res["policy"]["per_start"][0]["start_frame"] == 0 and res["policy"]["per_start"][1]["start_frame"] > 0
     # PD tracking of the reference from the T-pose frame 0 stands for 0.3 s and tracks it closely.
     first = res["pd_tracking"]["per_start"][0]
