@@ -279,13 +279,13 @@ def format_table(report: dict[str, Any]) -> str:
     """Plain-text table: one row per clip and controller (means over its start frames), then the
     means over clips."""
     head = (f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'jerr_common':>11} "
-            f"{'root_err':>8} "
-            f"{'rew/step':>8} {'return':>7} {'finished':>8}")
+            f"{'root_err':>8} {'rew/step':>8} {'return':>7} {'finished':>8}")
     lines = [head, "-" * len(head)]
 
     def row(label, name, m):
         return (f"{label:<18} {name:<12} {m['seconds_tracked']:9.2f} {m['horizon_s']:9.2f} {m['joint_error_rad']:9.3f} "
-                f"{m['joint_error_common_rad']:11.3f} {m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} {m['return_fraction']:7.3f} {m['finished']:8.2f}")
+                f"{m['joint_error_common_rad']:11.3f} {m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} "
+                f"{m['return_fraction']:7.3f} {m['finished']:8.2f}")
 
     for clip, res in report["clips"].items():
         for name, m in res.items():
