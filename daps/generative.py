@@ -27,12 +27,14 @@ class TransformerGenerator(nn.Module):
     Args:
         cfg: transformer sizes.
         output_head: module (B*K, T, H) -> (B*K, *event).
+        embed: module mapping codes (N, T) int64 to (N, T, H); default a learned Embed(V, H).
+            FSQ passes `FSQCodeEmbedding`, whose codes are points of a fixed grid.
     """
 
-    def __init__(self, cfg: TransformerConfig, output_head: nn.Module):
+    def __init__(self, cfg: TransformerConfig, output_head: nn.Module, embed: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.embed = embed if embed is not None else nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.encoder = Encoder(cfg)
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         self.output_head = output_head
@@ -41,8 +43,12 @@ class TransformerGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         b, k, t = z.shape
-        h = self.encoder(self.embed(z.reshape(b * k, t)) + self.pos)
-        out = self.output_head(self.proj(h))
+        return self.from_embeddings(self.embed(z.reshape(b * k, t)).view(b, k, t, -1))
+
+    def from_embeddings(self, e: Tensor) -> Tensor:
+        """Parameters (B, K, *event) from code embeddings e (B, K, T, H) (FSQ's straight-through path)."""
+        b, k, t, h = e.shape
+        out = self.output_head(self.proj(self.encoder(e.reshape(b * k, t, h) + self.pos)))
         return out.view(b, k, *out.shape[1:])
 
 

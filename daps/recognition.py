@@ -32,6 +32,17 @@ def gumbel_max(logp: Tensor, generator: torch.Generator | None = None) -> Tensor
     return torch.sub(logp, g, out=g).argmax(-1)
 
 
+def inverse_cdf_sample(logp: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Sample one index per row from log-probabilities (N, V) by inverting the CDF; returns (N,) int64.
+
+    Exact like Gumbel-max but draws one uniform number per row instead of V: on the CPU the
+    random numbers of Gumbel-max were a third of the autoregressive sampler's time (V = 1024).
+    """
+    cdf = torch.cumsum(logp.exp(), dim=-1)
+    u = torch.rand(logp.shape[0], 1, generator=generator, device=logp.device, dtype=logp.dtype)
+    return torch.searchsorted(cdf, u.mul_(cdf[:, -1:])).squeeze(1).clamp_max_(logp.shape[-1] - 1)
+
+
 def kl_to_uniform(logits: Tensor) -> Tensor:
     """KL(q || Uniform(V)) in nats per position for logits (..., V): log V - H(q); returns (...)."""
     logp = F.log_softmax(logits, dim=-1)
@@ -92,6 +103,58 @@ class _HeadLogProb(torch.autograd.Function):
         return grad_h, grad_w, grad_b, None
 
 
+class LatticeHead(nn.Module):
+    """Output layer whose V codes are the points g_c of a fixed grid (the FSQ lattice of `levels`).
+
+    logits_c = -sum_i kappa_i (u_i - g_ci)^2 / delta_i^2 (+ a constant in c), with u = A h + a the
+    token's position in the grid's d = len(levels) dimensions, delta_i the grid spacing and
+    kappa_i > 0 learned sharpness: q(z_t | z_<t, x) is a categorical over V codes that prefers
+    grid points near u. Expanded, it is an ordinary linear layer with a rank-d weight
+    W = (2 kappa/delta^2 * G) A (V, H) and bias b (V,), exposed as `.weight` and `.bias` so the
+    fused log-prob kernel and the KV-cached sampler use it unchanged.
+
+    Why: with a free (V, H) output layer each code is learned on its own, and neighbouring codes
+    mean nothing alike; on the lattice, codes of similar inputs are neighbours from the first
+    step, so a decoder that embeds codes by their grid point (`daps.fsq.FSQCodeEmbedding`) can
+    read an untrained encoder's codes at once (docs/motion_vae_cpu_study.md).
+
+    Args:
+        embed_dim: H. levels: values per grid dimension (their product is V).
+        init_sharpness: kappa at initialisation (about the log-odds of the nearest grid point
+            against the next one along a dimension).
+    """
+
+    def __init__(self, embed_dim: int, levels: tuple[int, ...], init_sharpness: float = 2.0):
+        super().__init__()
+        from vector_quantize_pytorch import FSQ
+
+        grid = FSQ(list(levels)).implicit_codebook.float()  # (V, d), same index order as FSQ
+        self.register_buffer("grid", grid, persistent=False)
+        spacing = torch.tensor([2.0 / (lv - 1) if lv % 2 else 2.0 / lv for lv in levels])
+        self.register_buffer("inv_spacing2", spacing.pow(-2), persistent=False)
+        self.proj = nn.Linear(embed_dim, len(levels))
+        self.log_sharpness = nn.Parameter(torch.full((len(levels),), math.log(init_sharpness)))
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.proj.weight, gain=0.5)  # u starts inside the grid, not at its edges
+        nn.init.zeros_(self.proj.bias)
+
+    def _precision_grid(self) -> Tensor:
+        return self.grid * (2 * self.log_sharpness.exp() * self.inv_spacing2)  # (V, d)
+
+    @property
+    def weight(self) -> Tensor:
+        return self._precision_grid() @ self.proj.weight  # (V, H)
+
+    @property
+    def bias(self) -> Tensor:
+        prec = self.log_sharpness.exp() * self.inv_spacing2
+        return self._precision_grid() @ self.proj.bias - self.grid.square() @ prec  # (V,)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
+
+
 def check_codes(z: Tensor, cfg: TransformerConfig) -> None:
     """Raise ValueError unless z is (B, K, block_size) with codes in [0, vocab_size)."""
     if z.ndim != 3 or z.shape[-1] != cfg.block_size:
@@ -107,9 +170,22 @@ class ARRecognition(nn.Module):
         cfg: transformer sizes (V, T, H, heads, layers, MLP ratio).
         input_embed: module mapping x to input tokens (B, N, H).
         num_input_tokens: N, for the encoder's positional table.
+        init_logit_std: if > 0, every row of the output layer starts with norm init_logit_std, so
+            the untrained encoder's logits (after LayerNorm) have about that standard deviation
+            and all V codes are equally likely a priori. At 4 the initial q(z|x) is peaked: the
+            first codes are a random hash of x that the decoder can already read, instead of
+            near-uniform noise it learns to ignore (docs/motion_vae_cpu_study.md). 0 keeps the
+            Xavier-uniform layer (logit std about 0.5 at H = 128, V = 1024: near uniform).
     """
 
-    def __init__(self, cfg: TransformerConfig, input_embed: nn.Module, num_input_tokens: int):
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        input_embed: nn.Module,
+        num_input_tokens: int,
+        init_logit_std: float = 0.0,
+        lattice_levels: tuple[int, ...] | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         self.input_embed = input_embed
@@ -117,10 +193,16 @@ class ARRecognition(nn.Module):
         self.tok_embed = nn.Embedding(cfg.vocab_size + 1, cfg.embed_dim)  # id V = start token
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.num_layers))
         self.ln = nn.LayerNorm(cfg.embed_dim)
-        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size)
+        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size) if lattice_levels is None else LatticeHead(cfg.embed_dim, lattice_levels)
         self.register_buffer("in_pos", sinusoidal_positions(num_input_tokens, cfg.embed_dim), persistent=False)
         self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
         init_weights(self)
+        if lattice_levels is not None:
+            self.head.reset_parameters()
+        if init_logit_std > 0 and lattice_levels is None:
+            with torch.no_grad():
+                w = self.head.weight
+                w.mul_(init_logit_std / w.norm(dim=1, keepdim=True))
 
     @property
     def start_token(self) -> int:
@@ -196,7 +278,7 @@ class ARRecognition(nn.Module):
         tokens = torch.empty(bk, t_max + 1, dtype=torch.long, device=self.pos.device)
         tokens[:, 0] = self.start_token
         cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q) if use_cache else None
-        head_wt = self.head.weight.t()
+        head_wt, head_b = self.head.weight.t(), self.head.bias
         for t in range(t_max):
             if use_cache:
                 h = self.tok_embed(tokens[:, t : t + 1]) + self.pos[t]
@@ -207,9 +289,9 @@ class ARRecognition(nn.Module):
                 for blk, (mk, mv) in zip(self.blocks, mem):
                     h = blk(h, mk, mv)
                 h = h[:, -1:]
-            logp = torch.addmm(self.head.bias, self.ln(h[:, 0]), head_wt)
+            logp = torch.addmm(head_b, self.ln(h[:, 0]), head_wt)
             logp = torch.log_softmax(logp, dim=-1, out=logp)
-            zt = logp.argmax(-1) if greedy else gumbel_max(logp, generator)
+            zt = logp.argmax(-1) if greedy else inverse_cdf_sample(logp, generator)
             tokens[:, t + 1] = zt
             log_q += logp.gather(1, zt[:, None]).squeeze(1)
         z = tokens[:, 1:]

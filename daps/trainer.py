@@ -35,9 +35,14 @@ class CheckpointError(ValueError):
 @dataclass
 class OptimConfig:
     """AdamW for the VAE (lr, weight_decay) preceded by unit-wise adaptive gradient clipping
-    (agc_clip, NFNets; 0 disables), and a separate AdamW for log eta (facts Sec. 3)."""
+    (agc_clip, NFNets; 0 disables), and a separate AdamW for log eta (facts Sec. 3).
+
+    recognition_lr: the encoder's own learning rate (None = lr). A slower encoder than decoder
+    keeps the codes' entropy while the decoder learns to read them (a two-timescale update).
+    """
 
     lr: float = 3e-4
+    recognition_lr: float | None = None
     weight_decay: float = 1e-4
     agc_clip: float = 1.0
     eta_lr: float = 1e-3
@@ -47,18 +52,17 @@ class OptimConfig:
 def adaptive_grad_clip_(params: list[nn.Parameter], clip: float, eps: float = 1e-3) -> None:
     """Unit-wise adaptive gradient clipping (Brock et al. 2021), in place.
 
-    For each output unit (row of a weight; each entry of a vector), the gradient norm is capped at
-    clip * max(||param unit||, eps). Matches optax.adaptive_grad_clip used by the authors.
+    A unit is one output row of a matrix or kernel (the norm runs over every other axis), and a
+    whole vector or scalar (bias, LayerNorm gain, log eta) is one unit, as in
+    optax.adaptive_grad_clip, which the authors use. Each unit's gradient norm is capped at
+    clip * max(||param unit||, eps).
     """
     for p in params:
         if p.grad is None:
             continue
-        if p.ndim <= 1:
-            p_norm, g_norm = p.detach().abs(), p.grad.abs()
-        else:
-            dims = tuple(range(1, p.ndim))
-            p_norm = p.detach().norm(dim=dims, keepdim=True)
-            g_norm = p.grad.norm(dim=dims, keepdim=True)
+        dims = tuple(range(1, p.ndim)) if p.ndim > 1 else tuple(range(p.ndim))
+        p_norm = p.detach().norm(dim=dims, keepdim=True) if dims else p.detach().abs()
+        g_norm = p.grad.norm(dim=dims, keepdim=True) if dims else p.grad.abs()
         max_norm = p_norm.clamp_min(eps) * clip
         scale = torch.where(g_norm > max_norm, max_norm / g_norm.clamp_min(1e-6), torch.ones_like(g_norm))
         p.grad.mul_(scale)
@@ -100,7 +104,7 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary unpickling of files users download
     except Exception as e:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -192,8 +196,15 @@ def train(
     ckpt_path = run_dir / "checkpoint.pt"
     device = next(model.parameters()).device
     vae_params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(vae_params, lr=optim.lr, weight_decay=optim.weight_decay)
-    eta_opt = torch.optim.AdamW(objective.parameters(), lr=optim.eta_lr, weight_decay=optim.eta_weight_decay)
+    rec_ids = {id(p) for p in model.recognition.parameters()}
+    groups = [
+        {"params": [p for p in vae_params if id(p) in rec_ids], "lr": optim.recognition_lr or optim.lr},
+        {"params": [p for p in vae_params if id(p) not in rec_ids]},
+    ]
+    opt = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
+    # DAPS has log eta; deterministic objectives (FSQ) have no parameters of their own
+    objective_params = list(objective.parameters())
+    eta_opt = torch.optim.AdamW(objective_params, lr=optim.eta_lr, weight_decay=optim.eta_weight_decay) if objective_params else None
     torch_gen = torch.Generator(device=device).manual_seed(seed)
     np_rng = np.random.default_rng(seed)
     start = 0
@@ -205,7 +216,8 @@ def train(
         model.load_state_dict(ckpt["model"])
         objective.load_state_dict(ckpt["objective"])
         opt.load_state_dict(ckpt["optimizer"])
-        eta_opt.load_state_dict(ckpt["eta_optimizer"])
+        if eta_opt is not None:
+            eta_opt.load_state_dict(ckpt["eta_optimizer"])
         torch_gen.set_state(ckpt["rng"]["torch"])
         np_rng.bit_generator.state = ckpt["rng"]["numpy"]
         start = ckpt["step"]
@@ -220,7 +232,7 @@ def train(
                 "model": model.state_dict(),
                 "objective": objective.state_dict(),
                 "optimizer": opt.state_dict(),
-                "eta_optimizer": eta_opt.state_dict(),
+                "eta_optimizer": eta_opt.state_dict() if eta_opt is not None else {},
                 "rng": {"torch": torch_gen.get_state(), "numpy": np_rng.bit_generator.state},
                 "extra": extra or {},
             },
@@ -241,13 +253,15 @@ def train(
         loss_vae, loss_eta, metrics = objective.loss(model, x, step, steps, torch_gen)
 
         opt.zero_grad(set_to_none=True)
-        eta_opt.zero_grad(set_to_none=True)
+        if eta_opt is not None:
+            eta_opt.zero_grad(set_to_none=True)
         if torch.isfinite(loss_vae) and torch.isfinite(loss_eta):
             (loss_vae + loss_eta).backward()  # disjoint parameters: each optimiser sees its own loss
             if optim.agc_clip > 0:
                 adaptive_grad_clip_(vae_params, optim.agc_clip)
             opt.step()
-            eta_opt.step()
+            if eta_opt is not None:
+                eta_opt.step()
         else:
             skipped += 1  # like optax.apply_if_finite: drop a non-finite update, keep training
 
@@ -256,7 +270,7 @@ def train(
             metrics["steps_per_s"] = (done - start) / (time.perf_counter() - t0)
             metrics["skipped_steps"] = skipped
             log.write(done, metrics)
-            bar.set_postfix(log_p=f"{metrics['log_p']:.1f}", ess=f"{metrics['ess_frac']:.2f}", eta=f"{metrics['eta']:.3g}")
+            bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("log_p", "ess_frac", "eta") if k in metrics})
         if evaluate is not None and ((eval_every and done % eval_every == 0) or done == steps):
             val_metrics = evaluate(model)
             eval_log.write(done, val_metrics)

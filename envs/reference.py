@@ -31,7 +31,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from motion_vae.data import FPS, csv_to_qpos, load_clip_csv, resolve_clip_dir
+from envs.lafan1 import FPS, csv_to_qpos, load_clip_csv, resolve_clip_dir
 
 from .model import load_h1_model
 
@@ -149,8 +149,8 @@ def _resolve_path(name_or_path: str | os.PathLike, root) -> Path:
     if not path.is_file():
         raise ValueError(
             f"unknown clip {s!r} in {clip_dir}; list the available clips with "
-            f"`python -c \"from motion_vae.data import list_clips; print(list_clips())\"` "
-            f"(motion_vae.data.list_clips(root))"
+            f"`python -c \"from envs.lafan1 import list_clips; print(list_clips())\"` "
+            f"(envs.lafan1.list_clips(root))"
         )
     return path
 
@@ -165,9 +165,9 @@ def _load_cached(path: str, control_hz: float) -> ReferenceMotion:
 def load_reference(name_or_path: str | os.PathLike, control_hz: float = 100, root=None) -> ReferenceMotion:
     """Load a LAFAN1-H1 clip by name (e.g. ``"walk1_subject1"``) or CSV path at ``control_hz``.
 
-    ``root`` is the data root (see :func:`motion_vae.data.resolve_clip_dir`).  Results are
+    ``root`` is the data root (see :func:`envs.lafan1.resolve_clip_dir`).  Results are
     cached per (path, rate) in the process; the arrays are read-only.
-    Raises ValueError for an unknown clip name, :class:`motion_vae.data.DataError` for bad files.
+    Raises ValueError for an unknown clip name, :class:`envs.lafan1.DataError` for bad files.
     """
     if control_hz <= 0:
         raise ValueError(f"control_hz must be positive, got {control_hz}")

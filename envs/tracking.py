@@ -72,7 +72,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from motion_vae.data import FPS, split_clips
+from envs.lafan1 import FPS, split_clips
 
 from .model import JOINT_NAMES, TORQUE_LIMITS, load_h1_model
 from .reference import EE_SITES, ReferenceMotion, load_reference
@@ -170,7 +170,7 @@ class H1TrackingEnv(gym.Env):
         action_mode: ``"torque"`` or ``"pd"``.
         latent_codes: for ``goal="latent"``: {clip name: int array (num_segments, 64)}.
         vocab_size / latent_block_size: latent index range and code length (1024, 64).
-        data_root: LAFAN1-H1 data root (see :func:`motion_vae.data.resolve_clip_dir`).
+        data_root: LAFAN1-H1 data root (see :func:`envs.lafan1.resolve_clip_dir`).
         control_hz, frame_skip: policy rate (100) and physics substeps per action (5).
         max_episode_steps: truncation length in control steps (1000 = 10 s).
         reference_offsets: future reference frames in the ``"reference"`` goal.

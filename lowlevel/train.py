@@ -55,7 +55,7 @@ def select_clips(pattern: str, split: str = "train", data_root=None) -> list[str
 
     split: "train" (default for training), "val" or "all".  Raises ValueError when nothing matches.
     """
-    from motion_vae.data import list_clips, split_clips
+    from envs.lafan1 import list_clips, split_clips
 
     if split == "all":
         pool = list_clips(data_root)
@@ -84,8 +84,8 @@ def file_sha256(path: str | Path) -> str:
 def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, seed: int = 0):
     """({clip: int64 codes (S, 64)}, motion VAE info dict) for the named clips."""
     from motion_vae.codec import encode_clip
-    from motion_vae.data import load_clip_csv, resolve_clip_dir
-    from motion_vae.evaluate import load_motion_vae
+    from envs.lafan1 import load_clip_csv, resolve_clip_dir
+    from motion_vae.models import load_motion_vae
 
     model, cfg, stats, _ = load_motion_vae(motion_vae_ckpt, "cpu")
     clip_dir = resolve_clip_dir(data_root)

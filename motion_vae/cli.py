@@ -25,7 +25,8 @@ def train(
     device: str = DeviceOpt,
 ) -> None:
     """Train the motion VAE with DAPS and print the final validation metrics."""
-    from motion_vae.train import apply_overrides, preset_config, train_motion_vae
+    from motion_vae.config import apply_overrides, preset_config
+    from motion_vae.train import train_motion_vae
 
     cfg = apply_overrides(preset_config(preset), steps=steps, batch_size=batch_size, seed=seed)
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume)
@@ -63,15 +64,15 @@ def encode(
 ) -> None:
     """Clip CSV -> latent indices (64 per 32-frame segment)."""
     from motion_vae.codec import encode_clip, write_codes_csv
-    from motion_vae.data import load_clip_csv
-    from motion_vae.evaluate import load_motion_vae
-    from motion_vae.train import resolve_device
+    from envs.lafan1 import load_clip_csv
+    from motion_vae.models import load_motion_vae
+    from daps.device import resolve_device
 
     model, cfg, stats, _ = load_motion_vae(ckpt, resolve_device(device))
     rows = load_clip_csv(clip, min_frames=cfg.model.segment_length)
     codes = encode_clip(model, stats, rows, seed=seed, segment_length=cfg.model.segment_length, greedy=greedy)
-    write_codes_csv(out, codes)
-    typer.echo(f"wrote {len(codes)} segments x {codes.shape[1]} codes to {out}")
+    write_codes_csv(out, codes, num_frames=len(rows))
+    typer.echo(f"wrote {len(codes)} segments x {codes.shape[1]} codes ({len(rows)} frames) to {out}")
 
 
 @app.command()
@@ -83,12 +84,12 @@ def decode(
 ) -> None:
     """Latent indices -> 26-column trajectory CSV (root integrated from the decoded velocities)."""
     from motion_vae.codec import decode_codes, read_codes_csv
-    from motion_vae.data import write_clip_csv
-    from motion_vae.evaluate import load_motion_vae
-    from motion_vae.train import resolve_device
+    from envs.lafan1 import write_clip_csv
+    from motion_vae.models import load_motion_vae
+    from daps.device import resolve_device
 
     model, cfg, stats, _ = load_motion_vae(ckpt, resolve_device(device))
-    z = read_codes_csv(codes, cfg.model.vocab_size, cfg.model.block_size)
-    rows = decode_codes(model, stats, z)
+    z, num_frames = read_codes_csv(codes, cfg.model.vocab_size, cfg.model.block_size, cfg.model.segment_length)
+    rows = decode_codes(model, stats, z)[:num_frames]
     write_clip_csv(out, rows)
     typer.echo(f"wrote {len(rows)} frames to {out}")

@@ -1,11 +1,14 @@
 """Clip <-> latent codes: what `daps motion-vae encode|decode` and the control layers use.
 
-encode: CSV rows (T, 26) -> features -> standardised -> consecutive 32-frame segments
-        (a trailing partial segment is dropped) -> one code sequence of 64 indices per segment.
+encode: CSV rows (N, 26) -> features -> standardised -> consecutive 32-frame segments (a
+        trailing partial segment is padded by holding the last frame) -> one code sequence of
+        64 indices per segment, S = ceil(N / 32) segments.
 decode: codes (S, 64) -> decoder means (S, 32, C) -> raw features -> qpos by integrating the
-        root velocities (motion_vae.features.features_to_qpos) -> CSV rows (S*32, 26).
+        root velocities (motion_vae.features.features_to_qpos) -> CSV rows (S*32, 26), cut back
+        to the clip's true length when the codes file records it.
 
-Codes files are CSV: one segment per line, 64 integers in [0, vocab size).
+Codes files are CSV: an optional first line `# frames: N` (the clip's length, written by
+`encode`), then one segment per line, 64 integers in [0, vocab size).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 from torch import nn
 
 from daps.io import atomic_write
-from motion_vae.data import DataError, csv_to_qpos, qpos_to_csv
+from envs.lafan1 import DataError, csv_to_qpos, qpos_to_csv
 from motion_vae.dataset import SEGMENT_LENGTH, FeatureStats
 from motion_vae.features import compute_features, features_to_qpos, heading_yaw
 
@@ -30,17 +33,19 @@ def encode_clip(
     segment_length: int = SEGMENT_LENGTH,
     greedy: bool = False,
 ) -> np.ndarray:
-    """Latent codes (S, T) int64 for CSV rows (N, 26) at 30 Hz, S = N // segment length.
+    """Latent codes (S, T) int64 for CSV rows (N, 26) at 30 Hz, S = ceil(N / segment length).
 
-    Each segment's code is one draw z ~ q_theta(z|x) from a seeded generator (deterministic), or
-    with greedy=True the most likely code at every step.
+    The last, partial segment is padded by holding the clip's last frame, so decoding the codes
+    covers every frame. Each segment's code is one draw z ~ q_theta(z|x) from a seeded generator
+    (deterministic), or with greedy=True the most likely code at every step.
     Raises ValueError for a clip shorter than one segment or malformed rows.
     """
     L = segment_length
     if len(rows) < L:
         raise ValueError(f"clip has {len(rows)} frames, need at least {L} (one segment)")
+    s = -(-len(rows) // L)
+    rows = np.concatenate([rows, np.repeat(rows[-1:], s * L - len(rows), axis=0)])
     x = stats.standardise(compute_features(csv_to_qpos(rows)))
-    s = len(x) // L
     dev = next(model.parameters()).device
     xs = torch.from_numpy(x[: s * L].reshape(s, L, -1)).to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -78,18 +83,32 @@ def check_codes(codes: np.ndarray, vocab_size: int, block_size: int, where: str)
         raise ValueError(f"{where}: codes must lie in [0, {vocab_size}), got [{codes.min()}, {codes.max()}]")
 
 
-def write_codes_csv(path: str | Path, codes: np.ndarray) -> Path:
-    """Write codes (S, T) as CSV atomically (temporary file + rename)."""
-    return atomic_write(path, lambda tmp: np.savetxt(tmp, codes, fmt="%d", delimiter=","))
+FRAMES_HEADER = "# frames: "
 
 
-def read_codes_csv(path: str | Path, vocab_size: int, block_size: int) -> np.ndarray:
-    """Read a codes CSV (S, block_size) int64. Raises DataError naming the file and line."""
+def write_codes_csv(path: str | Path, codes: np.ndarray, num_frames: int | None = None) -> Path:
+    """Write codes (S, T) as CSV atomically (temporary file + rename); num_frames, the clip's
+    true length, goes in a `# frames: N` first line so `decode` returns exactly that many frames."""
+    header = f"{FRAMES_HEADER.lstrip('# ')}{num_frames}" if num_frames is not None else ""
+    return atomic_write(path, lambda tmp: np.savetxt(tmp, codes, fmt="%d", delimiter=",", header=header))
+
+
+def read_codes_csv(
+    path: str | Path, vocab_size: int, block_size: int, segment_length: int = SEGMENT_LENGTH
+) -> tuple[np.ndarray, int | None]:
+    """Read a codes CSV: codes (S, block_size) int64 and the recorded clip length in frames
+    (None without a `# frames: N` line). Raises DataError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: codes file not found")
-    rows = []
+    rows, num_frames = [], None
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.startswith(FRAMES_HEADER):
+            try:
+                num_frames = int(line[len(FRAMES_HEADER):])
+            except ValueError:
+                raise DataError(f"{path.name} line {lineno}: expected '{FRAMES_HEADER}N' with an integer N") from None
+            continue
         if not line.strip():
             continue
         fields = line.split(",")
@@ -105,4 +124,7 @@ def read_codes_csv(path: str | Path, vocab_size: int, block_size: int) -> np.nda
         rows.append(vals)
     if not rows:
         raise DataError(f"{path.name}: file is empty")
-    return np.asarray(rows, dtype=np.int64)
+    codes = np.asarray(rows, dtype=np.int64)
+    if num_frames is not None and not (len(codes) - 1) * segment_length < num_frames <= len(codes) * segment_length:
+        raise DataError(f"{path.name}: {num_frames} frames do not fit {len(codes)} segments")
+    return codes, num_frames

@@ -1,6 +1,6 @@
 """Clips -> standardised features -> 32-frame segments.
 
-Data flows one way: CSV rows (motion_vae.data) -> per-frame features by forward kinematics
+Data flows one way: CSV rows (envs.lafan1) -> per-frame features by forward kinematics
 (motion_vae.features) -> columns with training variance < 1e-5 dropped and the rest standardised
 with training statistics (FeatureStats, stored in every checkpoint) -> random training segments
 and a fixed, seeded validation set.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_vae.data import DataError, csv_to_qpos, load_clip_csv, resolve_clip_dir, split_clips
+from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, resolve_clip_dir, split_clips
 from motion_vae.features import compute_features, feature_names
 
 SEGMENT_LENGTH = 32

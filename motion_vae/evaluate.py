@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from daps.io import atomic_write, atomic_write_text
 from daps.metrics import codebook_usage, elbo, psnr, segment_l2
-from daps.trainer import CheckpointError, load_checkpoint
+from daps.device import resolve_device
 from motion_vae.dataset import FeatureStats
+from motion_vae.models import load_motion_vae
 
 
 @torch.no_grad()
@@ -85,29 +86,6 @@ def raw_unit_errors(x_hat: np.ndarray, x: np.ndarray, stats: FeatureStats) -> di
     }
 
 
-def load_motion_vae(path: str | Path, device: str | torch.device = "cpu"):
-    """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint.
-
-    Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit
-    the stored config.
-    """
-    from motion_vae.models import build_motion_vae
-    from motion_vae.train import CHECKPOINT_KIND, MotionTrainConfig
-
-    ckpt = load_checkpoint(path, CHECKPOINT_KIND)
-    try:
-        cfg = MotionTrainConfig.from_dict(ckpt["config"])
-        stats = FeatureStats.from_dict(ckpt["extra"]["stats"])
-        model = build_motion_vae(cfg.model)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        msg = str(e).splitlines()[0][:200]
-        raise CheckpointError(f"{path}: checkpoint does not match its config ({type(e).__name__}: {msg})") from None
-    if stats.num_features != cfg.model.num_features:
-        raise CheckpointError(f"{path}: feature statistics have {stats.num_features} columns, model {cfg.model.num_features}")
-    return model.to(device).eval(), cfg, stats, ckpt
-
-
 def plot_reconstruction(gt: np.ndarray, rec: np.ndarray, names: list[str], title: str, path: Path) -> None:
     """PNG of ground-truth vs reconstructed joint angles (T, J) rad at 30 Hz, one panel per joint."""
     import matplotlib
@@ -148,9 +126,8 @@ def evaluate_checkpoint(
     """
     from envs.model import JOINT_NAMES
     from motion_vae.codec import decode_codes, encode_clip
-    from motion_vae.data import load_clip_csv, resolve_clip_dir
+    from envs.lafan1 import load_clip_csv, resolve_clip_dir
     from motion_vae.dataset import SegmentSampler, clip_features
-    from motion_vae.train import resolve_device
 
     dev = resolve_device(device)
     model, cfg, stats, ckpt = load_motion_vae(ckpt_path, dev)

@@ -1,7 +1,7 @@
 """Per-frame relative-pose features of H1 motions, by MuJoCo forward kinematics.
 
 Input is MuJoCo ``qpos`` of shape (T, 26) (root position m, root quaternion
-w, x, y, z, 19 joint angles rad; see :func:`motion_vae.data.csv_to_qpos`) at
+w, x, y, z, 19 joint angles rad; see :func:`envs.lafan1.csv_to_qpos`) at
 ``fps`` frames per second.  Output is float32 of shape (T, F), F = 108 for our
 H1 model (:mod:`envs.model`).
 

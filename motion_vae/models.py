@@ -10,18 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
+from daps.fsq import FSQCodeEmbedding, FSQRecognition
 from daps.generative import DiscreteVAE, GaussianLikelihood, TransformerGenerator
 from daps.nn import ConvResampler, TransformerConfig
+from daps.trainer import CheckpointError, load_checkpoint
 from daps.recognition import ARRecognition, NARecognition
 
 
 @dataclass
 class MotionVAEConfig:
     """num_features: C, standardised feature columns per frame. segment_length: frames (30 Hz).
-    recognition: "ar" (DAPS) or "na" (DAPS-NA). variance: fixed sigma^2 in standardised units,
-    unless learned_variance (then clipped to [0.01, 1])."""
+    recognition: "ar" (DAPS), "na" (DAPS-NA) or "fsq" (the deterministic FSQ baseline, with
+    fsq_levels multiplying to vocab_size). variance: fixed sigma^2 in standardised units, unless
+    learned_variance (then clipped to [0.01, 1]). init_logit_std: the AR encoder's initial logit
+    scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the AR
+    encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
+    the decoder embeds each code by its grid point, as FSQ's does."""
 
     num_features: int
     segment_length: int = 32
@@ -34,6 +41,12 @@ class MotionVAEConfig:
     recognition: str = "ar"
     variance: float = 0.25
     learned_variance: bool = False
+    fsq_levels: tuple[int, ...] = (8, 8, 4, 4)
+    init_logit_std: float = 0.0
+    lattice: bool = False
+
+    def __post_init__(self) -> None:
+        self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
@@ -54,11 +67,38 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     h, c, l, t = cfg.embed_dim, cfg.num_features, cfg.segment_length, cfg.block_size
     likelihood = GaussianLikelihood(cfg.variance, cfg.learned_variance)
     if cfg.recognition == "ar":
-        recognition = ARRecognition(tcfg, ConvResampler(l, c, t, h), num_input_tokens=t)
+        levels = cfg.fsq_levels if cfg.lattice else None
+        recognition = ARRecognition(tcfg, ConvResampler(l, c, t, h), t, cfg.init_logit_std, levels)
     elif cfg.recognition == "na":
         recognition = NARecognition(tcfg, ConvResampler(l, c, t, h))
+    elif cfg.recognition == "fsq":
+        recognition = FSQRecognition(tcfg, ConvResampler(l, c, t, h), cfg.fsq_levels)
     else:
-        raise ValueError(f"recognition must be 'ar' or 'na', got {cfg.recognition!r}")
+        raise ValueError(f"recognition must be 'ar', 'na' or 'fsq', got {cfg.recognition!r}")
     head = nn.Sequential(ConvResampler(t, h, l, h), nn.Linear(h, c * likelihood.num_params))
-    generator = TransformerGenerator(tcfg, head)
+    embed = FSQCodeEmbedding(cfg.fsq_levels, h) if cfg.recognition == "fsq" or cfg.lattice else None
+    generator = TransformerGenerator(tcfg, head, embed)
     return DiscreteVAE(recognition, generator, likelihood)
+
+
+def load_motion_vae(path: str | Path, device: str | torch.device = "cpu"):
+    """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint.
+
+    Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit
+    the stored config.
+    """
+    from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig
+    from motion_vae.dataset import FeatureStats
+
+    ckpt = load_checkpoint(path, CHECKPOINT_KIND)
+    try:
+        cfg = MotionTrainConfig.from_dict(ckpt["config"])
+        stats = FeatureStats.from_dict(ckpt["extra"]["stats"])
+        model = build_motion_vae(cfg.model)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0][:200]
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({type(e).__name__}: {msg})") from None
+    if stats.num_features != cfg.model.num_features:
+        raise CheckpointError(f"{path}: feature statistics have {stats.num_features} columns, model {cfg.model.num_features}")
+    return model.to(device).eval(), cfg, stats, ckpt

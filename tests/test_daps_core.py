@@ -218,3 +218,112 @@ def test_greedy_sampling_takes_the_most_likely_code_each_step():
     logits = rec.logits(x, z)
     assert torch.equal(logits.argmax(-1), z)  # each code is the argmax given its own prefix
     assert torch.allclose(rec.log_prob(x, z)[0], lq, atol=1e-4)
+
+
+def test_adaptive_grad_clip_treats_a_vector_as_one_unit():
+    p = nn.Parameter(torch.tensor([3.0, 4.0]))  # a bias: one unit of norm 5, as optax does
+    p.grad = torch.tensor([0.3, 0.4])  # element-wise caps (0.3, 0.4) would not clip; the unit cap 0.05 does
+    adaptive_grad_clip_([p], clip=0.01)
+    assert torch.allclose(p.grad, torch.tensor([0.03, 0.04]))
+
+
+def test_inverse_cdf_sampling_draws_the_categorical():
+    from daps.recognition import inverse_cdf_sample
+
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
+    logp = probs.log().repeat_interleave(20000, 0)
+    z = inverse_cdf_sample(logp, torch.Generator().manual_seed(0)).view(2, -1)
+    freq = torch.stack([torch.bincount(r, minlength=5) for r in z]).float() / z.shape[1]
+    assert torch.allclose(freq, probs, atol=0.01)  # 4 standard errors at n = 20000
+    assert (z[1] == 4).all()
+
+
+def small_vae(v=8, t=4, h=16, c=3):
+    cfg = TransformerConfig(vocab_size=v, block_size=t, embed_dim=h, num_heads=2, num_layers=1)
+    rec = ARRecognition(cfg, ConvResampler(t // 2, c, t, h), num_input_tokens=t)
+    gen = TransformerGenerator(cfg, nn.Sequential(ConvResampler(t, h, t // 2, h), nn.Linear(h, c)))
+    return DiscreteVAE(rec, gen, GaussianLikelihood())
+
+
+def test_decoder_gradient_is_only_the_decoder_loss():
+    """The encoder weights hold sg(R): the DAPS loss's gradient in phi equals that of -mean R alone."""
+    torch.manual_seed(0)
+    vae, x = small_vae(), torch.randn(6, 2, 3)
+    obj = DAPS(DAPSConfig(num_samples=4, init_eta=1.0, beta=BetaSchedule("constant", 0.5, 0.5)))
+    loss, _, _ = obj.loss(vae, x, 0, 10, torch.Generator().manual_seed(3))
+    z, _ = vae.recognition.sample(x, 4, torch.Generator().manual_seed(3))
+    phi = list(vae.generator.parameters())
+    got = torch.autograd.grad(loss, phi)
+    want = torch.autograd.grad(-vae.log_likelihood(x, z).mean(), phi)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, atol=1e-6)
+
+
+def test_eta_loss_is_squared_distance_of_mean_ess_to_rho_k():
+    torch.manual_seed(0)
+    vae, x = small_vae(), torch.randn(5, 2, 3)
+    K, rho, eta, beta = 4, 0.25, 3.0, 0.5
+    obj = DAPS(DAPSConfig(num_samples=K, ess_target=rho, init_eta=eta, beta=BetaSchedule("constant", beta, beta)))
+    _, loss_eta, m = obj.loss(vae, x, 0, 10, torch.Generator().manual_seed(1))
+    z, _ = vae.recognition.sample(x, K, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        r, (lq, _) = vae.log_likelihood(x, z), vae.recognition.log_prob(x, z)
+        ess = effective_sample_size(daps_log_weights(r - r.logsumexp(1, keepdim=True), lq, eta, beta))
+    assert loss_eta.item() == pytest.approx((ess.mean().item() - rho * K) ** 2, rel=1e-4)
+    assert m["ess_frac"] == pytest.approx(ess.mean().item() / K, rel=1e-5)
+
+
+def test_init_logit_std_sets_the_initial_logit_scale():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=256, block_size=8, embed_dim=64, num_heads=4, num_layers=1)
+    x = torch.randn(32, 4, 5)
+    stds = []
+    for s in (0.0, 4.0):
+        rec = ARRecognition(cfg, ConvResampler(4, 5, 8, 64), num_input_tokens=8, init_logit_std=s)
+        z, _ = rec.sample(x, 1, torch.Generator().manual_seed(0))
+        stds.append(rec.logits(x, z).std().item())
+    assert stds[0] < 1.0 and 3.0 < stds[1] < 5.0
+    assert torch.allclose(rec.head.weight.norm(dim=1), torch.full((256,), 4.0))
+
+
+def test_fsq_autoencoder_trains_through_the_rounding():
+    from daps.fsq import FSQCodeEmbedding, FSQRecognition
+    from daps.objectives.fsq import FSQObjective
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=64, block_size=4, embed_dim=16, num_heads=2, num_layers=1)
+    rec = FSQRecognition(cfg, ConvResampler(2, 3, 4, 16), levels=(4, 4, 4))
+    gen = TransformerGenerator(cfg, nn.Sequential(ConvResampler(4, 16, 2, 16), nn.Linear(16, 3)), FSQCodeEmbedding((4, 4, 4), 16))
+    vae, x = DiscreteVAE(rec, gen, GaussianLikelihood()), torch.randn(8, 2, 3)
+    loss, _, m = FSQObjective().loss(vae, x, 0, 1)
+    loss.backward()
+    assert rec.proj.weight.grad.abs().sum() > 0  # straight through the rounding to the encoder
+    z, log_q = rec.sample(x, 3)
+    assert z.shape == (8, 3, 4) and torch.equal(z[:, 0], z[:, 2]) and (log_q == 0).all()
+    # the decoder's embedding of an index is the embedding of its grid point
+    codes, idx = rec.quantize(x)
+    assert torch.allclose(gen.embed(idx), gen.embed.from_codes(codes), atol=1e-6)
+    lq, kl = rec.log_prob(x, z)
+    assert (lq == 0).all() and torch.allclose(kl, torch.full_like(kl, 4 * math.log(64)))
+    assert m["kl"] == pytest.approx(4 * math.log(64), rel=1e-6)
+    with pytest.raises(ValueError, match="multiply to the vocab size"):
+        FSQRecognition(cfg, ConvResampler(2, 3, 4, 16), levels=(4, 4))
+
+
+def test_lattice_head_is_a_distance_to_grid_softmax():
+    """logits_c + const(h) = -sum_i kappa_i (u_i - g_ci)^2 / delta_i^2 with u = A h + a."""
+    from daps.recognition import LatticeHead
+
+    torch.manual_seed(0)
+    head = LatticeHead(16, (8, 4, 5), init_sharpness=3.0)
+    head.reset_parameters()
+    h = torch.randn(10, 16)
+    u = head.proj(h)  # (10, 3)
+    delta = torch.tensor([0.25, 0.5, 0.5])  # FSQ grid spacing of levels 8, 4 and 5
+    dist = -(3.0 * (u[:, None, :] - head.grid[None]).square() / delta.square()).sum(-1)  # (10, V)
+    logp = torch.log_softmax(head(h), -1)
+    assert head.grid.shape == (160, 3)
+    assert torch.allclose(logp, torch.log_softmax(dist, -1), atol=1e-4)
+    # the most likely code is the grid point nearest to u (per-dimension rounding)
+    nearest = (u[:, None, :] - head.grid[None]).div(delta).square().sum(-1).argmin(-1)
+    assert torch.equal(logp.argmax(-1), nearest)

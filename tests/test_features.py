@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs.model import BODY_NAMES, JOINT_NAMES
-from motion_vae.data import csv_to_qpos, default_data_root, load_clip_csv, resolve_clip_dir
+from envs.lafan1 import csv_to_qpos, default_data_root, load_clip_csv, resolve_clip_dir
 from motion_vae.features import (
     FeatureBlock,
     compute_features,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from daps.trainer import CheckpointError
-from motion_vae.data import default_data_root
+from envs.lafan1 import default_data_root
 
 pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
 
@@ -21,7 +21,8 @@ TINY = dict(n_steps=64, batch_size=64, n_epochs=1, net_arch=[32, 32], embed_dim=
 def mvae(tmp_path_factory):
     from motion_vae.dataset import load_motion_dataset
     from motion_vae.models import MotionVAEConfig
-    from motion_vae.train import preset_config, train_motion_vae
+    from motion_vae.config import preset_config
+    from motion_vae.train import train_motion_vae
 
     cfg = preset_config("cpu")
     cfg.model = MotionVAEConfig(num_features=0, vocab_size=64, embed_dim=32, num_heads=2, num_layers=1)

@@ -10,11 +10,13 @@ import torch
 
 from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
 from motion_vae.codec import decode_codes, encode_clip, read_codes_csv, write_codes_csv
-from motion_vae.data import DataError, default_data_root, load_clip_csv, resolve_clip_dir
+from envs.lafan1 import DataError, default_data_root, load_clip_csv, resolve_clip_dir
 from motion_vae.dataset import load_motion_dataset
-from motion_vae.evaluate import evaluate_checkpoint, load_motion_vae
+from motion_vae.evaluate import evaluate_checkpoint
+from motion_vae.models import load_motion_vae
 from motion_vae.models import MotionVAEConfig
-from motion_vae.train import preset_config, train_motion_vae
+from motion_vae.config import preset_config
+from motion_vae.train import train_motion_vae
 
 pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
 
@@ -102,7 +104,7 @@ def test_resume_after_kill_continues_exactly(tmp_path, data):
         data.train.sample = real_sample
     assert load_checkpoint(killed / "checkpoint.pt", "motion_vae")["step"] == 2
     train_motion_vae(cfg, killed, device="cpu", progress=False, data=data, resume=True)
-    a, b = torch.load(full / "checkpoint.pt", weights_only=False), torch.load(killed / "checkpoint.pt", weights_only=False)
+    a, b = torch.load(full / "checkpoint.pt", weights_only=True), torch.load(killed / "checkpoint.pt", weights_only=True)
     assert b["step"] == 4
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
@@ -120,10 +122,12 @@ def test_encode_decode_round_trip_shapes(trained):
     model, cfg, stats, _ = load_motion_vae(trained)
     rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:100]
     codes = encode_clip(model, stats, rows)
-    assert codes.shape == (3, 64) and codes.min() >= 0 and codes.max() < 64
+    assert codes.shape == (4, 64) and codes.min() >= 0 and codes.max() < 64  # 3 segments + the padded tail
     assert np.array_equal(codes, encode_clip(model, stats, rows))  # seeded: deterministic
+    greedy = encode_clip(model, stats, rows, greedy=True)
+    assert np.array_equal(greedy[:3], encode_clip(model, stats, rows[:96], greedy=True))  # padding leaves whole segments alone
     out = decode_codes(model, stats, codes, rows)
-    assert out.shape == (96, 26) and np.isfinite(out).all()
+    assert out.shape == (128, 26) and np.isfinite(out).all()
     assert np.allclose(out[0, :2], rows[0, :2])  # root starts where the clip starts
 
 
@@ -185,7 +189,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, trained):
     assert r.returncode == 2 and "corrupt.pt" in r.stderr and "not a readable checkpoint" in r.stderr
     assert not (tmp_path / "ev" / "eval.json").exists()
 
-    ckpt = torch.load(trained, weights_only=False)
+    ckpt = torch.load(trained, weights_only=True)
     ckpt["config"]["model"]["vocab_size"] = 128  # weights no longer fit the config
     foreign = tmp_path / "foreign.pt"
     atomic_torch_save(ckpt, foreign)
@@ -207,6 +211,9 @@ def test_decode_rejects_bad_codes(tmp_path, trained):
     with pytest.raises(DataError, match="expected 64 codes, got 3"):
         bad.write_text("1,2,3\n")
         read_codes_csv(bad, 64, 64)
+    with pytest.raises(DataError, match="100 frames do not fit 1 segments"):
+        bad.write_text("# frames: 100\n" + ",".join(["1"] * 64) + "\n")
+        read_codes_csv(bad, 64, 64)
 
 
 def test_cli_encode_then_decode(tmp_path, trained):
@@ -214,9 +221,11 @@ def test_cli_encode_then_decode(tmp_path, trained):
     codes, traj = tmp_path / "codes.csv", tmp_path / "traj.csv"
     r = run_cli("motion-vae", "encode", "--ckpt", str(trained), "--clip", str(clip), "--out", str(codes), "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    z = read_codes_csv(codes, 64, 64)
+    z, num_frames = read_codes_csv(codes, 64, 64)
+    n = len(load_clip_csv(clip))
+    assert num_frames == n and len(z) == -(-n // 32)
     r = run_cli("motion-vae", "decode", "--ckpt", str(trained), "--codes", str(codes), "--out", str(traj), "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert load_clip_csv(traj).shape == (32 * len(z), 26)
-    write_codes_csv(tmp_path / "again.csv", z)
+    assert load_clip_csv(traj).shape == (n, 26)  # every frame back, the padded tail cut off
+    write_codes_csv(tmp_path / "again.csv", z, num_frames)
     assert (tmp_path / "again.csv").read_text() == codes.read_text()

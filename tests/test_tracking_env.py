@@ -11,7 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from envs.model import load_h1_model
-from motion_vae.data import DataError
+from envs.lafan1 import DataError
 
 try:
     from envs.reference import load_reference, make_reference

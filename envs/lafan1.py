@@ -64,7 +64,7 @@ class DataError(ValueError):
 def default_data_root() -> Path:
     """Default data root: ``$DAPS_LAFAN1_DIR`` if set, else ``<repo>/../shared/data/lafan1_h1``.
 
-    ``<repo>`` is the parent of the ``motion_vae`` package folder.
+    ``<repo>`` is the parent of the ``envs`` package folder.
     """
     env = os.environ.get("DAPS_LAFAN1_DIR")
     if env:

@@ -1,4 +1,4 @@
-"""Tests of motion_vae.data: strict CSV loading, split, qpos conversion."""
+"""Tests of envs.lafan1: strict CSV loading, split, qpos conversion."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motion_vae import data
-from motion_vae.data import (
+from envs import lafan1 as data
+from envs.lafan1 import (
     VAL_CLIPS,
     DataError,
     csv_to_qpos,

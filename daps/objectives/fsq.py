@@ -1,0 +1,37 @@
+"""The FSQ autoencoder objective: maximum likelihood of x under the decoder of its own code.
+
+L_phi,theta = -mean_b log p_phi(x_b | FSQ(enc_theta(x_b))), gradients reach the encoder straight
+through the rounding (Mentzer et al. 2023; the authors' FSQ baseline, facts Sec. 7, has no
+commitment term). The code is deterministic, so KL(delta || Uniform(V)) = T log V nats exactly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from daps.metrics import codebook_usage, elbo
+
+
+class FSQObjective(nn.Module):
+    """Same call as `daps.objectives.daps.DAPS.loss`; holds no parameters of its own (no eta)."""
+
+    def loss(
+        self, model: nn.Module, x: Tensor, step: int, total_steps: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """Returns (loss, zero eta loss, metrics) for x (B, *event); model is a DiscreteVAE with
+        an `FSQRecognition` and a generator embedding `FSQCodeEmbedding`."""
+        codes, idx = model.recognition.quantize(x)
+        params = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
+        log_p = model.likelihood.log_prob(x, params)  # (B, 1)
+        kl = torch.full_like(log_p, model.block_size * torch.log(torch.tensor(float(model.vocab_size))).item())
+        loss = -log_p.mean()
+        used, perplexity = codebook_usage(idx, model.vocab_size)
+        metrics = {
+            "loss/generative": loss.item(),
+            "elbo": elbo(log_p.detach(), kl).item(),
+            "log_p": log_p.mean().item(),
+            "kl": kl.mean().item(),
+            "codebook_used": used,
+            "code_perplexity": perplexity,
+        }
+        return loss, loss.new_zeros(()), metrics
