@@ -155,6 +155,25 @@ class LatticeHead(nn.Module):
         return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
 
 
+def make_head(cfg: TransformerConfig, lattice_levels: tuple[int, ...] | None) -> nn.Module:
+    """The output layer H -> V: a free Dense(V), or a `LatticeHead` when lattice_levels are given."""
+    if lattice_levels is None:
+        return nn.Linear(cfg.embed_dim, cfg.vocab_size)
+    if math.prod(lattice_levels) != cfg.vocab_size:
+        raise ValueError(f"lattice levels {list(lattice_levels)} must multiply to the vocab size {cfg.vocab_size}")
+    return LatticeHead(cfg.embed_dim, tuple(lattice_levels))
+
+
+def init_head(head: nn.Module, init_logit_std: float) -> None:
+    """Initialise the output layer after `init_weights`: the lattice's own init, or, for a Dense
+    head with init_logit_std > 0, every row rescaled to norm init_logit_std (see ARRecognition)."""
+    if isinstance(head, LatticeHead):
+        head.reset_parameters()
+    elif init_logit_std > 0:
+        with torch.no_grad():
+            head.weight.mul_(init_logit_std / head.weight.norm(dim=1, keepdim=True))
+
+
 def check_codes(z: Tensor, cfg: TransformerConfig) -> None:
     """Raise ValueError unless z is (B, K, block_size) with codes in [0, vocab_size)."""
     if z.ndim != 3 or z.shape[-1] != cfg.block_size:
@@ -176,6 +195,12 @@ class ARRecognition(nn.Module):
             first codes are a random hash of x that the decoder can already read, instead of
             near-uniform noise it learns to ignore (docs/motion_vae_cpu_study.md). 0 keeps the
             Xavier-uniform layer (logit std about 0.5 at H = 128, V = 1024: near uniform).
+        lattice_levels: codes on a fixed grid (`LatticeHead`) instead of a free output layer.
+        aligned_input: add the encoded input token t to the causal decoder's input at position t
+            (needs N = T, as for trajectories: 32 frames -> 64 tokens). Cross-attention alone
+            starts out averaging the whole input, so each latent token first learns nothing of
+            its own part of x; the aligned skip gives it that part from the first step, as the
+            DAPS-NA encoder has it (docs/motion_vae_cpu_study.md).
     """
 
     def __init__(
@@ -185,41 +210,44 @@ class ARRecognition(nn.Module):
         num_input_tokens: int,
         init_logit_std: float = 0.0,
         lattice_levels: tuple[int, ...] | None = None,
+        aligned_input: bool = False,
     ):
         super().__init__()
+        if aligned_input and num_input_tokens != cfg.block_size:
+            raise ValueError(f"aligned_input needs one input token per latent token, got {num_input_tokens} for {cfg.block_size}")
         self.cfg = cfg
+        self.aligned_input = aligned_input
         self.input_embed = input_embed
         self.encoder = Encoder(cfg)
         self.tok_embed = nn.Embedding(cfg.vocab_size + 1, cfg.embed_dim)  # id V = start token
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.num_layers))
         self.ln = nn.LayerNorm(cfg.embed_dim)
-        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size) if lattice_levels is None else LatticeHead(cfg.embed_dim, lattice_levels)
+        self.head = make_head(cfg, lattice_levels)
         self.register_buffer("in_pos", sinusoidal_positions(num_input_tokens, cfg.embed_dim), persistent=False)
         self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
         init_weights(self)
-        if lattice_levels is not None:
-            self.head.reset_parameters()
-        if init_logit_std > 0 and lattice_levels is None:
-            with torch.no_grad():
-                w = self.head.weight
-                w.mul_(init_logit_std / w.norm(dim=1, keepdim=True))
+        init_head(self.head, init_logit_std)
 
     @property
     def start_token(self) -> int:
         return self.cfg.vocab_size
 
-    def memory(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Encode x and project to each decoder layer's cross-attention keys/values (B, h, N, d)."""
+    def memory(self, x: Tensor, num_samples: int) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+        """Encode x: each decoder layer's cross-attention keys/values (B, h, N, d), and the
+        decoder's input offsets (B*K, T, H): the positions, plus the aligned input tokens."""
         h = self.encoder(self.input_embed(x) + self.in_pos)
-        return [blk.cross_attn.keys_values(h) for blk in self.blocks]
+        offset = self.pos
+        if self.aligned_input:
+            offset = (h + self.pos).repeat_interleave(num_samples, dim=0)
+        return [blk.cross_attn.keys_values(h) for blk in self.blocks], offset.expand(h.shape[0] * num_samples, -1, -1)
 
     def features(self, x: Tensor, z: Tensor) -> Tensor:
         """Teacher-forced final features (B*K, T, H) (after the last LN, before the head)."""
         b, k, t = z.shape
-        mem = self.memory(x)
+        mem, offset = self.memory(x, k)
         start = z.new_full((b * k, 1), self.start_token)
         tokens = torch.cat([start, z.reshape(b * k, t)[:, :-1]], dim=1)
-        h = self.tok_embed(tokens) + self.pos[:t]
+        h = self.tok_embed(tokens) + offset[:, :t]
         for blk, (mk, mv) in zip(self.blocks, mem):
             h = blk(h, mk, mv)
         return self.ln(h)
@@ -270,7 +298,7 @@ class ARRecognition(nn.Module):
             z: (B, K, T) int64 codes; log_q: (B, K) log q_theta(z|x) in nats.
         """
         cfg = self.cfg
-        mem = self.memory(x)
+        mem, offset = self.memory(x, num_samples)
         b = mem[0][0].shape[0]
         bk, t_max = b * num_samples, cfg.block_size
         log_q = torch.zeros(bk, device=self.pos.device)
@@ -281,11 +309,11 @@ class ARRecognition(nn.Module):
         head_wt, head_b = self.head.weight.t(), self.head.bias
         for t in range(t_max):
             if use_cache:
-                h = self.tok_embed(tokens[:, t : t + 1]) + self.pos[t]
+                h = self.tok_embed(tokens[:, t : t + 1]) + offset[:, t : t + 1]
                 for i, (blk, (mk, mv)) in enumerate(zip(self.blocks, mem)):
                     h = blk.step(h, t, cache.k[i], cache.v[i], mk, mv)
             else:
-                h = self.tok_embed(tokens[:, : t + 1]) + self.pos[: t + 1]
+                h = self.tok_embed(tokens[:, : t + 1]) + offset[:, : t + 1]
                 for blk, (mk, mv) in zip(self.blocks, mem):
                     h = blk(h, mk, mv)
                 h = h[:, -1:]
@@ -301,19 +329,32 @@ class ARRecognition(nn.Module):
 class NARecognition(nn.Module):
     """Non-autoregressive q_theta(z|x) = prod_t q(z_t | x): independent categoricals (DAPS-NA).
 
-    input tokens + positions -> unmasked blocks -> LN -> Dense(H) -> Dense(V) per position.
-    `input_embed` must give exactly T = block_size tokens.
+    input tokens + positions -> unmasked blocks -> LN -> Dense(H) -> Dense(V) per position (or
+    the `LatticeHead` over the grid of lattice_levels). `input_embed` must give exactly
+    T = block_size tokens.
     """
 
-    def __init__(self, cfg: TransformerConfig, input_embed: nn.Module, num_layers: int | None = None):
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        input_embed: nn.Module,
+        num_layers: int | None = None,
+        init_logit_std: float = 0.0,
+        lattice_levels: tuple[int, ...] | None = None,
+        aligned_input: bool = False,
+    ):
         super().__init__()
+        if aligned_input and num_input_tokens != cfg.block_size:
+            raise ValueError(f"aligned_input needs one input token per latent token, got {num_input_tokens} for {cfg.block_size}")
         self.cfg = cfg
+        self.aligned_input = aligned_input
         self.input_embed = input_embed
         self.encoder = Encoder(cfg, num_layers)
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.head = nn.Linear(cfg.embed_dim, cfg.vocab_size)
+        self.head = make_head(cfg, lattice_levels)
         self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
         init_weights(self)
+        init_head(self.head, init_logit_std)
 
     def token_logits(self, x: Tensor) -> Tensor:
         """Logits (B, T, V) of the independent per-token categoricals."""

@@ -114,6 +114,11 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     return ckpt
 
 
+def _without_steps(config: dict) -> dict:
+    """The run config less its length: resuming with a larger `steps` continues the same run."""
+    return {k: v for k, v in config.items() if k != "steps"}
+
+
 class MetricsLog:
     """Append-only CSV plus TensorBoard scalars; on resume, rows after the resumed step are dropped."""
 
@@ -174,6 +179,7 @@ def train(
     ckpt_every: int = 100,
     resume: bool = False,
     progress: bool = True,
+    time_limit_s: float | None = None,
 ) -> dict[str, float]:
     """Train `model` with `objective` (e.g. `daps.objectives.daps.DAPS`) for `steps` steps.
 
@@ -182,8 +188,13 @@ def train(
         sample_batch: draws one training batch (B, *event) on the model's device from a numpy RNG.
         evaluate: validation metrics of the model, run every `eval_every` steps and at the end.
         config: the full run configuration (JSON-able); stored in the checkpoint, and resume
-            refuses a checkpoint whose config differs.
+            refuses a checkpoint whose config differs in anything but `steps` (a run can be
+            extended over several sittings; schedules that depend on the total are then
+            stretched from the resumed step on).
         extra: stored in the checkpoint as is (e.g. feature statistics).
+        time_limit_s: stop once this many seconds of training (all sittings, validation
+            excluded) are spent: evaluate, checkpoint, return. The step reached is in the
+            checkpoint; `resume` continues from it.
     Returns:
         The last training metrics merged with the final validation metrics ("val/..." keys).
     Raises:
@@ -198,7 +209,7 @@ def train(
     vae_params = [p for p in model.parameters() if p.requires_grad]
     rec_ids = {id(p) for p in model.recognition.parameters()}
     groups = [
-        {"params": [p for p in vae_params if id(p) in rec_ids], "lr": optim.recognition_lr or optim.lr},
+        {"params": [p for p in vae_params if id(p) in rec_ids], "lr": optim.lr if optim.recognition_lr is None else optim.recognition_lr},
         {"params": [p for p in vae_params if id(p) not in rec_ids]},
     ]
     opt = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
@@ -207,12 +218,14 @@ def train(
     eta_opt = torch.optim.AdamW(objective_params, lr=optim.eta_lr, weight_decay=optim.eta_weight_decay) if objective_params else None
     torch_gen = torch.Generator(device=device).manual_seed(seed)
     np_rng = np.random.default_rng(seed)
-    start = 0
+    start, elapsed0 = 0, 0.0
 
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, kind)
-        if ckpt["config"] != config:
+        if _without_steps(ckpt["config"]) != _without_steps(config):
             raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new run dir")
+        if ckpt["step"] > steps:
+            raise CheckpointError(f"{ckpt_path}: checkpoint is at step {ckpt['step']}, past the {steps} steps asked for")
         model.load_state_dict(ckpt["model"])
         objective.load_state_dict(ckpt["objective"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -221,6 +234,11 @@ def train(
         torch_gen.set_state(ckpt["rng"]["torch"])
         np_rng.bit_generator.state = ckpt["rng"]["numpy"]
         start = ckpt["step"]
+        elapsed0 = ckpt.get("train_seconds", 0.0)
+
+    def train_seconds() -> float:
+        """Wall time spent in training steps over every sitting (validation excluded)."""
+        return elapsed0 + time.perf_counter() - t0 - eval_seconds
 
     def save(step: int) -> None:
         atomic_torch_save(
@@ -229,6 +247,7 @@ def train(
                 "kind": kind,
                 "config": config,
                 "step": step,
+                "train_seconds": train_seconds(),
                 "model": model.state_dict(),
                 "objective": objective.state_dict(),
                 "optimizer": opt.state_dict(),
@@ -242,10 +261,19 @@ def train(
     log, eval_log = MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)
     metrics: dict[str, float] = {}
     val_metrics: dict[str, float] = {}
-    skipped = 0
+    skipped, eval_seconds = 0, 0.0
     t0 = time.perf_counter()
+
+    def run_eval(step: int) -> dict[str, float]:
+        nonlocal eval_seconds
+        te = time.perf_counter()
+        values = evaluate(model)
+        eval_seconds += time.perf_counter() - te
+        eval_log.write(step, {"train_seconds": train_seconds(), **values})
+        return values
+
     if evaluate is not None and start == 0:
-        eval_log.write(0, evaluate(model))  # the untrained model: the baseline every curve starts from
+        run_eval(0)  # the untrained model: the baseline every curve starts from
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not progress, dynamic_ncols=True)
     for step in bar:
         model.train()
@@ -266,18 +294,22 @@ def train(
             skipped += 1  # like optax.apply_if_finite: drop a non-finite update, keep training
 
         done = step + 1
-        if done % log_every == 0 or done == steps:
-            metrics["steps_per_s"] = (done - start) / (time.perf_counter() - t0)
+        out_of_time = time_limit_s is not None and train_seconds() >= time_limit_s
+        last = done == steps or out_of_time
+        if done % log_every == 0 or last:
+            metrics["steps_per_s"] = (done - start) / (train_seconds() - elapsed0)
             metrics["skipped_steps"] = skipped
             log.write(done, metrics)
             bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("log_p", "ess_frac", "eta") if k in metrics})
-        if evaluate is not None and ((eval_every and done % eval_every == 0) or done == steps):
-            val_metrics = evaluate(model)
-            eval_log.write(done, val_metrics)
-        if done % ckpt_every == 0 or done == steps:
+        if evaluate is not None and ((eval_every and done % eval_every == 0) or last):
+            val_metrics = run_eval(done)
+        if done % ckpt_every == 0 or last:
             save(done)
+        if out_of_time:
+            break
     bar.close()
     log.close()
     eval_log.close()
     metrics.update({f"val/{k}": v for k, v in val_metrics.items()})
+    metrics["train_seconds"] = train_seconds()
     return metrics

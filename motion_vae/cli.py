@@ -11,25 +11,31 @@ app = typer.Typer(help="DAPS motion autoencoder on LAFAN1 motions of the Unitree
 
 DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+CkptOpt = typer.Option(None, "--ckpt", help="Checkpoint written by `train`, or an exported model; default: the shipped models/motion_vae.pt.")
 
 
 @app.command()
 def train(
     run_dir: Path = typer.Option(Path("runs/motion_vae"), "--run-dir", help="Folder for checkpoint, CSV and TensorBoard logs."),
-    preset: str = typer.Option("cpu", "--preset", help="paper | official | cpu (about 10 min on 2 cores)."),
+    preset: str = typer.Option("cpu", "--preset", help="paper | official | cpu (within 15 min on 2 cores) | cpu-long (a few hours, resumable)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the preset's number of steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size."),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from run_dir/checkpoint.pt."),
+    method: Optional[str] = typer.Option(None, "--method", help="daps (AR encoder) | daps-na | fsq; default: the preset's."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from run_dir/checkpoint.pt (a larger --steps extends the run)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time (all sittings); resumable."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """Train the motion VAE with DAPS and print the final validation metrics."""
-    from motion_vae.config import apply_overrides, preset_config
+    """Train the motion VAE (DAPS by default) and print the final validation metrics."""
+    from motion_vae.config import apply_overrides, preset_config, set_method
     from motion_vae.train import train_motion_vae
 
     cfg = apply_overrides(preset_config(preset), steps=steps, batch_size=batch_size, seed=seed)
-    metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume)
+    if method is not None:
+        cfg = set_method(cfg, method)
+    limit = max_minutes * 60 if max_minutes is not None else None
+    metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     val = {k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}
     typer.echo(json.dumps(val, indent=2))
     typer.echo(f"checkpoint: {run_dir / 'checkpoint.pt'}")
@@ -37,7 +43,7 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint written by `train`."),
+    ckpt: Optional[Path] = CkptOpt,
     out: Path = typer.Option(None, "--out", help="Output folder for eval.json and reconstruction.png (default: the checkpoint's folder)."),
     segments: int = typer.Option(1000, "--segments", help="Fixed, seeded validation segments to score."),
     data: Optional[Path] = DataOpt,
@@ -45,8 +51,10 @@ def evaluate(
 ) -> None:
     """Validation beta-ELBO, ELBO, log p, L2, PSNR and codebook usage; JSON + a reconstruction PNG."""
     from motion_vae.evaluate import evaluate_checkpoint
+    from motion_vae.models import default_model_path
 
-    out = out or ckpt.parent
+    out = out or (ckpt.parent if ckpt else Path("runs/motion_vae_default_eval"))  # never write into models/
+    ckpt = ckpt or default_model_path()
     metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device)
     for k, v in metrics.items():
         typer.echo(f"{k:>22s}  {v:.4f}" if isinstance(v, float) else f"{k:>22s}  {v}")
@@ -55,7 +63,7 @@ def evaluate(
 
 @app.command()
 def encode(
-    ckpt: Path = typer.Option(..., "--ckpt"),
+    ckpt: Optional[Path] = CkptOpt,
     clip: Path = typer.Option(..., "--clip", help="Clip CSV (26 columns, 30 Hz)."),
     out: Path = typer.Option(..., "--out", help="Codes CSV: one 32-frame segment per line, 64 indices."),
     seed: int = typer.Option(0, "--seed", help="Seed of the code sample z ~ q(z|x)."),
@@ -77,7 +85,7 @@ def encode(
 
 @app.command()
 def decode(
-    ckpt: Path = typer.Option(..., "--ckpt"),
+    ckpt: Optional[Path] = CkptOpt,
     codes: Path = typer.Option(..., "--codes", help="Codes CSV written by `encode`."),
     out: Path = typer.Option(..., "--out", help="Joint-angle trajectory CSV in the 26-column clip format."),
     device: str = DeviceOpt,
@@ -93,3 +101,16 @@ def decode(
     rows = decode_codes(model, stats, z)[:num_frames]
     write_clip_csv(out, rows)
     typer.echo(f"wrote {len(rows)} frames to {out}")
+
+
+@app.command()
+def export(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Training checkpoint (RUN/checkpoint.pt)."),
+    out: Path = typer.Option(..., "--out", help="Model file to write (e.g. models/motion_vae.pt)."),
+    full_precision: bool = typer.Option(False, "--full-precision", help="Keep float32 weights (default float16)."),
+) -> None:
+    """Slim model file for shipping: weights, config and feature statistics, no optimiser state."""
+    from motion_vae.models import export_motion_vae
+
+    path = export_motion_vae(ckpt, out, half=not full_precision)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

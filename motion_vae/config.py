@@ -4,7 +4,10 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
   paper     App. G/H: batch 256, K 8, 250k steps, beta 2 -> 0.01 (exp), ESS target K/2.
   official  the authors' code: beta 3 -> 0.01, ESS target 0.33 K, AdamW 3e-4 / wd 1e-4 with
             unit-wise adaptive gradient clipping 1.0, eta's own AdamW at 1e-3 (wd 1e-4).
-  cpu       the paper model at batch 16 for 600 steps: about 10 minutes on 2 CPU cores.
+  cpu       DAPS-NA on the FSQ lattice (H 64, 1 layer per stack), batch 16, K 8, beta 1: 3000
+            steps, within 15 minutes on 2 CPU cores (README command 1).
+  cpu-long  the same for 30k steps (a few hours on 2 cores; resumable across sittings): the
+            recipe of the shipped models/motion_vae.pt.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ class MotionTrainConfig:
 
 
 def preset_config(name: str) -> MotionTrainConfig:
-    """The `paper`, `official` or `cpu` configuration. Raises ValueError for another name."""
+    """The `paper`, `official`, `cpu` or `cpu-long` configuration. Raises ValueError for another name."""
     if name == "paper":
         return MotionTrainConfig(
             preset=name,
@@ -71,20 +74,23 @@ def preset_config(name: str) -> MotionTrainConfig:
             eval_every=5000,
             ckpt_every=50_000,
         )
-    if name == "cpu":
+    if name in ("cpu", "cpu-long"):
+        # DAPS-NA on the FSQ lattice at H = 64, one layer per stack (docs/motion_vae_cpu_study.md):
+        # the combination that learned fastest per CPU-second among the DAPS variants measured
+        long = name == "cpu-long"
         return MotionTrainConfig(
             preset=name,
-            # a short run: start eta lower and let it adapt faster than at 250k steps
-            daps=DAPSConfig(num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("exp", 2.0, 0.01)),
+            model=MotionVAEConfig(num_features=0, embed_dim=64, num_layers=1, recognition="na", lattice=True),
+            daps=DAPSConfig(num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0)),
             optim=OptimConfig(lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0),
             batch_size=16,
-            steps=600,
-            log_every=10,
-            eval_every=100,
-            ckpt_every=50,
-            val_segments=128,
+            steps=30_000 if long else 3000,
+            log_every=50,
+            eval_every=2500 if long else 500,
+            ckpt_every=500 if long else 250,
+            val_segments=256,
         )
-    raise ValueError(f"unknown preset {name!r}; choose paper, official or cpu")
+    raise ValueError(f"unknown preset {name!r}; choose paper, official, cpu or cpu-long")
 
 
 def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
@@ -98,4 +104,21 @@ def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
         if k != "seed" and isinstance(v, int) and v <= 0:
             raise ValueError(f"{k} must be positive, got {v}")
         setattr(cfg, k, v)
+    return cfg
+
+
+METHODS = {"daps": "ar", "daps-na": "na", "fsq": "fsq"}
+
+
+def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
+    """Switch the estimator, keeping the preset's sizes, batch and budget: daps (AR encoder),
+    daps-na (independent categoricals) or fsq (deterministic, straight-through). The lattice
+    head belongs to DAPS encoders and is dropped for FSQ, whose codes are the same grid.
+    Raises ValueError for another name."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+    cfg = copy.deepcopy(cfg)
+    cfg.model.recognition = METHODS[method]
+    if method == "fsq":
+        cfg.model.lattice, cfg.model.aligned_input = False, False
     return cfg

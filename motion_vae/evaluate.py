@@ -3,6 +3,9 @@
 Metrics (per validation segment, averaged; one stochastic z ~ q_theta(z|x) per segment as the
 authors do, facts Sec. 6):
   log_p              log p_phi(x|z), nats per segment (standardised units, sigma^2 fixed)
+  log_p_shuffled     log p_phi(x|z') with z' the code of another segment (the set rolled by one)
+  code_info_nats     log_p - log_p_shuffled: how much a segment's own code explains it beyond
+                     a code of some other motion (0 = the decoder ignores the codes)
   kl                 KL(q_theta(z|x) || Uniform) along the sampled code, nats
   elbo, beta_elbo    log_p - kl, log_p - beta_final kl (nats)
   l2                 sqrt(sum over frames and features of squared error), standardised units:
@@ -36,7 +39,7 @@ def evaluate_segments(
     """Score standardised segments x (N, L, C) with one sampled code each; returns plain floats."""
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    out: dict[str, list[Tensor]] = {k: [] for k in ("log_p", "kl", "l2", "mu", "z")}
+    out: dict[str, list[Tensor]] = {k: [] for k in ("log_p", "kl", "l2", "mu", "z", "params")}
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
         z, _ = model.recognition.sample(xb, 1, gen)
@@ -48,11 +51,16 @@ def evaluate_segments(
         out["mu"].append(mu)
         out["l2"].append(segment_l2(mu, xb))
         out["z"].append(z)
+        out["params"].append(params)
     log_p, kl, mu = torch.cat(out["log_p"]), torch.cat(out["kl"]), torch.cat(out["mu"])
+    params = torch.cat(out["params"]).roll(1, dims=0)  # segment i decoded from segment i-1's code
+    log_p_shuffled = torch.cat([model.likelihood.log_prob(x[i : i + batch], params[i : i + batch])[:, 0] for i in range(0, len(x), batch)])
     used, perplexity = codebook_usage(torch.cat(out["z"]), model.vocab_size)
     mean_ref = model.likelihood.log_prob(x, torch.zeros_like(x).unsqueeze(1))[:, 0]
     metrics = {
         "log_p": log_p.mean().item(),
+        "log_p_shuffled": log_p_shuffled.mean().item(),
+        "code_info_nats": (log_p - log_p_shuffled).mean().item(),
         "kl": kl.mean().item(),
         "elbo": elbo(log_p, kl).item(),
         "beta_elbo": elbo(log_p, kl, beta_final).item(),

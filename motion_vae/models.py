@@ -8,7 +8,9 @@ of a Gaussian with fixed variance 0.25 (the authors' setting; learned, clipped a
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,7 +30,8 @@ class MotionVAEConfig:
     learned_variance (then clipped to [0.01, 1]). init_logit_std: the AR encoder's initial logit
     scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the AR
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
-    the decoder embeds each code by its grid point, as FSQ's does."""
+    the decoder embeds each code by its grid point, as FSQ's does. aligned_input: the AR
+    encoder's causal decoder also sees the encoded input token at its own position."""
 
     num_features: int
     segment_length: int = 32
@@ -44,6 +47,7 @@ class MotionVAEConfig:
     fsq_levels: tuple[int, ...] = (8, 8, 4, 4)
     init_logit_std: float = 0.0
     lattice: bool = False
+    aligned_input: bool = False
 
     def __post_init__(self) -> None:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
@@ -66,11 +70,11 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     tcfg = cfg.transformer()
     h, c, l, t = cfg.embed_dim, cfg.num_features, cfg.segment_length, cfg.block_size
     likelihood = GaussianLikelihood(cfg.variance, cfg.learned_variance)
+    levels = cfg.fsq_levels if cfg.lattice else None
     if cfg.recognition == "ar":
-        levels = cfg.fsq_levels if cfg.lattice else None
-        recognition = ARRecognition(tcfg, ConvResampler(l, c, t, h), t, cfg.init_logit_std, levels)
+        recognition = ARRecognition(tcfg, ConvResampler(l, c, t, h), t, cfg.init_logit_std, levels, cfg.aligned_input)
     elif cfg.recognition == "na":
-        recognition = NARecognition(tcfg, ConvResampler(l, c, t, h))
+        recognition = NARecognition(tcfg, ConvResampler(l, c, t, h), None, cfg.init_logit_std, levels)
     elif cfg.recognition == "fsq":
         recognition = FSQRecognition(tcfg, ConvResampler(l, c, t, h), cfg.fsq_levels)
     else:
@@ -81,12 +85,40 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     return DiscreteVAE(recognition, generator, likelihood)
 
 
-def load_motion_vae(path: str | Path, device: str | torch.device = "cpu"):
-    """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint.
+DEFAULT_MODEL_NAME = "motion_vae.pt"
+
+
+def default_model_path() -> Path:
+    """The shipped default motion VAE: $DAPS_MODELS_DIR/motion_vae.pt, else models/ of the repository."""
+    root = os.environ.get("DAPS_MODELS_DIR")
+    return Path(root) / DEFAULT_MODEL_NAME if root else Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+
+
+def export_motion_vae(ckpt_path: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Write a slim model file from a training checkpoint: weights (float16 if half), config,
+    feature statistics and split, the step and training seconds; no optimiser or RNG state.
+
+    `load_motion_vae` reads it like a checkpoint (weights back in float32); `--resume` cannot.
+    Raises CheckpointError for a bad checkpoint. The write is atomic.
+    """
+    from daps.trainer import atomic_torch_save
+    from motion_vae.config import CHECKPOINT_KIND
+
+    ckpt = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
+    weights = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    keep = ("format", "kind", "config", "step", "train_seconds", "extra")
+    atomic_torch_save({**{k: ckpt[k] for k in keep if k in ckpt}, "model": weights, "exported": True}, Path(out))
+    return Path(out)
+
+
+def load_motion_vae(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint or exported
+    model file; path None means the shipped default (`default_model_path`).
 
     Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit
     the stored config.
     """
+    path = default_model_path() if path is None else path
     from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig
     from motion_vae.dataset import FeatureStats
 
@@ -95,7 +127,7 @@ def load_motion_vae(path: str | Path, device: str | torch.device = "cpu"):
         cfg = MotionTrainConfig.from_dict(ckpt["config"])
         stats = FeatureStats.from_dict(ckpt["extra"]["stats"])
         model = build_motion_vae(cfg.model)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["model"])  # float16 weights of an exported file come back as float32
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0][:200]
         raise CheckpointError(f"{path}: checkpoint does not match its config ({type(e).__name__}: {msg})") from None

@@ -24,8 +24,11 @@ def train_motion_vae(
     resume: bool = False,
     progress: bool = True,
     data: MotionDataset | None = None,
+    time_limit_s: float | None = None,
 ) -> dict[str, float]:
     """Train (or resume) a motion VAE in `run_dir`; returns the final train + val metrics.
+
+    time_limit_s: stop early after this much training wall time (see `daps.trainer.train`).
 
     Raises DataError for bad data, CheckpointError when resuming another kind or config.
     """
@@ -66,6 +69,7 @@ def train_motion_vae(
         ckpt_every=cfg.ckpt_every,
         resume=resume,
         progress=progress,
+        time_limit_s=time_limit_s,
     )
 
 

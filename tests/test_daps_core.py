@@ -327,3 +327,19 @@ def test_lattice_head_is_a_distance_to_grid_softmax():
     # the most likely code is the grid point nearest to u (per-dimension rounding)
     nearest = (u[:, None, :] - head.grid[None]).div(delta).square().sum(-1).argmin(-1)
     assert torch.equal(logp.argmax(-1), nearest)
+
+
+def test_aligned_input_sampler_matches_teacher_forcing():
+    torch.manual_seed(3)
+    cfg = TransformerConfig(vocab_size=64, block_size=8, embed_dim=16, num_heads=2, num_layers=2)
+    rec = ARRecognition(cfg, ConvResampler(4, 3, 8, 16), 8, lattice_levels=(4, 4, 4), aligned_input=True)
+    x = torch.randn(5, 4, 3)
+    z, lq = rec.sample(x, 3, torch.Generator().manual_seed(0))
+    z2, lq2 = rec.sample(x, 3, torch.Generator().manual_seed(0), use_cache=False)
+    assert torch.equal(z, z2) and torch.allclose(lq, lq2, atol=1e-4)
+    assert torch.allclose(rec.log_prob(x, z)[0], lq, atol=1e-4)
+    x2 = x.clone()
+    x2[:, 2:] += 5.0  # change only the second half of each input: early tokens see it only through attention
+    assert not torch.allclose(rec.logits(x, z)[:, :, -1], rec.logits(x2, z)[:, :, -1])
+    with pytest.raises(ValueError, match="one input token per latent token"):
+        ARRecognition(cfg, ConvResampler(4, 3, 8, 16), 4, aligned_input=True)
