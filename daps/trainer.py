@@ -222,6 +222,8 @@ def train(
 
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, kind)
+        if ckpt.get("exported"):
+            raise CheckpointError(f"{ckpt_path}: an exported model (weights only) cannot be resumed; use the run's checkpoint")
         if _without_steps(ckpt["config"]) != _without_steps(config):
             raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new run dir")
         if ckpt["step"] > steps:

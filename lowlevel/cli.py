@@ -14,7 +14,7 @@ DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); 
 
 @app.command()
 def train(
-    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint (encodes the clips; needed for --goal latent)."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint that encodes the clips for --goal latent (default: the shipped models/motion_vae.pt)."),
     clips: str = typer.Option("walk*", "--clips", help="Glob(s) over clip names, comma-separated, within --split."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total environment steps (default: the preset's)."),
     preset: str = typer.Option("cpu", "--preset", help="cpu ([256, 256] MLP, ~1 h on 2 cores) | paper ([2048, 1024, 512] ELU)."),

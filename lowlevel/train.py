@@ -270,7 +270,8 @@ def train_lowlevel(
     """Train (or resume) the low-level policy; returns a summary dict (steps, wall time, checkpoint).
 
     Args:
-        motion_vae_ckpt: motion VAE checkpoint used to encode the clips (required for goal="latent").
+        motion_vae_ckpt: motion VAE checkpoint used to encode the clips for goal="latent"
+            (None: the shipped models/motion_vae.pt).
         clips_pattern: glob(s) over clip names, comma-separated ("walk*"), within ``split``.
         steps: total environment steps (default: the preset's).
         preset: "cpu" or "paper" (:data:`lowlevel.policy.PRESETS`).
@@ -325,8 +326,10 @@ def train_lowlevel(
         mvae = None
         codes = None
         if goal == "latent":
-            if motion_vae_ckpt is None:
-                raise ValueError("goal='latent' needs a motion VAE checkpoint (--motion-vae)")
+            if motion_vae_ckpt is None:  # the shipped default model
+                from motion_vae.models import default_model_path
+
+                motion_vae_ckpt = default_model_path()
             codes, mvae = encode_clips(motion_vae_ckpt, clips, data_root)
         cfg = {
             "preset": preset, "goal": goal, "action_mode": action_mode, "pd_target": pd_target,

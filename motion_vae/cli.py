@@ -114,3 +114,40 @@ def export(
 
     path = export_motion_vae(ckpt, out, half=not full_precision)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command()
+def card(
+    model: Path = typer.Option(..., "--model", help="Exported model file (models/motion_vae.pt)."),
+    eval_json: Path = typer.Option(..., "--eval-json", help="eval.json written by `daps motion-vae eval` of that model."),
+    command: str = typer.Option(..., "--command", help="The exact training command, for the record."),
+    out: Path = typer.Option(..., "--out", help="Card to write (models/motion_vae.md)."),
+    notes: str = typer.Option("", "--notes", help="Extra Markdown lines (e.g. several sittings)."),
+) -> None:
+    """Write a model card: command, commit, split, steps, wall time, machine, metrics, slice check."""
+    from motion_vae.card import write_card
+
+    c = write_card(model, eval_json, command, out, notes)
+    typer.echo(f"wrote {out} (slice joint RMSE {c['slice_joint_rmse_rad']:.4f} rad)")
+
+
+@app.command()
+def roundtrip(
+    ckpt: Optional[Path] = CkptOpt,
+    clip: Path = typer.Option(..., "--clip", help="Clip CSV (26 columns, 30 Hz), e.g. the held-out walk2_subject4.csv."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the code samples."),
+    device: str = DeviceOpt,
+) -> None:
+    """encode -> decode a whole clip; joint, root-height and root-drift errors beside two trivial references."""
+    from daps.device import resolve_device
+    from envs.lafan1 import load_clip_csv
+    from motion_vae.evaluate import clip_round_trip
+    from motion_vae.models import load_motion_vae
+
+    model, cfg, stats, _ = load_motion_vae(ckpt, resolve_device(device))
+    rows = load_clip_csv(clip, min_frames=cfg.model.segment_length)
+    res = clip_round_trip(model, stats, rows, cfg.model.segment_length, seed)
+    typer.echo(f"{clip.name}: {len(rows)} frames")
+    typer.echo(f"{'':>12s}  {'joint RMSE rad':>14s}  {'root height RMSE m':>18s}  {'root xy drift m':>15s}")
+    for name, e in res.items():
+        typer.echo(f"{name:>12s}  {e['joint_rmse_rad']:14.3f}  {e['root_height_rmse_m']:18.3f}  {e['root_xy_drift_m']:15.3f}")

@@ -160,3 +160,50 @@ def evaluate_checkpoint(
         )
     atomic_write_text(out_dir / "eval.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def clip_round_trip(model: nn.Module, stats: FeatureStats, rows: np.ndarray, segment_length: int = 32, seed: int = 0) -> dict[str, dict[str, float]]:
+    """A whole clip through encode -> decode, scored against the clip, beside two trivial references.
+
+    rows: (N, 26) clip CSV rows at 30 Hz. Returns {"round_trip" | "still_frame" | "mean_pose":
+    {joint_rmse_rad, root_height_rmse_m, root_xy_drift_m}}, where root_xy_drift_m is the mean
+    over all frames of |decoded - true| root xy displacement since the frame's segment began
+    (m), each expressed in its own trajectory's heading frame at the segment's first frame (so
+    heading error accumulated over earlier segments is not counted again),
+    still_frame holds every segment at its own first frame, and mean_pose plays the
+    training-mean joint angles at the true root.
+    """
+    from motion_vae.codec import decode_codes, encode_clip
+    from motion_vae.features import feature_layout
+
+    n, L = len(rows), segment_length
+    dec = decode_codes(model, stats, encode_clip(model, stats, rows, seed=seed, segment_length=L), rows)[:n]
+    starts = np.arange(0, n, L)
+    still = rows[starts].repeat(L, axis=0)[:n]
+    mean_pose = rows.copy()
+    jp = next(b for b in feature_layout() if b.name == "joint_pos")
+    mean_pose[:, 7:] = stats.mean[jp.start : jp.stop]
+    return {name: _clip_errors(traj, rows, L) for name, traj in
+            (("round_trip", dec), ("still_frame", still), ("mean_pose", mean_pose))}
+
+
+def _local_displacement(rows: np.ndarray, L: int) -> np.ndarray:
+    """Root xy displacement of every frame since its segment's first frame (N, 2) m, in the
+    heading frame at that first frame."""
+    from envs.lafan1 import csv_to_qpos
+    from motion_vae.features import heading_yaw
+
+    first = (np.arange(len(rows)) // L) * L
+    yaw = heading_yaw(csv_to_qpos(rows[first])[:, 3:7])
+    d = rows[:, :2] - rows[first, :2]
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1)
+
+
+def _clip_errors(traj: np.ndarray, rows: np.ndarray, L: int) -> dict[str, float]:
+    drift = _local_displacement(traj, L) - _local_displacement(rows, L)
+    return {
+        "joint_rmse_rad": float(np.sqrt(np.mean((traj[:, 7:] - rows[:, 7:]) ** 2))),
+        "root_height_rmse_m": float(np.sqrt(np.mean((traj[:, 2] - rows[:, 2]) ** 2))),
+        "root_xy_drift_m": float(np.linalg.norm(drift, axis=1).mean()),
+    }

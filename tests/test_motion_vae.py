@@ -233,3 +233,86 @@ def test_cli_encode_then_decode(tmp_path, trained):
     assert load_clip_csv(traj).shape == (n, 26)  # every frame back, the padded tail cut off
     write_codes_csv(tmp_path / "again.csv", z, num_frames)
     assert (tmp_path / "again.csv").read_text() == codes.read_text()
+
+
+def test_resume_with_more_steps_extends_the_run(tmp_path, data):
+    cfg = tiny_config(steps=2)
+    train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    m = train_motion_vae(tiny_config(steps=4), tmp_path, device="cpu", progress=False, data=data, resume=True)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt", "motion_vae")
+    assert ckpt["step"] == 4 and ckpt["config"]["steps"] == 4 and m["train_seconds"] >= ckpt["train_seconds"] - 1e-6
+    with pytest.raises(CheckpointError, match="past the 3 steps"):
+        train_motion_vae(tiny_config(steps=3), tmp_path, device="cpu", progress=False, data=data, resume=True)
+
+
+def test_time_limit_stops_early_with_a_checkpoint(tmp_path, data):
+    m = train_motion_vae(tiny_config(steps=10_000), tmp_path, device="cpu", progress=False, data=data, time_limit_s=1.0)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt", "motion_vae")
+    assert 0 < ckpt["step"] < 10_000 and ckpt["train_seconds"] >= 1.0 and "val/joint_rmse_rad" in m
+    rows = list(csv_rows(tmp_path / "eval.csv"))
+    assert rows[-1]["step"] == str(ckpt["step"]) and float(rows[-1]["train_seconds"]) >= 1.0
+
+
+@pytest.mark.parametrize("method", ["daps-na", "fsq"])
+def test_other_methods_train_evaluate_and_round_trip(tmp_path, data, method):
+    from motion_vae.config import set_method
+
+    cfg = set_method(tiny_config(steps=2), method)
+    cfg.model.fsq_levels, cfg.model.lattice = (4, 4, 4), method == "daps-na"
+    m = train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    assert np.isfinite(m["val/log_p"]) and np.isfinite(m["val/code_info_nats"])
+    model, cfg2, stats, _ = load_motion_vae(tmp_path / "checkpoint.pt")
+    assert cfg2.model.recognition == {"daps-na": "na", "fsq": "fsq"}[method]
+    rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:70]
+    codes = encode_clip(model, stats, rows)
+    assert codes.shape == (3, 64) and decode_codes(model, stats, codes, rows).shape == (96, 26)
+    with pytest.raises(ValueError, match="unknown method"):
+        set_method(cfg, "vq")
+
+
+def test_export_is_slim_half_precision_and_loads_like_the_checkpoint(tmp_path, trained):
+    from motion_vae.models import export_motion_vae
+
+    out = export_motion_vae(trained, tmp_path / "m.pt")
+    raw = torch.load(out, weights_only=True)
+    assert "optimizer" not in raw and "rng" not in raw
+    assert all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
+    assert out.stat().st_size < trained.stat().st_size / 2
+    a, _, _, _ = load_motion_vae(trained)
+    b, _, _, _ = load_motion_vae(out)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert vb.dtype == va.dtype and torch.allclose(va, vb, atol=2e-3 * (1 + va.abs().max().item())), k
+
+
+
+def test_resume_refuses_an_exported_model(tmp_path, data, trained):
+    from motion_vae.models import export_motion_vae
+
+    export_motion_vae(trained, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="exported model"):  # no optimiser state to resume from
+        train_motion_vae(tiny_config(steps=4), tmp_path, device="cpu", progress=False, data=data, resume=True)
+
+
+def test_clip_round_trip_reports_round_trip_and_references(trained):
+    from motion_vae.evaluate import clip_round_trip
+
+    model, cfg, stats, _ = load_motion_vae(trained)
+    rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:100]
+    res = clip_round_trip(model, stats, rows)
+    assert set(res) == {"round_trip", "still_frame", "mean_pose"}
+    assert res["mean_pose"]["root_xy_drift_m"] == 0 and res["mean_pose"]["root_height_rmse_m"] == 0
+    # holding a segment's first frame: its drift is the true displacement since that frame
+    assert 0 < res["still_frame"]["root_xy_drift_m"] < 1.0 and res["still_frame"]["joint_rmse_rad"] > 0
+    assert all(np.isfinite(v) for e in res.values() for v in e.values())
+
+
+def test_model_card_json_errors_name_the_file(tmp_path):
+    from motion_vae.card import read_card
+
+    card = tmp_path / "m.md"
+    card.write_text("# card\nno json here\n")
+    with pytest.raises(ValueError, match="m.md: model card has no"):
+        read_card(card)
+    card.write_text("```json\n{bad\n```\n")
+    with pytest.raises(ValueError, match="m.md: model card JSON is malformed"):
+        read_card(card)

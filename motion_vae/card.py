@@ -1,0 +1,102 @@
+"""Model cards of shipped motion VAEs: what made the file, and figures a test re-measures.
+
+A card is Markdown for people with one fenced JSON block for programs. `slice_metrics` is the
+check both the card writer and tests/test_shipped_models.py run, so a model file and its card
+cannot drift apart: joint RMSE and log p on the first `SLICE` of the fixed validation segments,
+one seeded sampled code each.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+
+from daps.io import atomic_write_text
+
+SLICE = 128  # validation segments re-scored by the test (a few seconds on a CPU)
+
+
+def slice_metrics(model_path: str | Path, data_root: str | Path | None = None) -> dict[str, float]:
+    """Joint RMSE (rad) and log p (nats) of the model on the first SLICE fixed validation segments."""
+    from motion_vae.dataset import SegmentSampler, clip_features
+    from motion_vae.evaluate import evaluate_segments
+    from envs.lafan1 import resolve_clip_dir
+    from motion_vae.models import load_motion_vae
+
+    model, cfg, stats, ckpt = load_motion_vae(model_path, "cpu")
+    clip_dir, L = resolve_clip_dir(data_root), cfg.model.segment_length
+    val = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in ckpt["extra"]["val_clips"]}, L)
+    x = torch.from_numpy(val.fixed(1000, seed=0)[:SLICE])
+    m = evaluate_segments(model, x, stats, beta_final=cfg.daps.beta.end_value)
+    return {"slice_segments": SLICE, "slice_joint_rmse_rad": m["joint_rmse_rad"], "slice_log_p": m["log_p"]}
+
+
+def read_card(path: str | Path) -> dict:
+    """The JSON block of a card. Raises ValueError naming the file if it has none or it is malformed."""
+    text = Path(path).read_text()
+    found = re.search(r"```json\n(.*?)\n```", text, re.S)
+    if not found:
+        raise ValueError(f"{path}: model card has no ```json block")
+    try:
+        return json.loads(found.group(1))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: model card JSON is malformed ({e.msg}, line {e.lineno})") from None
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_card(model_path: str | Path, eval_json: str | Path, command: str, out: str | Path, notes: str = "") -> dict:
+    """Write the card of an exported model: command, commit, split, steps, wall time, machine,
+    the validation metrics of `daps motion-vae eval` (eval_json) and the slice check."""
+    from motion_vae.models import load_motion_vae
+
+    _, cfg, _, ckpt = load_motion_vae(model_path, "cpu")
+    card = {
+        "model_file": Path(model_path).name,
+        "size_bytes": Path(model_path).stat().st_size,
+        "command": command,
+        "commit": git_commit(),
+        "preset": cfg.preset,
+        "method": {"ar": "daps", "na": "daps-na", "fsq": "fsq"}[cfg.model.recognition],
+        "steps": ckpt["step"],
+        "train_seconds": round(ckpt.get("train_seconds", 0.0), 1),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "train_clips": ckpt["extra"]["train_clips"],
+        "val_clips": ckpt["extra"]["val_clips"],
+        "validation": json.loads(Path(eval_json).read_text()),
+        **slice_metrics(model_path),
+    }
+    v = card["validation"]
+    text = f"""# Model card: `{card['model_file']}`
+
+The default motion autoencoder of this project: 32 frames of the H1 (30 Hz, C = 104 features) ->
+64 codes of a 1024-word vocabulary (640 bits) -> 32 frames. Made by the project's own commands.
+
+- **Command:** `{command}`, then `daps motion-vae export` (float16 weights, {card['size_bytes'] / 1e6:.2f} MB)
+- **Commit:** `{card['commit']}` (the code that trained and exported it)
+- **Method / preset:** {card['method']} / `{card['preset']}`; {ckpt['step']} steps of batch {cfg.batch_size}
+- **Training wall time:** {card['train_seconds'] / 60:.1f} min (validation excluded), {card['machine']}
+- **Data split:** LAFAN1-H1, train = {len(card['train_clips'])} clips, validation = {', '.join(card['val_clips'])}
+- **Validation ({v.get('num_segments')} fixed segments, one sampled code each):** joint RMSE
+  {v['joint_rmse_rad']:.3f} rad, body-position RMSE {v['body_pos_rmse_m']:.3f} m, log p {v['log_p']:.1f} nats,
+  own-minus-shuffled code log p {v['code_info_nats']:.1f} nats, code perplexity {v['code_perplexity']:.0f}
+{notes}
+The JSON below is read by `tests/test_shipped_models.py`, which re-scores the first
+{SLICE} validation segments and compares them with `slice_joint_rmse_rad`.
+
+```json
+{json.dumps(card, indent=2)}
+```
+"""
+    atomic_write_text(out, text)
+    return card

@@ -1,0 +1,30 @@
+"""The models shipped in models/ load safely and still measure what their cards say."""
+import pytest
+import torch
+
+from daps.trainer import CHECKPOINT_FORMAT
+from envs.lafan1 import default_data_root
+from motion_vae.card import SLICE, read_card, slice_metrics
+from motion_vae.models import default_model_path, load_motion_vae
+
+pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
+
+
+def test_default_motion_vae_matches_its_card():
+    path = default_model_path()
+    card = read_card(path.with_suffix(".md"))
+    assert card["model_file"] == path.name and card["size_bytes"] == path.stat().st_size
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and data, no pickled objects
+    assert raw["format"] == CHECKPOINT_FORMAT and raw["exported"] and "optimizer" not in raw
+    assert raw["step"] == card["steps"]
+    m = slice_metrics(path)
+    assert m["slice_segments"] == SLICE == card["slice_segments"]
+    assert m["slice_joint_rmse_rad"] == pytest.approx(card["slice_joint_rmse_rad"], abs=2e-3)
+    assert m["slice_log_p"] == pytest.approx(card["slice_log_p"], rel=1e-2)
+
+
+def test_default_motion_vae_is_what_commands_load_without_a_checkpoint():
+    model, cfg, stats, ckpt = load_motion_vae(None)
+    assert cfg.model.block_size == 64 and cfg.model.vocab_size == 1024 and stats.num_features == cfg.model.num_features
+    assert next(model.parameters()).dtype == torch.float32
+    assert ckpt["extra"]["val_clips"] == ["dance2_subject2", "fight1_subject2", "run2_subject1", "walk2_subject4"]
