@@ -160,7 +160,9 @@ def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, 
     cfg = ck["config"]
     if cfg["goal"] != "latent":
         return None
-    stored = ck.get("codes") or {}
+    from lowlevel.train import checkpoint_codes
+
+    stored = checkpoint_codes(ck) or {}
     missing = [c for c in clips if c not in stored]
     out = {c: stored[c] for c in clips if c in stored}
     if missing:

@@ -139,12 +139,20 @@ def save_checkpoint(run_dir: Path, model, vecnorm, cfg: dict, codes: dict | None
     obj = {
         "format": CHECKPOINT_FORMAT, "kind": CHECKPOINT_KIND, "config": cfg,
         "num_timesteps": int(model.num_timesteps), "ppo_zip": buf.getvalue(),
-        "vecnormalize": pickle.dumps(vecnorm), "codes": codes,
+        "vecnormalize": pickle.dumps(vecnorm),
+        # tensors, not numpy arrays: checkpoints load with torch.load(weights_only=True)
+        "codes": {c: torch.as_tensor(np.asarray(z, dtype=np.int64)) for c, z in codes.items()} if codes is not None else None,
         "motion_vae": cfg.get("motion_vae"), "time": time.time(),
     }
     path = Path(run_dir) / CHECKPOINT_NAME
     atomic_torch_save(obj, path)
     return path
+
+
+def checkpoint_codes(ck: dict) -> dict[str, np.ndarray] | None:
+    """The latent codes stored in a checkpoint, {clip: int64 (S, 64)}, or None."""
+    codes = ck.get("codes")
+    return None if codes is None else {c: np.asarray(z, dtype=np.int64) for c, z in codes.items()}
 
 
 def load_lowlevel(ckpt: str | Path, env=None):
@@ -301,7 +309,7 @@ def train_lowlevel(
     if resume:
         ck = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
         cfg = ck["config"]
-        codes = ck["codes"]
+        codes = checkpoint_codes(ck)
         if steps is not None:
             cfg["steps"] = int(steps)
         if n_envs is not None:

@@ -137,8 +137,10 @@ def test_bad_input(mvae, trained, tmp_path):
         train_lowlevel(mvae, "nosuchclip*", steps=64, run_dir=tmp_path / "a", n_envs=1, overrides=TINY, progress=False)
     with pytest.raises(ValueError, match="no .*clip matches"):  # validation clips are not in the train split
         train_lowlevel(mvae, "walk2_subject4", steps=64, run_dir=tmp_path / "b", n_envs=1, overrides=TINY, progress=False)
-    with pytest.raises(ValueError, match="motion VAE"):
-        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "c", n_envs=1, overrides=TINY, progress=False)
+    with pytest.MonkeyPatch.context() as mp:  # no checkpoint given: the shipped default, here missing
+        mp.setenv("DAPS_MODELS_DIR", str(tmp_path / "no_models"))
+        with pytest.raises(CheckpointError, match="no_models/motion_vae.pt: checkpoint not found"):
+            train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "c", n_envs=1, overrides=TINY, progress=False)
     with pytest.raises(CheckpointError, match="expected 'lowlevel-ppo'"):
         load_lowlevel(mvae)  # a motion VAE checkpoint is the wrong kind
     with pytest.raises(CheckpointError, match="not found"):
