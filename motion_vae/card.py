@@ -8,6 +8,7 @@ one seeded sampled code each.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -55,22 +56,39 @@ def git_commit() -> str:
         return "unknown"
 
 
-def write_card(model_path: str | Path, eval_json: str | Path, command: str, out: str | Path, notes: str = "") -> dict:
+def describe_machine() -> str:
+    """CPU model, core count, torch threads and version of this process (for run records)."""
+    cpu = platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def write_card(
+    model_path: str | Path, eval_json: str | Path, command: str, out: str | Path, notes: str = "",
+    train_commit: str | None = None, machine: str | None = None,
+) -> dict:
     """Write the card of an exported model: command, commit, split, steps, wall time, machine,
-    the validation metrics of `daps motion-vae eval` (eval_json) and the slice check."""
+    the validation metrics of `daps motion-vae eval` (eval_json) and the slice check.
+
+    The commit and machine are those the training run recorded (train_commit / machine
+    override them for runs that recorded none)."""
     from motion_vae.models import load_motion_vae
 
     _, cfg, _, ckpt = load_motion_vae(model_path, "cpu")
+    extra = ckpt["extra"]
     card = {
         "model_file": Path(model_path).name,
         "size_bytes": Path(model_path).stat().st_size,
         "command": command,
-        "commit": git_commit(),
+        "commit": train_commit or extra.get("commit") or git_commit(),
         "preset": cfg.preset,
         "method": {"ar": "daps", "na": "daps-na", "fsq": "fsq"}[cfg.model.recognition],
         "steps": ckpt["step"],
         "train_seconds": round(ckpt.get("train_seconds", 0.0), 1),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "machine": machine or extra.get("machine") or describe_machine(),
         "train_clips": ckpt["extra"]["train_clips"],
         "val_clips": ckpt["extra"]["val_clips"],
         "validation": json.loads(Path(eval_json).read_text()),
@@ -83,7 +101,7 @@ The default motion autoencoder of this project: 32 frames of the H1 (30 Hz, C = 
 64 codes of a 1024-word vocabulary (640 bits) -> 32 frames. Made by the project's own commands.
 
 - **Command:** `{command}`, then `daps motion-vae export` (float16 weights, {card['size_bytes'] / 1e6:.2f} MB)
-- **Commit:** `{card['commit']}` (the code that trained and exported it)
+- **Commit:** `{card['commit']}` (the code that trained it)
 - **Method / preset:** {card['method']} / `{card['preset']}`; {ckpt['step']} steps of batch {cfg.batch_size}
 - **Training wall time:** {card['train_seconds'] / 60:.1f} min (validation excluded), {card['machine']}
 - **Data split:** LAFAN1-H1, train = {len(card['train_clips'])} clips, validation = {', '.join(card['val_clips'])}

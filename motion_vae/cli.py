@@ -123,11 +123,13 @@ def card(
     command: str = typer.Option(..., "--command", help="The exact training command, for the record."),
     out: Path = typer.Option(..., "--out", help="Card to write (models/motion_vae.md)."),
     notes: str = typer.Option("", "--notes", help="Extra Markdown lines (e.g. several sittings)."),
+    train_commit: Optional[str] = typer.Option(None, "--train-commit", help="Commit of the training code, for runs that did not record it."),
+    machine: Optional[str] = typer.Option(None, "--machine", help="Training machine, for runs that did not record it."),
 ) -> None:
     """Write a model card: command, commit, split, steps, wall time, machine, metrics, slice check."""
     from motion_vae.card import write_card
 
-    c = write_card(model, eval_json, command, out, notes)
+    c = write_card(model, eval_json, command, out, notes, train_commit, machine)
     typer.echo(f"wrote {out} (slice joint RMSE {c['slice_joint_rmse_rad']:.4f} rad)")
 
 

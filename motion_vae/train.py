@@ -10,6 +10,7 @@ from daps.device import resolve_device
 from daps.objectives.daps import DAPS
 from daps.objectives.fsq import FSQObjective
 from daps.trainer import train
+from motion_vae.card import describe_machine, git_commit
 from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_segments
@@ -62,6 +63,8 @@ def train_motion_vae(
             "feature_names": data.feature_names,
             "train_clips": data.train.names,
             "val_clips": data.val.names,
+            "commit": git_commit(),
+            "machine": describe_machine(),
         },
         seed=cfg.seed,
         log_every=cfg.log_every,
