@@ -40,7 +40,8 @@ def inverse_cdf_sample(logp: Tensor, generator: torch.Generator | None = None) -
     """
     cdf = torch.cumsum(logp.exp(), dim=-1)
     u = torch.rand(logp.shape[0], 1, generator=generator, device=logp.device, dtype=logp.dtype)
-    return torch.searchsorted(cdf, u.mul_(cdf[:, -1:])).squeeze(1).clamp_max_(logp.shape[-1] - 1)
+    # right=True: the first code whose CDF exceeds u, so u = 0 never picks a zero-probability code
+    return torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).squeeze(1).clamp_max_(logp.shape[-1] - 1)
 
 
 def kl_to_uniform(logits: Tensor) -> Tensor:

@@ -238,6 +238,15 @@ def test_inverse_cdf_sampling_draws_the_categorical():
     assert (z[1] == 4).all()
 
 
+def test_inverse_cdf_sampling_never_draws_a_zero_probability_code(monkeypatch):
+    from daps.recognition import inverse_cdf_sample
+
+    logp = torch.tensor([[0.0, 0.5, 0.5, 0.0]]).log()
+    for u in (0.0, 1.0 - 1e-7):  # the ends of torch.rand's range
+        monkeypatch.setattr(torch, "rand", lambda *a, u=u, **k: torch.full((1, 1), u))
+        assert inverse_cdf_sample(logp).item() in (1, 2)
+
+
 def small_vae(v=8, t=4, h=16, c=3):
     cfg = TransformerConfig(vocab_size=v, block_size=t, embed_dim=h, num_heads=2, num_layers=1)
     rec = ARRecognition(cfg, ConvResampler(t // 2, c, t, h), num_input_tokens=t)

@@ -6,6 +6,8 @@ commitment term). The code is deterministic, so KL(delta || Uniform(V)) = T log 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -23,7 +25,7 @@ class FSQObjective(nn.Module):
         codes, idx = model.recognition.quantize(x)
         params = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
         log_p = model.likelihood.log_prob(x, params)  # (B, 1)
-        kl = torch.full_like(log_p, model.block_size * torch.log(torch.tensor(float(model.vocab_size))).item())
+        kl = torch.full_like(log_p, model.block_size * math.log(model.vocab_size))
         loss = -log_p.mean()
         used, perplexity = codebook_usage(idx, model.vocab_size)
         metrics = {
