@@ -316,3 +316,16 @@ def test_model_card_json_errors_name_the_file(tmp_path):
     card.write_text("```json\n{bad\n```\n")
     with pytest.raises(ValueError, match="m.md: model card JSON is malformed"):
         read_card(card)
+
+
+def test_cli_export_and_roundtrip(tmp_path, trained):
+    out = tmp_path / "m.pt"
+    r = run_cli("motion-vae", "export", "--ckpt", str(trained), "--out", str(out))
+    assert r.returncode == 0 and out.exists(), r.stderr
+    clip = tmp_path / "short.csv"
+    clip.write_text("\n".join(",".join(f"{v:.6f}" for v in row) for row in load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:80]) + "\n")
+    r = run_cli("motion-vae", "roundtrip", "--ckpt", str(out), "--clip", str(clip), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "80 frames" in r.stdout and all(name in r.stdout for name in ("round_trip", "still_frame", "mean_pose"))
+    r = run_cli("motion-vae", "roundtrip", "--ckpt", str(tmp_path / "none.pt"), "--clip", str(clip))
+    assert r.returncode == 2 and "none.pt: checkpoint not found" in r.stderr
