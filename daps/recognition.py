@@ -156,12 +156,18 @@ class LatticeHead(nn.Module):
         return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
 
 
+def check_levels(levels: tuple[int, ...] | list[int], vocab_size: int) -> None:
+    """Raise ValueError unless the FSQ grid levels multiply to the vocabulary size and are all > 2."""
+    if math.prod(levels) != vocab_size or min(levels) < 3:
+        raise ValueError(f"FSQ levels {list(levels)} must each be >= 3 and multiply to the vocab size {vocab_size}")
+
+
 def make_head(cfg: TransformerConfig, lattice_levels: tuple[int, ...] | None) -> nn.Module:
-    """The output layer H -> V: a free Dense(V), or a `LatticeHead` when lattice_levels are given."""
+    """The output layer H -> V: a free Dense(V), or a `LatticeHead` when lattice_levels are given.
+    Raises ValueError for lattice levels that do not fit the vocabulary (`check_levels`)."""
     if lattice_levels is None:
         return nn.Linear(cfg.embed_dim, cfg.vocab_size)
-    if math.prod(lattice_levels) != cfg.vocab_size:
-        raise ValueError(f"lattice levels {list(lattice_levels)} must multiply to the vocab size {cfg.vocab_size}")
+    check_levels(lattice_levels, cfg.vocab_size)
     return LatticeHead(cfg.embed_dim, tuple(lattice_levels))
 
 
@@ -342,13 +348,9 @@ class NARecognition(nn.Module):
         num_layers: int | None = None,
         init_logit_std: float = 0.0,
         lattice_levels: tuple[int, ...] | None = None,
-        aligned_input: bool = False,
     ):
         super().__init__()
-        if aligned_input and num_input_tokens != cfg.block_size:
-            raise ValueError(f"aligned_input needs one input token per latent token, got {num_input_tokens} for {cfg.block_size}")
         self.cfg = cfg
-        self.aligned_input = aligned_input
         self.input_embed = input_embed
         self.encoder = Encoder(cfg, num_layers)
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
