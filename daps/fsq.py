@@ -20,13 +20,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import FSQ
 
 from daps.nn import Encoder, TransformerConfig, init_weights, sinusoidal_positions
-from daps.recognition import check_codes
-
-
-def check_levels(levels: tuple[int, ...] | list[int], vocab_size: int) -> None:
-    """Raise ValueError unless the FSQ levels multiply to the vocabulary size and are all > 2."""
-    if math.prod(levels) != vocab_size or min(levels) < 3:
-        raise ValueError(f"FSQ levels {list(levels)} must each be >= 3 and multiply to the vocab size {vocab_size}")
+from daps.recognition import check_codes, check_levels
 
 
 class FSQRecognition(nn.Module):

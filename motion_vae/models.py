@@ -27,8 +27,8 @@ class MotionVAEConfig:
     """num_features: C, standardised feature columns per frame. segment_length: frames (30 Hz).
     recognition: "ar" (DAPS), "na" (DAPS-NA) or "fsq" (the deterministic FSQ baseline, with
     fsq_levels multiplying to vocab_size). variance: fixed sigma^2 in standardised units, unless
-    learned_variance (then clipped to [0.01, 1]). init_logit_std: the AR encoder's initial logit
-    scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the AR
+    learned_variance (then clipped to [0.01, 1]). init_logit_std: the DAPS encoder's initial logit
+    scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
     the decoder embeds each code by its grid point, as FSQ's does. aligned_input: the AR
     encoder's causal decoder also sees the encoded input token at its own position."""
