@@ -60,6 +60,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--lattice", type=int, default=0, help="1: codes on the FSQ grid [8, 8, 4, 4]")
     p.add_argument("--sharp", type=float, default=2.0, help="initial lattice sharpness kappa")
     p.add_argument("--aligned", type=int, default=0, help="1: AR decoder also sees the aligned input token")
+    p.add_argument("--st-warmup", type=int, default=0, help="steps of straight-through (FSQ) warm start (lattice only)")
     p.add_argument("--agc", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
@@ -81,7 +82,7 @@ def main() -> None:
             m.recognition.head.log_sharpness.fill_(math.log(a.sharp))
         else:
             m.generator.embed.weight.mul_(a.emb_scale)
-    obj = DAPS(DAPSConfig(a.K, a.ess, a.init_eta, BetaSchedule("exp", a.beta0, a.beta1)))
+    obj = DAPS(DAPSConfig(a.K, a.ess, a.init_eta, BetaSchedule("exp", a.beta0, a.beta1), a.st_warmup))
     groups = [{"params": m.recognition.parameters(), "lr": a.enc_lr or a.lr}, {"params": m.generator.parameters()}]
     opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=1e-4)
     eta_opt = torch.optim.AdamW(obj.parameters(), lr=a.eta_lr, weight_decay=0.0)

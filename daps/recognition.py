@@ -133,6 +133,8 @@ class LatticeHead(nn.Module):
         self.register_buffer("grid", grid, persistent=False)
         spacing = torch.tensor([2.0 / (lv - 1) if lv % 2 else 2.0 / lv for lv in levels])
         self.register_buffer("inv_spacing2", spacing.pow(-2), persistent=False)
+        self.levels = tuple(levels)
+        self.register_buffer("basis", torch.tensor([math.prod(levels[:i]) for i in range(len(levels))]), persistent=False)
         self.proj = nn.Linear(embed_dim, len(levels))
         self.log_sharpness = nn.Parameter(torch.full((len(levels),), math.log(init_sharpness)))
 
@@ -154,6 +156,27 @@ class LatticeHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
+
+    def straight_through(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The nearest grid point to u = A h + a, with straight-through gradients to u.
+
+        h: (..., H). Returns grid points (..., d) whose gradient flows to u unchanged, their
+        indices (...,) int64 (the mode of the lattice categorical: separable per dimension, so
+        the same for any kappa), and the commitment sum_i ((u_i - g_i) / delta_i)^2 (...,) in
+        squared grid spacings, gradient to u only (VQ-VAE's commitment term: without it u drifts
+        past the grid's edges and every token sits on one of the 2^d corners).
+        Used to warm-start the encoder as an FSQ autoencoder.
+        """
+        u = self.proj(h)
+        levels = torch.tensor(self.levels, device=u.device)
+        # FSQ grid coordinate along each dimension: (j - half) / half, j in [0, L), half = L // 2
+        # (odd and even L alike, as in vector_quantize_pytorch.FSQ's implicit codebook)
+        half = (levels // 2).to(u.dtype)
+        j = torch.minimum(torch.maximum((u * half + half).round(), torch.zeros_like(u)), (levels - 1).to(u.dtype))
+        g = (j - half) / half
+        idx = (j.long() * self.basis).sum(-1)
+        commitment = ((u - g).square() * self.inv_spacing2).sum(-1)
+        return g + (u - u.detach()), idx, commitment
 
 
 def check_levels(levels: tuple[int, ...] | list[int], vocab_size: int) -> None:
@@ -362,6 +385,14 @@ class NARecognition(nn.Module):
     def token_logits(self, x: Tensor) -> Tensor:
         """Logits (B, T, V) of the independent per-token categoricals."""
         return self.head(self.proj(self.encoder(self.input_embed(x) + self.pos)))
+
+    def straight_through(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Each token's nearest lattice point (B, T, d), straight-through gradients to the encoder,
+        its code (B, T) int64 and the commitment (B, T) (`LatticeHead.straight_through`): the
+        encoder as an FSQ autoencoder (the DAPS warm start). Raises TypeError without a `LatticeHead`."""
+        if not isinstance(self.head, LatticeHead):
+            raise TypeError("straight-through codes need the lattice head (lattice_levels)")
+        return self.head.straight_through(self.proj(self.encoder(self.input_embed(x) + self.pos)))
 
     def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q_theta(z|x) (B, K) and KL to the uniform prior (B, K), nats; z (B, K, T) int64."""

@@ -352,3 +352,38 @@ def test_aligned_input_sampler_matches_teacher_forcing():
     assert not torch.allclose(rec.logits(x, z)[:, :, -1], rec.logits(x2, z)[:, :, -1])
     with pytest.raises(ValueError, match="one input token per latent token"):
         ARRecognition(cfg, ConvResampler(4, 3, 8, 16), 4, aligned_input=True)
+
+
+def test_straight_through_warm_start_is_fsq_on_the_lattice_then_daps():
+    """The first st_warmup_steps train the lattice encoder as FSQ (mode codes, straight-through
+    gradients, no eta update); DAPS proper (K sampled codes) takes over after them."""
+    from daps.fsq import FSQCodeEmbedding
+
+    torch.manual_seed(0)
+    levels = (8, 4, 5)  # odd and even levels
+    cfg = TransformerConfig(vocab_size=160, block_size=4, embed_dim=16, num_heads=2, num_layers=1)
+    rec = NARecognition(cfg, ConvResampler(2, 3, 4, 16), lattice_levels=levels)
+    gen = TransformerGenerator(cfg, nn.Sequential(ConvResampler(4, 16, 2, 16), nn.Linear(16, 3)), FSQCodeEmbedding(levels, 16))
+    vae, x = DiscreteVAE(rec, gen, GaussianLikelihood()), 3 * torch.randn(8, 2, 3)
+    codes, idx, commitment = rec.straight_through(x)
+    assert codes.shape == (8, 4, 3) and idx.shape == (8, 4) and commitment.shape == (8, 4)
+    assert torch.allclose(rec.head.grid[idx], codes)  # the grid point of the index
+    assert torch.equal(idx, rec.token_logits(x).argmax(-1))  # the lattice categorical's mode
+    obj = DAPS(DAPSConfig(num_samples=4, init_eta=5.0, st_warmup_steps=2))
+    loss, loss_eta, m = obj.loss(vae, x, 1, 10)
+    (loss + loss_eta).backward()
+    assert m["st_warmup"] == 1.0 and math.isnan(m["ess_frac"]) and obj.log_eta.grad is None
+    assert rec.head.proj.weight.grad.abs().sum() > 0  # straight through the rounding
+    assert rec.head.log_sharpness.grad is None  # kappa is DAPS's to learn
+    delta = torch.tensor([0.25, 0.5, 0.5])  # FSQ grid spacing of levels 8, 4 and 5
+    u = rec.head.proj(rec.proj(rec.encoder(rec.input_embed(x) + rec.pos)))
+    assert torch.allclose(commitment, ((u - codes) / delta).square().sum(-1), atol=1e-5)
+    expected = -vae.log_likelihood(x, idx.unsqueeze(1)).mean() + 0.25 * commitment.sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    vae.zero_grad()
+    loss, loss_eta, m = obj.loss(vae, x, 2, 10)
+    (loss + loss_eta).backward()
+    assert m["st_warmup"] == 0.0 and obj.log_eta.grad is not None and rec.head.log_sharpness.grad is not None
+    plain = NARecognition(cfg, ConvResampler(2, 3, 4, 16))
+    with pytest.raises(TypeError, match="lattice"):
+        plain.straight_through(x)
