@@ -14,6 +14,14 @@ conventions of our H1 model (:mod:`envs.model`):
 * ``com`` (T, 3): world centre of mass of the whole robot (``subtree_com`` of the
   pelvis, by :func:`mujoco.mj_comPos`).
 * ``torso_tilt`` (T,): angle (rad) between the torso (imu site) z axis and world up.
+* ``root_height_shift`` (m): what was added to the root height of every frame (see below).
+
+Floor: Unitree's retargeted LAFAN1 clips put the H1's feet slightly into the floor (the stance
+foot's sole typically 0.5-2.3 cm below z = 0, toe and heel dips down to 4-11 cm).  With
+``ground_feet=True`` (the default of :func:`load_reference`) each clip is lifted by one constant,
+the median over its frames of the depth of the lowest sole point (corners of both foot boxes),
+so the typical stance foot stands on the floor; the lift is applied to the root height, the
+end-effector sites and the COM.  One constant per clip keeps the motion itself unchanged.
 
 :func:`load_reference` reads a LAFAN1-H1 clip (30 Hz), interpolates it to the
 control rate (linear for positions and joint angles, slerp for the root
@@ -24,6 +32,7 @@ same for a qpos array (used for custom / synthetic references, e.g. in tests).
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +44,12 @@ from envs.lafan1 import FPS, csv_to_qpos, load_clip_csv, resolve_clip_dir
 
 from .model import load_h1_model
 
-__all__ = ["EE_SITES", "ReferenceMotion", "make_reference", "load_reference", "resample_qpos"]
+__all__ = ["EE_SITES", "FOOT_GEOMS", "ReferenceMotion", "make_reference", "load_reference", "resample_qpos"]
 
 #: End-effector sites, in the order of ``ReferenceMotion.site_pos[:, i]``.
 EE_SITES: tuple[str, ...] = ("left_foot", "right_foot", "left_hand", "right_hand")
+#: Foot collision boxes of envs/h1.xml, whose lowest corner defines the sole height.
+FOOT_GEOMS: tuple[str, ...] = ("left_foot", "right_foot")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +63,7 @@ class ReferenceMotion:
     site_pos: np.ndarray  # (T, 4, 3) world positions of EE_SITES
     com: np.ndarray  # (T, 3) world COM (subtree_com of the pelvis)
     torso_tilt: np.ndarray  # (T,) rad
+    root_height_shift: float = 0.0  # m added to the root height of every frame (ground_feet)
 
     @property
     def num_frames(self) -> int:
@@ -98,8 +110,21 @@ def resample_qpos(qpos: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarra
     return out
 
 
-def make_reference(name: str, qpos: np.ndarray, fps: float) -> ReferenceMotion:
-    """Build a :class:`ReferenceMotion` from qpos (T, 26) already sampled at ``fps``."""
+def _lowest_sole_point(model: mujoco.MjModel, data: mujoco.MjData, foot_geoms: list[int]) -> float:
+    """World height (m) of the lowest corner of the foot boxes ``foot_geoms`` after kinematics."""
+    low = math.inf
+    for g in foot_geoms:
+        # half extent of a box along world z = sum_j |R[2, j]| * half size_j
+        reach = float(np.abs(data.geom_xmat[g, 6:9]) @ model.geom_size[g])
+        low = min(low, float(data.geom_xpos[g, 2]) - reach)
+    return low
+
+
+def make_reference(name: str, qpos: np.ndarray, fps: float, ground_feet: bool = False) -> ReferenceMotion:
+    """Build a :class:`ReferenceMotion` from qpos (T, 26) already sampled at ``fps``.
+
+    ``ground_feet``: lift the clip so that the median lowest sole point is at z = 0 (module docstring).
+    """
     qpos = np.array(qpos, dtype=np.float64)
     if qpos.ndim != 2 or qpos.shape[1] != 26 or qpos.shape[0] < 1:
         raise ValueError(f"reference {name!r}: expected qpos of shape (T, 26), got {qpos.shape}")
@@ -126,6 +151,8 @@ def make_reference(name: str, qpos: np.ndarray, fps: float) -> ReferenceMotion:
     site_pos = np.empty((T, len(EE_SITES), 3))
     com = np.empty((T, 3))
     tilt = np.empty(T)
+    feet = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in FOOT_GEOMS]
+    sole = np.empty(T)
     for t in range(T):
         data.qpos[:] = qpos[t]
         mujoco.mj_kinematics(model, data)
@@ -133,10 +160,15 @@ def make_reference(name: str, qpos: np.ndarray, fps: float) -> ReferenceMotion:
         site_pos[t] = data.site_xpos[site_ids]
         com[t] = data.subtree_com[pelvis]
         tilt[t] = np.arccos(np.clip(data.site_xmat[imu, 8], -1.0, 1.0))
+        sole[t] = _lowest_sole_point(model, data, feet)
+    shift = -float(np.median(sole)) if ground_feet else 0.0
+    qpos[:, 2] += shift  # a pure translation: sites and COM move with the root
+    site_pos[:, :, 2] += shift
+    com[:, 2] += shift
     for arr in (qpos, qvel, site_pos, com, tilt):
         arr.setflags(write=False)
     return ReferenceMotion(name=name, fps=float(fps), qpos=qpos, qvel=qvel, site_pos=site_pos, com=com,
-                           torso_tilt=tilt)
+                           torso_tilt=tilt, root_height_shift=shift)
 
 
 def _resolve_path(name_or_path: str | os.PathLike, root) -> Path:
@@ -156,20 +188,23 @@ def _resolve_path(name_or_path: str | os.PathLike, root) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
-def _load_cached(path: str, control_hz: float) -> ReferenceMotion:
+def _load_cached(path: str, control_hz: float, ground_feet: bool) -> ReferenceMotion:
     rows = load_clip_csv(path)
     qpos = resample_qpos(csv_to_qpos(rows), FPS, control_hz)
-    return make_reference(Path(path).stem, qpos, control_hz)
+    return make_reference(Path(path).stem, qpos, control_hz, ground_feet=ground_feet)
 
 
-def load_reference(name_or_path: str | os.PathLike, control_hz: float = 100, root=None) -> ReferenceMotion:
+def load_reference(name_or_path: str | os.PathLike, control_hz: float = 100, root=None,
+                   ground_feet: bool = True) -> ReferenceMotion:
     """Load a LAFAN1-H1 clip by name (e.g. ``"walk1_subject1"``) or CSV path at ``control_hz``.
 
-    ``root`` is the data root (see :func:`envs.lafan1.resolve_clip_dir`).  Results are
-    cached per (path, rate) in the process; the arrays are read-only.
+    ``root`` is the data root (see :func:`envs.lafan1.resolve_clip_dir`).  ``ground_feet``
+    lifts the clip by one constant so its typical stance foot stands on the floor (module
+    docstring; ``root_height_shift`` holds the lift).  Results are cached per (path, rate,
+    ground_feet) in the process; the arrays are read-only.
     Raises ValueError for an unknown clip name, :class:`envs.lafan1.DataError` for bad files.
     """
     if control_hz <= 0:
         raise ValueError(f"control_hz must be positive, got {control_hz}")
     path = _resolve_path(name_or_path, root)
-    return _load_cached(str(path.resolve()), float(control_hz))
+    return _load_cached(str(path.resolve()), float(control_hz), bool(ground_feet))

@@ -27,13 +27,15 @@ usable reference frame is reached, ``"time_limit"`` after ``max_episode_steps`` 
 
 Actions (19, in [-1, 1], :data:`envs.model.JOINT_NAMES` order; clipped to [-1, 1])
     ``action_mode="torque"``: tau = action * TORQUE_LIMITS (N m), held for the 5 substeps.
-    ``action_mode="pd"``: joint position targets, PD torques recomputed at every physics
-    substep, tau = clip(kp (target - q) - kd qdot, -limit, limit), gains :data:`PD_KP`,
-    :data:`PD_KD`.  ``pd_target="reference"`` (default): target = reference joint angles of
-    frame k+1 + ``pd_action_scale`` (0.5 rad) * action (the reference leaks into the controller:
-    for comparison only); ``pd_target="nominal"``: target = :data:`NOMINAL_POSE` +
-    ``pd_action_scale`` (1.0 rad) * action, so the motion must come from the goal;
-    ``pd_target="absolute"``: target = joint-range centre + action * joint-range half width.
+    ``action_mode="pd"``: joint position targets; the PD law tau = clip(kp (target - q) - kd qdot,
+    -limit, limit) runs in every physics substep as MuJoCo position actuators
+    (:func:`use_position_actuators`), gains :data:`PD_KP`, :data:`PD_KD` (Unitree's H1 config).
+    ``pd_target="reference"`` (default): target = reference joint angles of frame k+1 +
+    ``pd_action_scale`` * action (the reference leaks into the controller: for comparison only);
+    ``pd_target="nominal"``: target = :data:`NOMINAL_POSE` + ``pd_action_scale`` * action, so the
+    motion must come from the goal; ``pd_action_scale`` defaults to :data:`PD_ACTION_SCALE` (0.25 rad,
+    Unitree's action_scale) for both.  ``pd_target="absolute"``: target = joint-range centre +
+    action * joint-range half width.
 
 Observation (float32)
     proprio (63) = [ joint angles q (19, rad) | joint velocities qdot (19, rad/s)
@@ -78,21 +80,26 @@ from .model import JOINT_NAMES, TORQUE_LIMITS, load_h1_model
 from .reference import EE_SITES, ReferenceMotion, load_reference
 from .rewards import imitation_reward
 
-__all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PROPRIO_DIM", "REF_FRAME_DIM", "default_clips"]
+__all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_POSE", "PROPRIO_DIM", "REF_FRAME_DIM",
+           "default_clips"]
 
 PROPRIO_DIM = 63
 REF_FRAME_DIM = 28
 SEGMENT_FRAMES = 32  # 30 Hz frames per DAPS latent segment
 
-# PD gains.  Stiff, DeepMimic-style gains (a stand-still PD controller holding a LAFAN1 standing
-# frame keeps the robot up for several seconds); torques are still clipped to TORQUE_LIMITS, so
-# e.g. the ankles saturate at 40 N m.  Joint damping (1) and armature (0.1) come from h1.xml.
-_KP = {"hip_yaw": 200.0, "hip_roll": 500.0, "hip_pitch": 800.0, "knee": 800.0, "ankle": 1000.0,
-       "torso": 500.0, "shoulder_pitch": 100.0, "shoulder_roll": 100.0, "shoulder_yaw": 100.0,
-       "elbow": 100.0}
-_KD = {"hip_yaw": 4.0, "hip_roll": 10.0, "hip_pitch": 20.0, "knee": 20.0, "ankle": 30.0,
-       "torso": 10.0, "shoulder_pitch": 4.0, "shoulder_roll": 4.0, "shoulder_yaw": 2.0,
-       "elbow": 2.0}
+# PD gains: Unitree's own H1 training config (unitree_rl_gym, legged_gym/envs/h1/h1_config.py,
+# H1RoughCfg.control: stiffness hip yaw/roll/pitch 150, knee 200, ankle 40, torso 300, shoulder 150,
+# elbow 100 N m/rad; damping 2, 2, 2, 4, 2, torso 6, shoulder 2, elbow 2 N m s/rad; action_scale
+# 0.25).  The shoulder entry covers the three shoulder joints.  Torques are still clipped to
+# TORQUE_LIMITS (MuJoCo actuator forcerange); the ankle's kp 40 against its 40 N m limit leaves a
+# linear range of 1 rad (the previous kp 1000 left 0.04 rad: bang-bang).  Joint damping (1) and
+# armature (0.1) come from h1.xml and act in addition.
+_KP = {"hip_yaw": 150.0, "hip_roll": 150.0, "hip_pitch": 150.0, "knee": 200.0, "ankle": 40.0,
+       "torso": 300.0, "shoulder": 150.0, "elbow": 100.0}
+_KD = {"hip_yaw": 2.0, "hip_roll": 2.0, "hip_pitch": 2.0, "knee": 4.0, "ankle": 2.0,
+       "torso": 6.0, "shoulder": 2.0, "elbow": 2.0}
+#: Default PD action scale (rad per unit action) around the base pose (Unitree's action_scale).
+PD_ACTION_SCALE = 0.25
 
 
 def _gain(table: dict[str, float], joint: str) -> float:
@@ -114,6 +121,32 @@ _NOMINAL = {"hip_pitch": -0.1, "knee": 0.3, "ankle": -0.2}
 NOMINAL_POSE: np.ndarray = np.array([next((v for k, v in _NOMINAL.items() if k in j), 0.0) for j in JOINT_NAMES])
 NOMINAL_POSE.setflags(write=False)
 PD_KD.setflags(write=False)
+
+
+def use_position_actuators(model: mujoco.MjModel, kp: np.ndarray, kd: np.ndarray) -> None:
+    """Turn the 19 torque motors of ``model`` into PD position actuators, in place.
+
+    MuJoCo's actuator force is ``gain * ctrl + bias0 + bias1 * q + bias2 * qdot``; with gain = kp,
+    bias = (0, -kp, -kd) it is ``kp (ctrl - q) - kd qdot``, clamped to the motor's torque limit
+    (``forcerange``), so ``ctrl`` is the joint position target (rad) and the PD law runs inside
+    ``mj_step`` at every physics substep (no Python loop over substeps).  Targets are not clamped
+    (``ctrllimited`` off), as the PD law on the targets was before.
+
+    Args:
+        model: an H1 model from :func:`envs.model.load_h1_model` (torque motors in JOINT_NAMES order).
+        kp: (19,) stiffness (N m/rad).  kd: (19,) damping (N m s/rad).
+    """
+    kp, kd = np.asarray(kp, dtype=np.float64), np.asarray(kd, dtype=np.float64)
+    if kp.shape != (model.nu,) or kd.shape != (model.nu,):
+        raise ValueError(f"kp and kd must have shape ({model.nu},), got {kp.shape} and {kd.shape}")
+    limits = model.actuator_ctrlrange[:, 1].copy()  # the motors' torque limits (N m)
+    model.actuator_gaintype[:] = mujoco.mjtGain.mjGAIN_FIXED
+    model.actuator_biastype[:] = mujoco.mjtBias.mjBIAS_AFFINE
+    model.actuator_gainprm[:, :3] = np.stack([kp, np.zeros_like(kp), np.zeros_like(kp)], axis=1)
+    model.actuator_biasprm[:, :3] = np.stack([np.zeros_like(kp), -kp, -kd], axis=1)
+    model.actuator_ctrllimited[:] = 0
+    model.actuator_forcelimited[:] = 1
+    model.actuator_forcerange[:] = np.stack([-limits, limits], axis=1)
 
 
 def default_clips(root=None) -> list[str]:
@@ -174,9 +207,12 @@ class H1TrackingEnv(gym.Env):
         control_hz, frame_skip: policy rate (100) and physics substeps per action (5).
         max_episode_steps: truncation length in control steps (1000 = 10 s).
         reference_offsets: future reference frames in the ``"reference"`` goal.
-        pd_target, pd_action_scale: PD target mode and scale (see module docstring).
+        pd_target, pd_action_scale: PD target mode and scale (rad per unit action, default
+            :data:`PD_ACTION_SCALE` = 0.25; see module docstring).
         torque_penalty_weight: w of the reward's torque penalty (default 0).
         min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
+        ground_feet: lift each named clip so its typical stance foot stands on the floor
+            (:func:`envs.reference.load_reference`; clips given as ReferenceMotion are used as they are).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
@@ -202,6 +238,7 @@ class H1TrackingEnv(gym.Env):
         max_tilt: float = 1.0,
         max_mean_joint_error: float = 0.5,
         max_qvel: float = 1000.0,
+        ground_feet: bool = True,
         render_mode: str | None = None,
     ):
         super().__init__()
@@ -217,7 +254,9 @@ class H1TrackingEnv(gym.Env):
         self.action_mode = action_mode
         self.pd_target = pd_target
         if pd_action_scale is None:
-            pd_action_scale = 1.0 if pd_target == "nominal" else 0.5
+            pd_action_scale = PD_ACTION_SCALE
+        if not (math.isfinite(pd_action_scale) and pd_action_scale > 0):
+            raise ValueError(f"pd_action_scale must be a positive number (rad), got {pd_action_scale!r}")
         self.pd_action_scale = float(pd_action_scale)
         self.control_hz = float(control_hz)
         self.frame_skip = int(frame_skip)
@@ -247,8 +286,8 @@ class H1TrackingEnv(gym.Env):
         rng = m.jnt_range[jids]
         self._range_mid = 0.5 * (rng[:, 0] + rng[:, 1])
         self._range_half = 0.5 * (rng[:, 1] - rng[:, 0])
-        self._kp = np.asarray(PD_KP, dtype=np.float64)
-        self._kd = np.asarray(PD_KD, dtype=np.float64)
+        if action_mode == "pd":
+            use_position_actuators(m, PD_KP, PD_KD)
         self._bad_warnings = np.array([int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                                mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)])
         # numpy views into self.data's buffers, used in the step loop (self.data is never
@@ -274,7 +313,7 @@ class H1TrackingEnv(gym.Env):
             raise ValueError("clips is empty")
         self._clips: list[_Clip] = []
         for c in clips:
-            ref = c if isinstance(c, ReferenceMotion) else load_reference(c, self.control_hz, data_root)
+            ref = c if isinstance(c, ReferenceMotion) else load_reference(c, self.control_hz, data_root, ground_feet)
             if abs(ref.fps - self.control_hz) > 1e-9:
                 raise ValueError(f"reference {ref.name!r} has fps {ref.fps}, expected control_hz {self.control_hz}")
             self._clips.append(_Clip(ref))
@@ -404,22 +443,11 @@ class H1TrackingEnv(gym.Env):
             if self.action_mode == "torque":
                 np.multiply(a, self._limits, out=self._torque)
                 d.ctrl[:] = self._torque
-                mujoco.mj_step(m, d, nstep=self.frame_skip)
-            else:
-                if self.pd_target == "reference":
-                    target = c.joints[k] + self.pd_action_scale * a
-                elif self.pd_target == "nominal":
-                    target = NOMINAL_POSE + self.pd_action_scale * a
-                else:
-                    target = self._range_mid + self._range_half * a
-                kp, kd, lim, neg_lim = self._kp, self._kd, self._limits, self._neg_limits
-                q, qdot = self._q_joints, self._qdot_joints
-                for _ in range(self.frame_skip):
-                    tau = kp * (target - q) - kd * qdot
-                    np.clip(tau, neg_lim, lim, out=tau)
-                    d.ctrl[:] = tau
-                    mujoco.mj_step(m, d)
-                self._torque[:] = tau
+            else:  # joint position targets; MuJoCo's position actuators run the PD law in every substep
+                d.ctrl[:] = self._pd_target(a, k)
+            mujoco.mj_step(m, d, nstep=self.frame_skip)
+            if self.action_mode == "pd":
+                self._torque[:] = d.actuator_force  # of the last substep, clipped to the limits
             qpos, qvel = self._qpos, self._qvel
             if (self._warning_count() != warn0 or not np.isfinite(qpos).all()
                     or not np.isfinite(qvel).all() or np.abs(qvel).max() > self.max_qvel):
@@ -448,6 +476,14 @@ class H1TrackingEnv(gym.Env):
         return self._get_obs(), float(reward), terminated, trunc_reason is not None, info
 
     # ------------------------------------------------------------------ pieces
+    def _pd_target(self, a: np.ndarray, k: int) -> np.ndarray:
+        """Joint position targets (19, rad) of a clipped action for reference frame ``k``."""
+        if self.pd_target == "reference":
+            return self._clip.joints[k] + self.pd_action_scale * a
+        if self.pd_target == "nominal":
+            return NOMINAL_POSE + self.pd_action_scale * a
+        return self._range_mid + self._range_half * a
+
     def _reward(self, k: int):
         c = self._clip
         ee_rel = self._site_xpos[self._site_ids] - self._root_pos

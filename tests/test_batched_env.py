@@ -1,0 +1,112 @@
+"""The batched VecEnv (envs.batched.H1BatchedVecEnv) equals N single H1TrackingEnv step by step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs.lafan1 import DataError
+
+try:
+    from envs.batched import H1BatchedVecEnv
+    from envs.reference import load_reference
+    from envs.rewards import REWARD_TERMS
+    from envs.tracking import H1TrackingEnv
+
+    load_reference("walk1_subject1")
+except DataError as exc:  # data not installed
+    pytest.skip(f"LAFAN1-H1 data not available: {exc}", allow_module_level=True)
+
+CLIPS = ["walk1_subject1", "walk3_subject2"]
+N = 4
+
+
+def _codes(vocab=16):
+    rng = np.random.default_rng(0)
+    return {c: rng.integers(0, vocab, size=(4, 64)) for c in CLIPS}  # 4 segments: episodes reach the clip end
+
+
+def _kwargs(goal, action_mode, pd_target="reference"):
+    kw = dict(goal=goal, action_mode=action_mode, pd_target=pd_target, max_episode_steps=60)
+    if goal == "latent":
+        kw.update(latent_codes=_codes(), vocab_size=16)
+    return kw
+
+
+def _assert_obs_close(a, b, i=None):
+    if isinstance(a, dict):
+        for key in a:
+            _assert_obs_close(a[key], b[key] if i is None else b[key][i])
+    else:
+        np.testing.assert_allclose(a, b if i is None else b[i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("goal, action_mode, pd_target", [
+    ("reference", "torque", "reference"), ("latent", "pd", "nominal"), ("reference", "pd", "reference"),
+])
+def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target):
+    kw = _kwargs(goal, action_mode, pd_target)
+    venv = H1BatchedVecEnv(N, CLIPS, **kw)
+    singles = [H1TrackingEnv(CLIPS, **kw) for _ in range(N)]
+    venv.seed(7)
+    obs = venv.reset()
+    for i, e in enumerate(singles):
+        o, info = e.reset(seed=7 + i)
+        _assert_obs_close(o, obs, i)
+        assert venv.reset_infos[i]["frame"] == info["frame"] and venv.reset_infos[i]["clip"] == info["clip"]
+    rng = np.random.default_rng(1)
+    scale = 0.3 if action_mode == "torque" else 1.0  # random torques fall quickly: several auto-resets
+    ends = set()
+    for step in range(120):
+        a = (scale * rng.uniform(-1, 1, size=(N, 19))).astype(np.float32)
+        if step == 30:
+            a[1, 3] = np.nan  # a non-finite action ends that episode as "unstable"
+        obs, rew, done, infos = venv.step(a)
+        assert rew.dtype == np.float32 and done.dtype == bool and len(infos) == N
+        for i, e in enumerate(singles):
+            o, r, term, trunc, info = e.step(a[i])
+            assert done[i] == (term or trunc), (step, i)
+            assert rew[i] == pytest.approx(r, rel=1e-5, abs=1e-6), (step, i)
+            for key in (*REWARD_TERMS, "clip", "frame", "termination", "truncation"):
+                assert infos[i][key] == pytest.approx(info[key], rel=1e-6, abs=1e-9), (step, i, key)
+            if term or trunc:
+                ends.add(info["termination"] or info["truncation"])
+                assert infos[i]["TimeLimit.truncated"] == (trunc and not term)
+                _assert_obs_close(o, infos[i]["terminal_observation"])
+                o, _ = e.reset()  # the batch resets at once, from the same np_random
+                assert venv.reset_infos[i]["frame"] == e._frame  # noqa: SLF001
+            else:
+                assert "terminal_observation" not in infos[i]
+            _assert_obs_close(o, obs, i)
+    assert "unstable" in ends and len(ends) >= 2, ends  # auto-reset paths were exercised
+    venv.close()
+
+
+def test_vec_env_api_and_bad_input():
+    venv = H1BatchedVecEnv(2, CLIPS, max_episode_steps=10)
+    assert venv.num_envs == 2 and venv.observation_space.shape == (63 + 3 * 28,)
+    assert venv.get_attr("clip_names") == [CLIPS, CLIPS]
+    assert venv.env_method("last_frame", CLIPS[0], indices=[1]) == [H1TrackingEnv(CLIPS).last_frame(CLIPS[0])]
+    venv.set_attr("max_tilt", 0.9, indices=0)
+    assert venv.get_attr("max_tilt") == [0.9, 1.0]
+    assert venv.env_is_wrapped(object) == [False, False]
+    venv.set_options({"clip": CLIPS[1], "frame": 5})
+    venv.reset()
+    assert [i["frame"] for i in venv.reset_infos] == [5, 5] and venv.reset_infos[0]["clip"] == CLIPS[1]
+    with pytest.raises(ValueError, match="shape"):
+        venv.step(np.zeros((3, 19)))
+    with pytest.raises(ValueError, match="num_envs"):
+        H1BatchedVecEnv(0, CLIPS)
+
+
+def test_sb3_wrappers_and_ppo_run_on_top():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    venv = VecNormalize(VecMonitor(H1BatchedVecEnv(4, CLIPS, **_kwargs("latent", "pd", "nominal"))),
+                        norm_obs_keys=["proprio"])
+    model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs=dict(net_arch=[16]))
+    model.learn(64)
+    assert model.num_timesteps == 64
+    venv.close()
