@@ -51,6 +51,27 @@ class TransformerGenerator(nn.Module):
         out = self.output_head(self.proj(self.encoder(e.reshape(b * k, t, h) + self.pos)))
         return out.view(b, k, *out.shape[1:])
 
+    def from_onehot(self, y: Tensor) -> Tensor:
+        """Parameters (B, K, *event) from (soft or straight-through) one-hots y (B, K, T, V): the
+        Gumbel baselines' differentiable path (`soft_embed`)."""
+        return self.from_embeddings(soft_embed(self.embed, y))
+
+
+def soft_embed(embed: nn.Module, y: Tensor) -> Tensor:
+    """Code embeddings (..., T, H) of code probabilities / one-hots y (..., T, V): y @ table.
+
+    For a lookup table (nn.Embedding) this is exact at one-hot y and linear in between, so a
+    decoder can take the straight-through Gumbel sample. Embeddings with a `soft` method (VQ)
+    use it; FSQ's grid embedding maps the expected grid point. Raises TypeError otherwise.
+    """
+    if isinstance(embed, nn.Embedding):
+        return y @ embed.weight
+    if hasattr(embed, "soft"):
+        return embed.soft(y)
+    if hasattr(embed, "fsq") and hasattr(embed, "from_codes"):
+        return embed.from_codes(y @ embed.fsq.implicit_codebook.to(y.dtype))
+    raise TypeError(f"cannot embed soft codes with {type(embed).__name__}")
+
 
 class GaussianLikelihood(nn.Module):
     """Diagonal Gaussian N(x; mu, sigma^2) with a fixed or a learned, clipped variance.
@@ -97,6 +118,7 @@ class BernoulliLikelihood(nn.Module):
     """Bernoulli over binary data; the parameters are the logits (P = 1)."""
 
     num_params = 1
+    data_range = 1.0  # the mean lies in [0, 1], so PSNR against the binary data is defined
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)

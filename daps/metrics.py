@@ -51,3 +51,15 @@ def psnr(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
 
 def nats_to_bits(nats: float) -> float:
     return nats / math.log(2)
+
+
+def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample std / sqrt(n), ddof 1; 0 for n = 1) of per-seed values."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_and_standard_error of no values")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)

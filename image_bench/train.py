@@ -1,0 +1,84 @@
+"""Train an image VAE with any method of `daps.objectives.registry` through the core trainer; load one back."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from daps.device import resolve_device
+from daps.objectives.registry import build_objective
+from daps.trainer import CheckpointError, load_checkpoint, train
+from image_bench.config import CHECKPOINT_KIND, ImageTrainConfig
+from image_bench.data import ImageDataset, load_image_dataset
+from image_bench.evaluate import evaluate_images
+from image_bench.models import build_image_vae
+
+
+def build_run(cfg: ImageTrainConfig, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
+    """(model, objective) of a run config, seeded with cfg.seed, on `device`."""
+    torch.manual_seed(cfg.seed)
+    model = build_image_vae(cfg.model).to(device)
+    objective = build_objective(cfg.method_name, cfg.objective, model).to(device)
+    return model, objective
+
+
+def train_image_vae(
+    cfg: ImageTrainConfig,
+    run_dir: str | Path,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+    data: ImageDataset | None = None,
+    time_limit_s: float | None = None,
+) -> dict[str, float]:
+    """Train (or resume) one method on one dataset in `run_dir` (checkpoint, metrics.csv, eval.csv,
+    tb/); returns the final train + val metrics. Raises ImageDataError for bad data,
+    CheckpointError when resuming another kind or config."""
+    dev = resolve_device(device)
+    data = data or load_image_dataset(cfg.dataset, data_root)
+    cfg = copy.deepcopy(cfg)
+    model, objective = build_run(cfg, dev)
+    val_x = torch.from_numpy(data.val.fixed(cfg.val_images)).to(dev)
+
+    def sample_batch(rng):
+        return torch.from_numpy(data.train.sample(rng, cfg.batch_size)).to(dev)
+
+    def evaluate(m):
+        return evaluate_images(m, val_x, cfg.beta_final)
+
+    return train(
+        kind=CHECKPOINT_KIND,
+        model=model,
+        objective=objective,
+        sample_batch=sample_batch,
+        evaluate=evaluate,
+        steps=cfg.steps,
+        optim=cfg.optim,
+        run_dir=Path(run_dir),
+        config=cfg.to_dict(),
+        extra={"data_root": str(data.root)},
+        seed=cfg.seed,
+        log_every=cfg.log_every,
+        eval_every=cfg.eval_every,
+        ckpt_every=cfg.ckpt_every,
+        resume=resume,
+        progress=progress,
+        time_limit_s=time_limit_s,
+    )
+
+
+def load_image_vae(path: str | Path, device: str | torch.device = "cpu"):
+    """(model, config, checkpoint dict) from an image_bench checkpoint, in eval mode.
+    Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit the config."""
+    ckpt = load_checkpoint(path, CHECKPOINT_KIND)
+    try:
+        cfg = ImageTrainConfig.from_dict(ckpt["config"])
+        model = build_image_vae(cfg.model)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0][:200]
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({type(e).__name__}: {msg})") from None
+    return model.to(device).eval(), cfg, ckpt

@@ -1,0 +1,185 @@
+"""image_bench: IDX reading, every method's training step on an IDX fixture, eval and compare end to end."""
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from daps.metrics import mean_and_standard_error
+from daps.objectives.registry import METHODS
+from image_bench.config import apply_overrides, preset_config
+from image_bench.data import ImageDataError, load_image_dataset, read_idx, write_idx
+from image_bench.models import ImagePatcher
+from image_bench.train import load_image_vae, train_image_vae
+
+
+def make_idx_dataset(root, n_train=40, n_val=12, gz=True, seed=0):
+    """A tiny MNIST-shaped dataset: blobs of random brightness in IDX files (uint8, 28 x 28)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for stem, n in (("train-images-idx3-ubyte", n_train), ("t10k-images-idx3-ubyte", n_val)):
+        img = np.zeros((n, 28, 28), np.uint8)
+        for i in range(n):
+            r, c = rng.integers(4, 20, 2)
+            img[i, r : r + 8, c : c + 6] = rng.integers(100, 256)
+        write_idx(root / f"{stem}{suffix}", img)
+    return root
+
+
+@pytest.fixture(scope="module")
+def idx_root(tmp_path_factory):
+    return make_idx_dataset(tmp_path_factory.mktemp("fmnist"))
+
+
+def tiny(method, steps=1, seed=0):
+    cfg = preset_config("cpu", method, "fashion-mnist")
+    if method.startswith("grmck"):
+        cfg.objective["rao_samples"] = 3
+    return apply_overrides(cfg, steps=steps, batch_size=4, seed=seed, val_images=8, eval_every=1, log_every=1)
+
+
+def test_read_idx_roundtrip_raw_and_gzip(tmp_path):
+    a = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "a.idx", a)), a)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "a.idx.gz", a)), a)
+    assert (tmp_path / "a.idx.gz").read_bytes()[:2] == b"\x1f\x8b"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"\x00\x00\x08\x03" + np.array([2, 28, 28], ">u4").tobytes() + b"\x00" * 100, "bytes, expected"),
+     (b"PK\x03\x04garbage", "not an IDX file"),
+     (gzip.compress(b"\x00\x00\x08"), "not an IDX file"),
+     (b"\x1f\x8b\x08broken", "unreadable")],
+)
+def test_malformed_idx_files_give_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "bad-idx"
+    path.write_bytes(content)
+    with pytest.raises(ImageDataError, match=message) as e:
+        read_idx(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_dataset_loading_binarises_and_names_missing_or_misshapen_files(tmp_path, monkeypatch):
+    root = make_idx_dataset(tmp_path / "raw", gz=False)
+    monkeypatch.setenv("DAPS_MNIST_DIR", str(root))
+    data = load_image_dataset("mnist")
+    raw = read_idx(root / "train-images-idx3-ubyte")
+    assert np.array_equal(data.train.images, (raw > 127).astype(np.uint8))
+    assert len(data.val) == 12 and data.val.fixed(5).dtype == np.float32
+    (root / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(ImageDataError, match="t10k-images-idx3-ubyte"):
+        load_image_dataset("mnist")
+    write_idx(root / "t10k-images-idx3-ubyte", np.zeros((3, 28, 27), np.uint8))
+    with pytest.raises(ImageDataError, match=r"t10k-images-idx3-ubyte: expected uint8 images \(N, 28, 28\)"):
+        load_image_dataset("mnist")
+    monkeypatch.delenv("DAPS_MNIST_DIR")
+    with pytest.raises(ImageDataError, match="DAPS_MNIST_DIR"):
+        load_image_dataset("mnist")
+
+
+def test_patcher_cuts_the_authors_2x4_grid_of_14x8_patches():
+    p = ImagePatcher((28, 28), (14, 8), 4)
+    x = torch.zeros(1, 28, 28)
+    x[0, 14, 2] = 1.0  # row 14 -> patch row 1; column 2 + 2 padding -> patch column 0, offset 4
+    with torch.no_grad():
+        p.proj.weight.zero_()
+        p.proj.weight[0, 4] = 1.0  # picks pixel (0, 4) of a patch
+        p.proj.bias.zero_()
+        tokens = p(x)
+    assert tokens.shape == (1, 8, 4)
+    assert tokens[0, :, 0].tolist() == [0, 0, 0, 0, 1, 0, 0, 0]  # patch (1, 0) = token 4
+    with pytest.raises(ValueError, match="expected images"):
+        p(torch.zeros(1, 28, 32))
+
+
+@pytest.mark.parametrize("method", [*METHODS, "daps:1.0"])
+def test_every_method_trains_one_step_on_the_idx_fixture(idx_root, tmp_path, method):
+    cfg = tiny(method)
+    data = load_image_dataset("fashion-mnist", idx_root)
+    out = train_image_vae(cfg, tmp_path / "run", data=data, device="cpu", progress=False)
+    for k in ("log_p", "val/log_p", "val/l2", "val/psnr_db", "val/codebook_used", "val/code_perplexity", "val/elbo"):
+        assert np.isfinite(out[k]), k
+    assert out["skipped_steps"] == 0
+    assert ("val/beta_elbo" in out) == METHODS[method.split(":")[0]].stochastic
+    model, loaded_cfg, ckpt = load_image_vae(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["step"] == 1 and loaded_cfg.method == method
+    torch.manual_seed(cfg.seed)
+    from image_bench.models import build_image_vae
+
+    fresh = build_image_vae(cfg.model)
+    changed = [k for k, v in fresh.state_dict().items() if not torch.equal(v, model.state_dict()[k])]
+    assert any(k.startswith("recognition.") for k in changed) and any(k.startswith("generator.") for k in changed)
+
+
+def test_method_names_and_beta_suffix():
+    assert tiny("daps:1.0").beta_final == 1.0 and tiny("daps").beta_final == 0.01
+    assert tiny("vqvae").beta_final is None
+    with pytest.raises(ValueError, match="no beta"):
+        preset_config("cpu", "fsq:1.0")
+    with pytest.raises(ValueError, match="unknown method"):
+        preset_config("cpu", "dalle")
+
+
+@pytest.mark.parametrize("method", ["gumbel", "ppo"])
+def test_resume_continues_exactly(idx_root, tmp_path, method):
+    """2 + 2 steps equal 4 steps (constant beta, so the schedule does not depend on the total;
+    PPO's behaviour encoder and KL coefficient come back from the checkpoint)."""
+    data = load_image_dataset("fashion-mnist", idx_root)
+
+    def cfg(steps):
+        c = tiny(method, steps=steps)
+        c.objective["beta"] = {"kind": "constant", "initial": 0.5, "final": 0.5, "end_fraction": 1.0}
+        return c
+
+    full = train_image_vae(cfg(4), tmp_path / "a", data=data, device="cpu", progress=False)
+    half = train_image_vae(cfg(2), tmp_path / "b", data=data, device="cpu", progress=False)
+    resumed = train_image_vae(cfg(4), tmp_path / "b", data=data, device="cpu", progress=False, resume=True)
+    assert half["val/log_p"] != pytest.approx(full["val/log_p"], abs=1e-3)
+    assert resumed["val/log_p"] == pytest.approx(full["val/log_p"], abs=1e-4)
+    assert resumed["log_p"] == pytest.approx(full["log_p"], abs=1e-4)
+
+
+def test_compare_end_to_end_writes_table_csv_json_and_pictures(idx_root, tmp_path):
+    from image_bench.compare import compare
+
+    out = tmp_path / "cmp"
+    res = compare("fashion-mnist", ["daps", "vqvae"], 2, "cpu", out, data_root=idx_root, device="cpu", steps=2, batch_size=4, progress=False)
+    for name in ("results.csv", "results.json", "table.md", "curves.png", "reconstructions.png", "prior_samples.png"):
+        assert (out / name).stat().st_size > 0, name
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["seed"]) for r in rows] == [("daps", "0"), ("daps", "1"), ("vqvae", "0"), ("vqvae", "1")]
+    lp = [float(r["log_p"]) for r in rows if r["method"] == "daps"]
+    mean, se = mean_and_standard_error(lp)
+    assert se > 0  # two seeds differ
+    table = (out / "table.md").read_text().splitlines()
+    daps_row = next(line for line in table if line.startswith("| daps |"))
+    assert f"{mean:.2f} +- {se:.2f}" in daps_row
+    vq_row = next(line for line in table if line.startswith("| vqvae |")).split(" | ")
+    assert vq_row[2] == "-" and vq_row[3] == "-"  # no ELBO for a deterministic quantiser
+    assert json.loads((out / "results.json").read_text())["summary"]["daps"]["log_p"] == pytest.approx([mean, se])
+    # a second call finds every run complete and trains nothing more
+    mtime = (out / "runs" / "daps" / "seed0" / "checkpoint.pt").stat().st_mtime_ns
+    compare("fashion-mnist", ["daps", "vqvae"], 2, "cpu", out, data_root=idx_root, device="cpu", steps=2, batch_size=4, progress=False)
+    assert (out / "runs" / "daps" / "seed0" / "checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_cli_compare_and_eval(idx_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from image_bench.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["compare", "--methods", "fsq", "--seeds", "1", "--steps", "1", "--batch-size", "4",
+                            "--out", str(tmp_path / "c"), "--data", str(idx_root), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "| fsq |" in r.output
+    ckpt = tmp_path / "c" / "runs" / "fsq" / "seed0" / "checkpoint.pt"
+    r = runner.invoke(app, ["eval", "--ckpt", str(ckpt), "--data", str(idx_root), "--device", "cpu", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert metrics["images"] == 12 and metrics["method"] == "fsq" and np.isfinite(metrics["log_p"])
