@@ -1,83 +1,152 @@
-"""PPO collection + update throughput (environment steps/s) of the low-level policy presets.
+"""Low-level PPO throughput, side by side in one run: the batched VecEnv against 4 subprocesses.
 
-Runs SB3 PPO exactly as ``lowlevel.train`` builds it (SubprocVecEnv of H1TrackingEnv with latent
-goals, VecMonitor, VecNormalize, the preset's policy and PPO hyper-parameters) for a few rollouts
-on the walking clips, and prints:
-  * collection steps/s  (env stepping + policy forward, measured over the rollout phases),
-  * update steps/s      (rollout size / time of the PPO update phase),
-  * overall steps/s     (total environment steps / wall time, what training sees).
-The latent codes are random indices (throughput does not depend on them; no motion VAE needed).
+Prints, on the walking clips of the training split, latent goals (random code indices: the
+throughput does not depend on them, no motion VAE needed) and the chosen action mode:
 
-Usage: ``python benchmarks/bench_ppo.py [--preset cpu] [--rollouts 3] [--n-envs N]``
+  1. bare environment: control steps/s of one ``H1TrackingEnv`` stepped with random actions in a
+     plain loop (no policy, no vector env): the ceiling per core;
+  2. for each setup, SB3 PPO built exactly as ``lowlevel.train`` builds it (``build_vec_env``,
+     VecMonitor, VecNormalize, the ``cpu`` preset's network), run for ``--rollouts`` rollouts after
+     a warm-up rollout:
+       * collection steps/s (env stepping + policy forward, over the rollout phases),
+       * update steps/s (rollout size / time of the PPO update phase),
+       * overall steps/s (environment steps / wall time of the measured rollouts + updates);
+     setups: ``subproc-4``: today's 4-subprocess setup with the previous cpu preset's PPO
+     (n_steps 512, batch 512, 5 epochs); ``batched-N``: ``envs.batched.H1BatchedVecEnv`` with the
+     cpu preset (32 environments, n_steps 128, batch 1024, 4 epochs).
+and the ratios the issue asks for: collection / bare environment, overall batched / overall subproc.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_ppo.py [--rollouts 4] [--action-mode torque|pd]``
 """
 from __future__ import annotations
 
-import argparse
-import time
+import os
 
-import numpy as np
-import torch
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+#: The cpu preset before the batched env (4 subprocess environments), for the side-by-side run.
+OLD_CPU = dict(n_envs=4, vec="subproc", ppo=dict(n_steps=512, batch_size=512, n_epochs=5))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
-    ap.add_argument("--rollouts", type=int, default=3)
-    ap.add_argument("--n-envs", type=int, default=None)
-    ap.add_argument("--clips", default="walk*")
-    args = ap.parse_args()
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
+
+def bare_env_steps_per_s(clips, codes, action_mode: str, seconds: float) -> float:
+    """Control steps/s of one H1TrackingEnv with uniform random actions, resets included."""
+    from envs.tracking import H1TrackingEnv
+
+    env = H1TrackingEnv(clips, goal="latent", latent_codes=codes, action_mode=action_mode, pd_target="nominal")
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(4096, 19)).astype(np.float32)
+    steps = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        _, _, term, trunc, _ = env.step(actions[steps % 4096])
+        steps += 1
+        if term or trunc:
+            env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def run_ppo(name: str, cfg: dict, ppo_kw: dict, p: dict, codes, rollouts: int) -> dict:
+    """Collection, update and overall steps/s of PPO on ``cfg``'s vector env (first rollout skipped)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from envs.reference import load_reference
-    from lowlevel.policy import policy_kwargs, preset
-    from lowlevel.train import build_vec_env, select_clips
+    from lowlevel.policy import policy_kwargs
+    from lowlevel.train import build_vec_env, fix_exploration_std
 
-    torch.set_num_threads(1)
-    p = preset(args.preset)
-    n_envs = args.n_envs or p["n_envs"]
-    clips = select_clips(args.clips, "train")
-    rng = np.random.default_rng(0)
-    codes = {}
-    for c in clips:
-        n_seg = int(load_reference(c, 100.0).duration * 30 // 32)
-        codes[c] = rng.integers(0, 1024, size=(max(n_seg, 1), 64))
-    cfg = {"clips": clips, "goal": "latent", "action_mode": "pd", "pd_target": "reference", "max_episode_steps": 1000,
-           "motion_vae": {"vocab_size": 1024, "block_size": 64}}
-    venv = VecNormalize(build_vec_env(cfg, codes, n_envs, 0), norm_obs_keys=["proprio"], gamma=p["ppo"]["gamma"])
-    model = PPO("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(p, "latent"), device="cpu", seed=0, **p["ppo"])
-
+    venv = VecNormalize(build_vec_env(cfg, codes, cfg["n_envs"], 0), norm_obs_keys=["proprio"], gamma=ppo_kw["gamma"])
+    model = PPO("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(p, "latent"), device="cpu", seed=0, **ppo_kw)
+    fix_exploration_std(model, p)
     marks: list[tuple[str, float]] = []
 
     class Timer(BaseCallback):
         def _on_rollout_start(self):
-            marks.append(("rollout_start", time.perf_counter()))
+            marks.append(("start", time.perf_counter()))
 
         def _on_rollout_end(self):
-            marks.append(("rollout_end", time.perf_counter()))
+            marks.append(("end", time.perf_counter()))
 
         def _on_step(self):
             return True
 
-    rollout = n_envs * p["ppo"]["n_steps"]
-    total = rollout * (args.rollouts + 1)  # the first rollout warms up
-    t0 = time.perf_counter()
-    model.learn(total, callback=Timer())
-    wall = time.perf_counter() - t0
+    rollout = cfg["n_envs"] * ppo_kw["n_steps"]
+    # rollouts + 1 rollouts, the first one a warm-up; learn() ends with the last update, and one
+    # more rollout start is needed to time it, so ask for one step more than whole rollouts.
+    model.learn(rollout * (rollouts + 1) + 1, callback=Timer())
     venv.close()
-    starts = [t for k, t in marks if k == "rollout_start"]
-    ends = [t for k, t in marks if k == "rollout_end"]
-    collect = [e - s for s, e in zip(starts, ends)][1:]
-    update = [s - e for e, s in zip(ends, starts[1:])][1:] + ([t0 + wall - ends[-1]] if len(ends) > 1 else [])
-    net = p["net_arch"]
-    print(f"preset {args.preset}: MLP {net} ELU, n_envs {n_envs}, n_steps {p['ppo']['n_steps']}, batch "
-          f"{p['ppo']['batch_size']}, n_epochs {p['ppo']['n_epochs']}, torch threads {torch.get_num_threads()}")
-    print(f"  collection : {rollout / np.mean(collect):8.0f} env steps/s  ({np.mean(collect):.2f} s per {rollout}-step rollout)")
-    print(f"  update     : {rollout / np.mean(update):8.0f} env steps/s  ({np.mean(update):.2f} s per update)")
-    print(f"  overall    : {total / wall:8.0f} env steps/s  ({total} steps in {wall:.1f} s, first rollout included)")
-    print(f"  -> {3600 * total / wall / 1e6:.2f} M env steps per hour")
+    starts = [t for k, t in marks if k == "start"]
+    ends = [t for k, t in marks if k == "end"]
+    collect = [e - s for s, e in zip(starts[1:], ends[1:])][:rollouts]
+    update = [s - e for e, s in zip(ends[1:], starts[2:])][:rollouts]
+    wall = starts[1 + rollouts] - starts[1]
+    return {"name": name, "n_envs": cfg["n_envs"], "rollout": rollout, "collection": rollout / np.mean(collect),
+            "update": rollout / np.mean(update), "overall": rollout * rollouts / wall,
+            "ppo": {k: ppo_kw[k] for k in ("n_steps", "batch_size", "n_epochs")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rollouts", type=int, default=4, help="measured rollouts per setup (after a warm-up one)")
+    ap.add_argument("--n-envs", type=int, default=None, help="environments of the batched setup (default: the cpu preset's)")
+    ap.add_argument("--action-mode", default="torque", choices=("torque", "pd"))
+    ap.add_argument("--bare-seconds", type=float, default=10.0)
+    ap.add_argument("--clips", default="walk*")
+    ap.add_argument("--skip-subproc", action="store_true", help="measure the batched setup only")
+    args = ap.parse_args()
+
+    from envs.reference import load_reference
+    from lowlevel.policy import preset
+    from lowlevel.train import select_clips
+
+    torch.set_num_threads(1)
+    p = preset("cpu")
+    clips = select_clips(args.clips, "train")
+    rng = np.random.default_rng(0)
+    codes = {c: rng.integers(0, 1024, size=(max(int(load_reference(c).duration * 30 // 32), 1), 64)) for c in clips}
+    base = {"clips": clips, "goal": "latent", "action_mode": args.action_mode, "pd_target": "nominal",
+            "max_episode_steps": 1000, "motion_vae": {"vocab_size": 1024, "block_size": 64}}
+
+    print(f"machine: {os.cpu_count()} cores (nproc), {cpu_model()}; torch threads {torch.get_num_threads()}; "
+          f"{len(clips)} clips, latent goal, {args.action_mode} actions, cpu preset network {p['net_arch']} ELU")
+    bare = bare_env_steps_per_s(clips, codes, args.action_mode, args.bare_seconds)
+    print(f"bare H1TrackingEnv (one env, random actions, no policy): {bare:8.0f} control steps/s")
+
+    rows = []
+    n_new = args.n_envs or p["n_envs"]
+    rows.append(run_ppo(f"batched-{n_new}", dict(base, n_envs=n_new, vec="batched"), p["ppo"], p, codes, args.rollouts))
+    if not args.skip_subproc:
+        old_ppo = dict(p["ppo"], **OLD_CPU["ppo"])
+        rows.append(run_ppo("subproc-4", dict(base, n_envs=OLD_CPU["n_envs"], vec=OLD_CPU["vec"]), old_ppo, p, codes,
+                            args.rollouts))
+    print(f"{'setup':<12} {'n_steps/batch/epochs':>20} {'collection':>11} {'update':>9} {'overall':>9}  (env steps/s)")
+    for r in rows:
+        q = r["ppo"]
+        print(f"{r['name']:<12} {q['n_steps']:>8}/{q['batch_size']}/{q['n_epochs']:<6} {r['collection']:11.0f} "
+              f"{r['update']:9.0f} {r['overall']:9.0f}")
+    new = rows[0]
+    print(f"collection of {new['name']} / bare env: {new['collection'] / bare:.2f} (target >= 0.5)")
+    if len(rows) > 1:
+        print(f"overall {new['name']} / subproc-4: {new['overall'] / rows[1]['overall']:.2f}x (target >= 3x, aim 5x); "
+              f"{3600 * new['overall'] / 1e6:.1f} M env steps per hour")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ def train(
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint that encodes the clips for --goal latent (default: the shipped models/motion_vae.pt)."),
     clips: str = typer.Option("walk*", "--clips", help="Glob(s) over clip names, comma-separated, within --split."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total environment steps (default: the preset's)."),
-    preset: str = typer.Option("cpu", "--preset", help="cpu ([256, 256] MLP, ~1 h on 2 cores) | paper ([2048, 1024, 512] ELU)."),
+    preset: str = typer.Option("cpu", "--preset", help="cpu ([256, 256] MLP, 32 batched envs) | paper ([2048, 1024, 512] ELU)."),
     run_dir: Path = typer.Option(Path("runs/lowlevel"), "--run-dir", help="Folder for checkpoint.pt, progress.csv and TensorBoard logs."),
     seed: int = typer.Option(0, "--seed"),
-    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (default: the preset's; 1 = no subprocesses)."),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (default: the preset's, 32 for cpu)."),
+    vec: Optional[str] = typer.Option(None, "--vec", help="batched (all environments in this process, vectorised; the presets' default) | subproc (one process each) | dummy (SB3 DummyVecEnv)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("torque", "--action-mode", help="torque (19 motor torques, the paper's; default: learns faster at the cpu budget) | pd."),
     pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference) | absolute (joint range)."),
@@ -33,7 +34,7 @@ def train(
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
     from lowlevel.train import train_lowlevel
 
-    r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs,
+    r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec,
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, split=split,
                        data_root=data, ckpt_every=ckpt_every, progress=progress)
     typer.echo(json.dumps(r, indent=2))

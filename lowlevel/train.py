@@ -1,10 +1,14 @@
 """PPO training of the latent-conditioned low-level imitation policy (stable-baselines3).
 
-``train_lowlevel`` encodes every selected clip once with the motion VAE (codes dict), builds
-``SubprocVecEnv`` (``DummyVecEnv`` for one env) of :class:`envs.tracking.H1TrackingEnv` wrapped in
-``VecMonitor`` (raw episode returns) and ``VecNormalize`` (observation normalisation of
-"proprio" only, never the latent indices; return-based reward scaling), and runs SB3 PPO with the
-preset's hyper-parameters (:mod:`lowlevel.policy`).
+``train_lowlevel`` encodes every selected clip once with the motion VAE (codes dict), builds the
+vector environment of :class:`envs.tracking.H1TrackingEnv` (``vec``: "batched" =
+:class:`envs.batched.H1BatchedVecEnv`, all environments in this process with numpy-vectorised
+observation, reward and termination, the cpu preset's default; "subproc" = SB3 ``SubprocVecEnv``,
+one process per environment; "dummy" = SB3 ``DummyVecEnv``), wraps it in ``VecMonitor`` (raw
+episode returns) and ``VecNormalize`` (observation normalisation of "proprio" only, never the
+latent indices; return-based reward scaling), and runs SB3 PPO with the preset's
+hyper-parameters (:mod:`lowlevel.policy`).  With ``fixed_std`` (the presets) the policy's
+log std stays at ``log_std_init``: exploration noise of a fixed size, as DeepMimic.
 
 Run folder:
     run_dir/checkpoint.pt  latest checkpoint, written atomically (one file): format/kind, the
@@ -45,8 +49,8 @@ CHECKPOINT_FORMAT = "daps-checkpoint-v1"
 CHECKPOINT_KIND = "lowlevel-ppo"
 CHECKPOINT_NAME = "checkpoint.pt"
 
-__all__ = ["train_lowlevel", "select_clips", "encode_clips", "make_env", "load_lowlevel",
-           "CHECKPOINT_KIND", "file_sha256"]
+__all__ = ["train_lowlevel", "select_clips", "encode_clips", "make_env", "build_vec_env", "load_lowlevel",
+           "fix_exploration_std", "CHECKPOINT_KIND", "VEC_KINDS", "file_sha256"]
 
 
 # --------------------------------------------------------------------------- clips and codes
@@ -101,10 +105,15 @@ def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, 
 
 
 # --------------------------------------------------------------------------- envs
+VEC_KINDS = ("batched", "subproc", "dummy")
+
+
 def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     """H1TrackingEnv keyword arguments of a run config (without clips / codes)."""
     kw = dict(goal=cfg["goal"], action_mode=cfg["action_mode"], pd_target=cfg["pd_target"],
               max_episode_steps=int(cfg["max_episode_steps"]))
+    if cfg.get("pd_action_scale") is not None:
+        kw["pd_action_scale"] = float(cfg["pd_action_scale"])
     if cfg.get("data_root"):
         kw["data_root"] = cfg["data_root"]
     if cfg["goal"] == "latent":
@@ -124,12 +133,29 @@ def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
 
 
 def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: int):
+    """``VecMonitor`` over ``n_envs`` tracking environments of kind ``cfg["vec"]`` (VEC_KINDS;
+    configs written before it existed mean "subproc", DummyVecEnv for one env), seeded ``seed + i``."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    fns = [partial(make_env, cfg["clips"], codes, env_kwargs(cfg)) for _ in range(n_envs)]
-    venv = DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns)
+    kind = cfg.get("vec", "subproc")
+    if kind not in VEC_KINDS:
+        raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {kind!r}")
+    if kind == "batched":
+        from envs.batched import H1BatchedVecEnv
+
+        venv = H1BatchedVecEnv(n_envs, list(cfg["clips"]), latent_codes=codes, **env_kwargs(cfg))
+    else:
+        fns = [partial(make_env, cfg["clips"], codes, env_kwargs(cfg)) for _ in range(n_envs)]
+        venv = DummyVecEnv(fns) if kind == "dummy" or n_envs == 1 else SubprocVecEnv(fns)
     venv.seed(seed)
     return VecMonitor(venv)
+
+
+def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
+    """Freeze the policy's state-independent log std when ``cfg["fixed_std"]`` (PPO then never
+    changes it: Adam skips parameters without gradients); called after every build or load."""
+    if cfg.get("fixed_std"):
+        model.policy.log_std.requires_grad_(False)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -264,6 +290,7 @@ def train_lowlevel(
     run_dir: str | Path = "runs/lowlevel",
     seed: int = 0,
     n_envs: int | None = None,
+    vec: str | None = None,
     resume: bool = False,
     action_mode: str = "torque",
     goal: str = "latent",
@@ -283,7 +310,9 @@ def train_lowlevel(
         clips_pattern: glob(s) over clip names, comma-separated ("walk*"), within ``split``.
         steps: total environment steps (default: the preset's).
         preset: "cpu" or "paper" (:data:`lowlevel.policy.PRESETS`).
-        n_envs: parallel environments (default: the preset's); 1 -> DummyVecEnv.
+        n_envs: parallel environments (default: the preset's).
+        vec: "batched" (one process, vectorised; the presets' default), "subproc" (one process per
+            environment) or "dummy" (SB3 DummyVecEnv); on resume the stored one unless given.
         resume: continue from run_dir/checkpoint.pt (its stored config wins over these args,
             except ``steps``).
         action_mode / pd_target: env action mode ("torque", the default and the paper's: 19 motor
@@ -294,7 +323,7 @@ def train_lowlevel(
             controller then sees) is kept for comparison; "torque" is the paper's setting.
         goal: "latent" (DAPS codes) or "reference" (next reference frames; no motion VAE needed).
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
-            preset keys (net_arch, embed_dim, conv_channels, log_std_init).
+            preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std).
     """
     from stable_baselines3 import PPO
     from stable_baselines3.common.logger import configure
@@ -314,6 +343,8 @@ def train_lowlevel(
             cfg["steps"] = int(steps)
         if n_envs is not None:
             cfg["n_envs"] = int(n_envs)
+        if vec is not None:
+            cfg["vec"] = vec
     else:
         if ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists; pass resume=True (--resume) or use another run_dir")
@@ -343,15 +374,18 @@ def train_lowlevel(
             "preset": preset, "goal": goal, "action_mode": action_mode, "pd_target": pd_target,
             "clips_pattern": clips_pattern, "split": split, "clips": clips, "seed": int(seed),
             "n_envs": int(n_envs if n_envs is not None else p["n_envs"]),
+            "vec": vec if vec is not None else p["vec"],
             "steps": int(steps if steps is not None else p["steps"]),
             "ckpt_every": int(ckpt_every if ckpt_every is not None else p["ckpt_every"]),
             "max_episode_steps": int(max_episode_steps),
             "net_arch": list(p["net_arch"]), "embed_dim": p["embed_dim"], "conv_channels": p["conv_channels"],
-            "log_std_init": p["log_std_init"], "ppo": ppo_kw, "motion_vae": mvae,
+            "log_std_init": p["log_std_init"], "fixed_std": bool(p["fixed_std"]), "ppo": ppo_kw, "motion_vae": mvae,
             "data_root": str(data_root) if data_root is not None else None,
         }
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:
             raise ValueError("n_envs and steps must be positive")
+    if cfg.get("vec", "subproc") not in VEC_KINDS:
+        raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {cfg['vec']!r}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
 
@@ -371,6 +405,7 @@ def train_lowlevel(
             model = PPO(policy, vecnorm, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
                         device="cpu", verbose=0, **cfg["ppo"])
             (run_dir / "progress.csv").unlink(missing_ok=True)
+        fix_exploration_std(model, cfg)
         model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
         start = int(model.num_timesteps)
         remaining = cfg["steps"] - start

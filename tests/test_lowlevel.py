@@ -56,6 +56,9 @@ def test_extractor_shapes():
     obs = {"proprio": torch.randn(5, 63), "latent": torch.randint(0, 1024, (5, 2, 64)).float(), "phase": torch.rand(5, 1)}
     f = ext(obs)
     assert f.shape == (5, ext.features_dim) and torch.isfinite(f).all()
+    # the strided convolutions computed as matrix products equal the Conv1d modules' own forward
+    by_conv = ext.conv(ext.embedding(obs["latent"].long().flatten(1)).transpose(1, 2))
+    torch.testing.assert_close(f[:, : by_conv.shape[1]], by_conv, rtol=1e-5, atol=1e-6)
     kw = policy_kwargs(preset("paper"), "latent")
     assert kw["net_arch"] == dict(pi=[2048, 1024, 512], vf=[2048, 1024, 512]) and kw["activation_fn"] is torch.nn.ELU
     assert "features_extractor_class" not in policy_kwargs(preset("cpu"), "reference")
@@ -99,6 +102,9 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     model, vecnorm, ck = load_lowlevel(run / "checkpoint.pt")
     assert ck["config"]["motion_vae"]["vocab_size"] == 64 and set(ck["codes"]) == {"walk1_subject1"}
     assert set(vecnorm.norm_obs_keys) == {"proprio"}
+    # the cpu preset: batched vector env, fixed exploration std 0.2 per action unit (PPO left it alone)
+    assert ck["config"]["vec"] == "batched" and ck["config"]["fixed_std"] is True
+    np.testing.assert_allclose(model.policy.log_std.detach().numpy(), np.log(0.2), rtol=1e-7)
 
     # eval on a validation clip: encoded with the stored motion VAE path.
     rep = evaluate_lowlevel(run / "checkpoint.pt", "walk2_subject4", out=tmp_path, max_seconds=0.3, starts=3)
@@ -127,12 +133,18 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
         train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=run, n_envs=1, overrides=TINY, progress=False)
     r2 = train_lowlevel(None, steps=192, run_dir=run, resume=True, progress=False)
     assert r2["start_step"] == 128 and r2["num_timesteps"] == 192
+    model2, _, ck2 = load_lowlevel(run / "checkpoint.pt")
+    np.testing.assert_allclose(model2.policy.log_std.detach().numpy(), np.log(0.2), rtol=1e-7)  # still fixed
+    assert any(not torch.equal(a, b) for a, b in zip(model.policy.parameters(), model2.policy.parameters()))
 
 
 def test_bad_input(mvae, trained, tmp_path):
     from lowlevel.evaluate import evaluate_lowlevel
     from lowlevel.train import load_lowlevel, train_lowlevel
 
+    with pytest.raises(ValueError, match="vec must be one of batched, subproc, dummy"):
+        train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "v", n_envs=1, vec="threads",
+                       overrides=TINY, progress=False)
     with pytest.raises(ValueError, match="no .*clip matches"):
         train_lowlevel(mvae, "nosuchclip*", steps=64, run_dir=tmp_path / "a", n_envs=1, overrides=TINY, progress=False)
     with pytest.raises(ValueError, match="no .*clip matches"):  # validation clips are not in the train split
