@@ -162,9 +162,10 @@ class LatticeHead(nn.Module):
 
         h: (..., H). Returns grid points (..., d) whose gradient flows to u unchanged, their
         indices (...,) int64 (the mode of the lattice categorical: separable per dimension, so
-        the same for any kappa), and the commitment sum_i ((u_i - g_i) / delta_i)^2 (...,) in
-        squared grid spacings, gradient to u only (VQ-VAE's commitment term: without it u drifts
-        past the grid's edges and every token sits on one of the 2^d corners).
+        the same for any kappa), and the box penalty sum_i (max(0, |u_i - c_i| - r_i) / delta_i)^2
+        (...,) in squared grid spacings, with c_i +- r_i the grid's range widened by delta_i / 2:
+        zero inside the grid, so moves between cells are free as in FSQ, whose tanh bound plays
+        this part; without it u drifts past the edges and every token sits on one of the 2^d corners.
         Used to warm-start the encoder as an FSQ autoencoder.
         """
         u = self.proj(h)
@@ -175,8 +176,11 @@ class LatticeHead(nn.Module):
         j = torch.minimum(torch.maximum((u * half + half).round(), torch.zeros_like(u)), (levels - 1).to(u.dtype))
         g = (j - half) / half
         idx = (j.long() * self.basis).sum(-1)
-        commitment = ((u - g).square() * self.inv_spacing2).sum(-1)
-        return g + (u - u.detach()), idx, commitment
+        delta = self.inv_spacing2.rsqrt()
+        lo, hi = -1.0, (levels - 1 - half) / half  # the grid's first and last coordinate
+        centre, radius = (hi + lo) / 2, (hi - lo) / 2 + delta / 2
+        outside = ((u - centre).abs() - radius).clamp(min=0)
+        return g + (u - u.detach()), idx, (outside.square() * self.inv_spacing2).sum(-1)
 
 
 def check_levels(levels: tuple[int, ...] | list[int], vocab_size: int) -> None:
@@ -388,7 +392,7 @@ class NARecognition(nn.Module):
 
     def straight_through(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Each token's nearest lattice point (B, T, d), straight-through gradients to the encoder,
-        its code (B, T) int64 and the commitment (B, T) (`LatticeHead.straight_through`): the
+        its code (B, T) int64 and the box penalty (B, T) (`LatticeHead.straight_through`): the
         encoder as an FSQ autoencoder (the DAPS warm start). Raises TypeError without a `LatticeHead`."""
         if not isinstance(self.head, LatticeHead):
             raise TypeError("straight-through codes need the lattice head (lattice_levels)")

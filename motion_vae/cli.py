@@ -24,16 +24,21 @@ def train(
     method: Optional[str] = typer.Option(None, "--method", help="daps (AR encoder) | daps-na | fsq; default: the preset's."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from run_dir/checkpoint.pt (a larger --steps extends the run)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time (all sittings); resumable."),
+    st_warmup_steps: Optional[int] = typer.Option(
+        None, "--st-warmup-steps", help="Straight-through (FSQ) warm-start steps before DAPS (daps-na on the lattice); 0 = none."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Train the motion VAE (DAPS by default) and print the final validation metrics."""
-    from motion_vae.config import apply_overrides, preset_config, set_method
+    from motion_vae.config import apply_overrides, preset_config, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
     cfg = apply_overrides(preset_config(preset), steps=steps, batch_size=batch_size, seed=seed)
     if method is not None:
         cfg = set_method(cfg, method)
+    if st_warmup_steps is not None:
+        cfg = set_st_warmup(cfg, st_warmup_steps)
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     val = {k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}

@@ -121,4 +121,19 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
     cfg.model.recognition = METHODS[method]
     if method == "fsq":
         cfg.model.lattice, cfg.model.aligned_input = False, False
+    if method != "daps-na":
+        cfg.daps.st_warmup_steps = 0  # the warm start is DAPS-NA's on the lattice
+    return cfg
+
+
+def set_st_warmup(cfg: MotionTrainConfig, steps: int) -> MotionTrainConfig:
+    """Set the straight-through (FSQ) warm start of a DAPS-NA lattice encoder to `steps` steps
+    (`daps.objectives.daps`). Raises ValueError for a negative count, or a positive one on
+    another encoder."""
+    if steps < 0:
+        raise ValueError(f"st_warmup_steps must be >= 0, got {steps}")
+    if steps > 0 and not (cfg.model.recognition == "na" and cfg.model.lattice):
+        raise ValueError("the straight-through warm start needs --method daps-na with the lattice head (the cpu presets)")
+    cfg = copy.deepcopy(cfg)
+    cfg.daps.st_warmup_steps = steps
     return cfg

@@ -31,8 +31,11 @@ def train_motion_vae(
 
     time_limit_s: stop early after this much training wall time (see `daps.trainer.train`).
 
-    Raises DataError for bad data, CheckpointError when resuming another kind or config.
+    Raises DataError for bad data, CheckpointError when resuming another kind or config,
+    ValueError for a straight-through warm start on an encoder without the lattice head.
     """
+    if cfg.daps.st_warmup_steps and not (cfg.model.recognition == "na" and cfg.model.lattice):
+        raise ValueError("st_warmup_steps needs the DAPS-NA encoder on the lattice (recognition 'na', lattice true)")
     dev = resolve_device(device)
     data = data or load_motion_dataset(data_root, cfg.model.segment_length)
     cfg = copy.deepcopy(cfg)

@@ -358,6 +358,7 @@ def test_straight_through_warm_start_is_fsq_on_the_lattice_then_daps():
     """The first st_warmup_steps train the lattice encoder as FSQ (mode codes, straight-through
     gradients, no eta update); DAPS proper (K sampled codes) takes over after them."""
     from daps.fsq import FSQCodeEmbedding
+    from daps.recognition import LatticeHead
 
     torch.manual_seed(0)
     levels = (8, 4, 5)  # odd and even levels
@@ -365,8 +366,8 @@ def test_straight_through_warm_start_is_fsq_on_the_lattice_then_daps():
     rec = NARecognition(cfg, ConvResampler(2, 3, 4, 16), lattice_levels=levels)
     gen = TransformerGenerator(cfg, nn.Sequential(ConvResampler(4, 16, 2, 16), nn.Linear(16, 3)), FSQCodeEmbedding(levels, 16))
     vae, x = DiscreteVAE(rec, gen, GaussianLikelihood()), 3 * torch.randn(8, 2, 3)
-    codes, idx, commitment = rec.straight_through(x)
-    assert codes.shape == (8, 4, 3) and idx.shape == (8, 4) and commitment.shape == (8, 4)
+    codes, idx, box = rec.straight_through(x)
+    assert codes.shape == (8, 4, 3) and idx.shape == (8, 4) and box.shape == (8, 4)
     assert torch.allclose(rec.head.grid[idx], codes)  # the grid point of the index
     assert torch.equal(idx, rec.token_logits(x).argmax(-1))  # the lattice categorical's mode
     obj = DAPS(DAPSConfig(num_samples=4, init_eta=5.0, st_warmup_steps=2))
@@ -375,10 +376,18 @@ def test_straight_through_warm_start_is_fsq_on_the_lattice_then_daps():
     assert m["st_warmup"] == 1.0 and math.isnan(m["ess_frac"]) and obj.log_eta.grad is None
     assert rec.head.proj.weight.grad.abs().sum() > 0  # straight through the rounding
     assert rec.head.log_sharpness.grad is None  # kappa is DAPS's to learn
-    delta = torch.tensor([0.25, 0.5, 0.5])  # FSQ grid spacing of levels 8, 4 and 5
+    # the box penalty: zero inside the grid's range widened by half a spacing, quadratic outside
+    delta, lo, hi = torch.tensor([0.25, 0.5, 0.5]), torch.tensor([-1.0, -1.0, -1.0]), torch.tensor([0.75, 0.5, 1.0])
     u = rec.head.proj(rec.proj(rec.encoder(rec.input_embed(x) + rec.pos)))
-    assert torch.allclose(commitment, ((u - codes) / delta).square().sum(-1), atol=1e-5)
-    expected = -vae.log_likelihood(x, idx.unsqueeze(1)).mean() + 0.25 * commitment.sum(1).mean()
+    excess = torch.maximum(lo - delta / 2 - u, u - hi - delta / 2).clamp(min=0)
+    assert torch.allclose(box, (excess / delta).square().sum(-1), atol=1e-5)
+    head = LatticeHead(16, levels)
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        for u_fixed, expected_box in (([-1.2, 0.6, 1.1], 0.09), ([0.8, -1.3, 1.3], 0.02), ([0.87, 0.74, -1.24], 0.0)):
+            head.proj.bias.copy_(torch.tensor(u_fixed))
+            assert head.straight_through(torch.zeros(1, 16))[2].item() == pytest.approx(expected_box, abs=1e-6)
+    expected = -vae.log_likelihood(x, idx.unsqueeze(1)).mean() + box.sum(1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     vae.zero_grad()
     loss, loss_eta, m = obj.loss(vae, x, 2, 10)

@@ -28,6 +28,7 @@ def tiny_config(steps=4, **kw):
     cfg = preset_config("cpu")
     cfg.model = MotionVAEConfig(num_features=0, vocab_size=64, embed_dim=32, num_heads=2, num_layers=1)
     cfg.batch_size, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every, cfg.val_segments = 8, steps, 1, 0, 2, 32
+    cfg.daps.st_warmup_steps = 0  # the warm start belongs to the lattice encoder, not this AR one
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -329,3 +330,24 @@ def test_cli_export_and_roundtrip(tmp_path, trained):
     assert "80 frames" in r.stdout and all(name in r.stdout for name in ("round_trip", "still_frame", "mean_pose"))
     r = run_cli("motion-vae", "roundtrip", "--ckpt", str(tmp_path / "none.pt"), "--clip", str(clip))
     assert r.returncode == 2 and "none.pt: checkpoint not found" in r.stderr
+
+
+def test_straight_through_warm_start_then_daps(tmp_path, data):
+    """`--st-warmup-steps`: FSQ-style steps first (logged st_warmup = 1), DAPS after (eta moves)."""
+    from motion_vae.config import set_method, set_st_warmup
+
+    cfg = set_method(tiny_config(steps=4), "daps-na")
+    cfg.model.fsq_levels, cfg.model.lattice = (4, 4, 4), True
+    cfg = set_st_warmup(cfg, 2)
+    train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    rows = list(csv_rows(tmp_path / "metrics.csv"))
+    assert [r["st_warmup"] for r in rows] == ["1.0", "1.0", "0.0", "0.0"]
+    assert rows[0]["eta"] == rows[1]["eta"] == rows[2]["eta"] != rows[3]["eta"]  # eta waits for DAPS
+    assert load_checkpoint(tmp_path / "checkpoint.pt", "motion_vae")["config"]["daps"]["st_warmup_steps"] == 2
+    assert set_method(cfg, "fsq").daps.st_warmup_steps == 0
+    with pytest.raises(ValueError, match="lattice"):
+        set_st_warmup(tiny_config(), 5)
+    bad = tiny_config(steps=2)
+    bad.daps.st_warmup_steps = 1
+    with pytest.raises(ValueError, match="lattice"):
+        train_motion_vae(bad, tmp_path / "bad", device="cpu", progress=False, data=data)

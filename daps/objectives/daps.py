@@ -18,9 +18,10 @@ coordinate-wise update; eta has its own optimiser on L_eta (facts Sec. 1).
 
 Warm start (this project's, not the paper's; docs/motion_vae_cpu_study.md): with
 `st_warmup_steps` > 0 and an encoder on the FSQ lattice, the first steps train encoder and
-decoder as an FSQ autoencoder, L = -mean_b [log p_phi(x | g(x)) - c sum_t ||(u_t - sg(g_t)) / delta||^2]
-with g the nearest lattice point of u(x), straight-through gradients and VQ-VAE's commitment
-weight c = 0.25 (in squared grid spacings); DAPS proper takes over after them. On two CPU cores a DAPS step
+decoder as an FSQ autoencoder, L = -mean_b [log p_phi(x | g(x)) - sum_t box(u_t)] with g the
+nearest lattice point of u(x), straight-through gradients, and a penalty that is zero inside the
+grid and keeps u from drifting past its edges (`daps.recognition.LatticeHead.straight_through`;
+FSQ's tanh bound does this for FSQ); DAPS proper takes over after them. On two CPU cores a DAPS step
 costs about 7 FSQ steps, and FSQ finds a good decoder and encoder layout fastest.
 """
 from __future__ import annotations
@@ -33,8 +34,6 @@ from torch import Tensor, nn
 
 from daps.metrics import codebook_usage, effective_sample_size, elbo
 from daps.schedules import BetaSchedule
-
-COMMITMENT = 0.25  # warm start: VQ-VAE's commitment weight (van den Oord et al. 2017), per squared grid spacing
 
 
 @dataclass
@@ -140,16 +139,16 @@ class DAPS(nn.Module):
         Raises TypeError for an encoder without the lattice head."""
         if not hasattr(model.recognition, "straight_through"):
             raise TypeError("st_warmup_steps needs a DAPS-NA encoder on the lattice (recognition 'na', lattice)")
-        codes, idx, commitment = model.recognition.straight_through(x)  # (B, T, d), (B, T), (B, T)
+        codes, idx, box = model.recognition.straight_through(x)  # (B, T, d), (B, T), (B, T)
         params = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
         log_p = model.likelihood.log_prob(x, params)  # (B, 1)
-        loss = -log_p.mean() + COMMITMENT * commitment.sum(1).mean()
+        loss = -log_p.mean() + box.sum(1).mean()
         with torch.no_grad():
             log_q, kl = model.recognition.log_prob(x, idx.unsqueeze(1))
         used, perplexity = codebook_usage(idx, model.vocab_size)
         nan = float("nan")
         metrics = {
-            "loss/recognition": COMMITMENT * commitment.sum(1).mean().item(),
+            "loss/recognition": box.sum(1).mean().item(),
             "loss/generative": -log_p.mean().item(),
             "loss/eta": 0.0,
             "elbo": elbo(log_p.detach(), kl).item(),
