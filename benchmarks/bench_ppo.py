@@ -12,8 +12,10 @@ throughput does not depend on them, no motion VAE needed) and the chosen action 
        * update steps/s (rollout size / time of the PPO update phase),
        * overall steps/s (environment steps / wall time of the measured rollouts + updates);
      setups: ``subproc-4``: today's 4-subprocess setup with the previous cpu preset's PPO
-     (n_steps 512, batch 512, 5 epochs); ``batched-N``: ``envs.batched.H1BatchedVecEnv`` with the
-     cpu preset (32 environments, n_steps 128, batch 1024, 4 epochs).
+     (n_steps 512, batch 512, 5 epochs); ``batched-N/Tt``: ``envs.batched.H1BatchedVecEnv`` with
+     the cpu preset (32 environments, n_steps 128, batch 1024, 4 epochs), physics on T threads.
+     All setups use the same policy network code (the latent extractor's convolutions as matrix
+     products), so the subproc row is today's setup with today's network.
 and the ratios the issue asks for: collection / bare environment, overall batched / overall subproc.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_ppo.py [--rollouts 4] [--action-mode torque|pd]``
@@ -110,7 +112,8 @@ def main() -> None:
     ap.add_argument("--action-mode", default="torque", choices=("torque", "pd"))
     ap.add_argument("--bare-seconds", type=float, default=10.0)
     ap.add_argument("--clips", default="walk*")
-    ap.add_argument("--skip-subproc", action="store_true", help="measure the batched setup only")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="physics threads of the batched setups")
+    ap.add_argument("--skip-subproc", action="store_true", help="measure the batched setups only")
     args = ap.parse_args()
 
     from envs.reference import load_reference
@@ -132,21 +135,24 @@ def main() -> None:
 
     rows = []
     n_new = args.n_envs or p["n_envs"]
-    rows.append(run_ppo(f"batched-{n_new}", dict(base, n_envs=n_new, vec="batched"), p["ppo"], p, codes, args.rollouts))
+    for threads in args.threads:
+        rows.append(run_ppo(f"batched-{n_new}/{threads}t", dict(base, n_envs=n_new, vec="batched", threads=threads),
+                            p["ppo"], p, codes, args.rollouts))
     if not args.skip_subproc:
         old_ppo = dict(p["ppo"], **OLD_CPU["ppo"])
         rows.append(run_ppo("subproc-4", dict(base, n_envs=OLD_CPU["n_envs"], vec=OLD_CPU["vec"]), old_ppo, p, codes,
                             args.rollouts))
-    print(f"{'setup':<12} {'n_steps/batch/epochs':>20} {'collection':>11} {'update':>9} {'overall':>9}  (env steps/s)")
+    print(f"{'setup':<14} {'n_steps/batch/epochs':>20} {'collection':>11} {'update':>9} {'overall':>9}  (env steps/s)")
     for r in rows:
         q = r["ppo"]
-        print(f"{r['name']:<12} {q['n_steps']:>8}/{q['batch_size']}/{q['n_epochs']:<6} {r['collection']:11.0f} "
+        print(f"{r['name']:<14} {q['n_steps']:>8}/{q['batch_size']}/{q['n_epochs']:<6} {r['collection']:11.0f} "
               f"{r['update']:9.0f} {r['overall']:9.0f}")
-    new = rows[0]
-    print(f"collection of {new['name']} / bare env: {new['collection'] / bare:.2f} (target >= 0.5)")
-    if len(rows) > 1:
-        print(f"overall {new['name']} / subproc-4: {new['overall'] / rows[1]['overall']:.2f}x (target >= 3x, aim 5x); "
-              f"{3600 * new['overall'] / 1e6:.1f} M env steps per hour")
+    old = rows[-1] if not args.skip_subproc else None
+    for new in rows[: len(args.threads)]:
+        line = f"{new['name']}: collection / bare env {new['collection'] / bare:.2f} (target >= 0.5)"
+        if old is not None:
+            line += f", overall / subproc-4 {new['overall'] / old['overall']:.2f}x (target >= 3x, aim 5x)"
+        print(line + f", {3600 * new['overall'] / 1e6:.1f} M env steps per hour")
 
 
 if __name__ == "__main__":

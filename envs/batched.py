@@ -35,6 +35,7 @@ reset and the next step.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mujoco
@@ -81,11 +82,17 @@ class H1BatchedVecEnv(VecEnv):
         num_envs: N >= 1.
         clips, **env_kwargs: passed to every :class:`envs.tracking.H1TrackingEnv`
             (goal, action_mode, latent_codes, pd_target, thresholds, ...).
+        threads: threads that step the physics (each a contiguous share of the environments;
+            MuJoCo releases the GIL inside ``mj_step``, so 2 threads use 2 cores).  Results do not
+            depend on it: every environment's physics is its own.
     """
 
-    def __init__(self, num_envs: int, clips: Sequence[str | ReferenceMotion] | None = None, **env_kwargs: Any):
+    def __init__(self, num_envs: int, clips: Sequence[str | ReferenceMotion] | None = None, *, threads: int = 1,
+                 **env_kwargs: Any):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         if env_kwargs.get("render_mode") is not None:
             raise ValueError("H1BatchedVecEnv does not render; use H1TrackingEnv(render_mode='rgb_array')")
         self.envs = [H1TrackingEnv(clips, **env_kwargs) for _ in range(int(num_envs))]
@@ -106,10 +113,12 @@ class H1BatchedVecEnv(VecEnv):
         self._torso_angvel = np.zeros((n, 3))
         self._com = np.zeros((n, 3))
         self._torque = np.zeros((n, _NJ))
-        self._warn = np.zeros((n, len(e0._bad_warnings)), dtype=np.int64)  # noqa: SLF001
+        self._warn = np.zeros((n, mujoco.mjtWarning.mjNWARNING), dtype=np.int64)  # warning counts
         self._site_ids = e0._site_ids  # noqa: SLF001
         self._bad = e0._bad_warnings  # noqa: SLF001
         self._actions: np.ndarray | None = None
+        self.threads = min(int(threads), self.num_envs)
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     # ------------------------------------------------------------------ gathering
     def _gather(self, i: int) -> None:
@@ -122,6 +131,7 @@ class H1BatchedVecEnv(VecEnv):
         self._pelvis_xmat[i] = e._pelvis_xmat  # noqa: SLF001
         self._torso_angvel[i] = e._torso_angvel  # noqa: SLF001
         self._com[i] = e._pelvis_subtree_com  # noqa: SLF001
+        self._warn[i] = e._warning_numbers  # noqa: SLF001
 
     def _reset_one(self, i: int, seed: int | None = None, options: dict | None = None) -> dict:
         e = self.envs[i]
@@ -194,6 +204,9 @@ class H1BatchedVecEnv(VecEnv):
         return obs, reward.astype(np.float32), dones, infos
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         for e in self.envs:
             e.close()
 
@@ -223,29 +236,34 @@ class H1BatchedVecEnv(VecEnv):
         return e0._range_mid + e0._range_half * a  # noqa: SLF001
 
     def _physics(self, idx: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
-        """Step environments ``idx``; returns (N,) bool: MuJoCo raised a bad-state warning."""
-        e0 = self.envs[0]
-        nstep, bad, pd = e0.frame_skip, self._bad, e0.action_mode == "pd"
-        before = np.zeros((self.num_envs, len(bad)), dtype=np.int64)
+        """Step environments ``idx`` and gather their new state; returns (N,) bool: MuJoCo raised
+        a bad-state warning (bad qpos / qvel / qacc / ctrl; it then reset that data itself)."""
+        before = self._warn.copy()  # counts after the last step or reset of each env
+        if self._pool is None or len(idx) < 2:
+            self._step_envs(idx, ctrl)
+        else:  # disjoint rows of the batch arrays per thread
+            list(self._pool.map(lambda part: self._step_envs(part, ctrl), np.array_split(idx, self.threads)))
+        if self.envs[0].action_mode == "torque":
+            self._torque[idx] = ctrl[idx]
+        changed = np.zeros(self.num_envs, dtype=bool)
+        changed[idx] = (self._warn[idx][:, self._bad] != before[idx][:, self._bad]).any(1)
+        return changed
+
+    def _step_envs(self, idx: np.ndarray, ctrl: np.ndarray) -> None:
+        """The only per-environment Python: MuJoCo calls and copies into the batch arrays."""
+        nstep, pd = self.envs[0].frame_skip, self.envs[0].action_mode == "pd"
+        step, kin, com_pos, com_vel = mujoco.mj_step, mujoco.mj_kinematics, mujoco.mj_comPos, mujoco.mj_comVel
         for i in idx:
             e = self.envs[i]
             m, d = e.model, e.data
-            before[i] = e._warning_numbers[bad]  # noqa: SLF001
             d.ctrl[:] = ctrl[i]
-            mujoco.mj_step(m, d, nstep=nstep)
-            self._warn[i] = e._warning_numbers[bad]  # noqa: SLF001
-            self._torque[i] = d.actuator_force if pd else ctrl[i]
-            q, v = e._qpos, e._qvel  # noqa: SLF001
-            # the derived quantities of the new state, only when it is sane (as the single env)
-            if (self._warn[i] == before[i]).all() and np.isfinite(q).all() and np.isfinite(v).all() \
-                    and np.abs(v).max() <= e.max_qvel:
-                mujoco.mj_kinematics(m, d)
-                mujoco.mj_comPos(m, d)
-                mujoco.mj_comVel(m, d)
+            step(m, d, nstep=nstep)
+            kin(m, d)
+            com_pos(m, d)
+            com_vel(m, d)
             self._gather(i)
-        changed = np.zeros(self.num_envs, dtype=bool)
-        changed[idx] = (self._warn[idx] != before[idx]).any(1)
-        return changed
+            if pd:
+                self._torque[i] = d.actuator_force
 
     def _reward(self, rows: np.ndarray, unstable: np.ndarray):
         """DeepMimic reward (N,) and terms against reference rows; 0 for unstable environments."""

@@ -22,6 +22,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (default: the preset's, 32 for cpu)."),
     vec: Optional[str] = typer.Option(None, "--vec", help="batched (all environments in this process, vectorised; the presets' default) | subproc (one process each) | dummy (SB3 DummyVecEnv)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Physics threads of the batched vector env (default: the preset's, 2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("torque", "--action-mode", help="torque (19 motor torques, the paper's; default: learns faster at the cpu budget) | pd."),
     pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference) | absolute (joint range)."),
@@ -34,7 +35,7 @@ def train(
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
     from lowlevel.train import train_lowlevel
 
-    r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec,
+    r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec, threads=threads,
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, split=split,
                        data_root=data, ckpt_every=ckpt_every, progress=progress)
     typer.echo(json.dumps(r, indent=2))

@@ -18,8 +18,13 @@ by 16, so no window straddles the two codes).
 Reference goal (``goal="reference"``, flat Box): SB3's default ``FlattenExtractor`` + the same MLPs.
 
 Presets (:data:`PRESETS`): ``paper`` keeps App. I's [2048, 1024, 512] ELU MLP; ``cpu`` uses
-[256, 256] so that about 3 M environment steps (torque actions, 4 environments) fit in an
-hour on 2 cores.
+[256, 256] with 32 batched environments (:class:`envs.batched.H1BatchedVecEnv`, physics on 2
+threads), about 2,000 environment steps/s on 2 shared cores (``benchmarks/bench_ppo.py``), so its
+10 M steps take about 1.4 h.
+
+The latent convolutions have stride = kernel, so :meth:`LatentConvExtractor.forward` computes
+them as matrix products over disjoint windows with the ``nn.Conv1d`` modules' own weights (the
+same numbers, checkpoints unchanged; about 2x faster than torch's conv1d on CPU here).
 """
 from __future__ import annotations
 
@@ -99,6 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "n_envs": 16,
         "vec": "batched",
+        "threads": 2,
         "steps": 50_000_000,
         "net_arch": [2048, 1024, 512],
         "embed_dim": 64, "conv_channels": 64,
@@ -117,6 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # samples took 20); one torch thread.
         "n_envs": 32,
         "vec": "batched",
+        "threads": 2,  # physics on both cores (MuJoCo releases the GIL in mj_step)
         "steps": 10_000_000,
         "net_arch": [256, 256],
         "embed_dim": 16, "conv_channels": 16,

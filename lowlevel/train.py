@@ -134,7 +134,8 @@ def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
 
 def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: int):
     """``VecMonitor`` over ``n_envs`` tracking environments of kind ``cfg["vec"]`` (VEC_KINDS;
-    configs written before it existed mean "subproc", DummyVecEnv for one env), seeded ``seed + i``."""
+    configs written before it existed mean "subproc", DummyVecEnv for one env), seeded ``seed + i``;
+    "batched" steps its physics on ``cfg["threads"]`` threads (default 1)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     kind = cfg.get("vec", "subproc")
@@ -143,7 +144,8 @@ def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: in
     if kind == "batched":
         from envs.batched import H1BatchedVecEnv
 
-        venv = H1BatchedVecEnv(n_envs, list(cfg["clips"]), latent_codes=codes, **env_kwargs(cfg))
+        venv = H1BatchedVecEnv(n_envs, list(cfg["clips"]), latent_codes=codes, threads=int(cfg.get("threads", 1)),
+                               **env_kwargs(cfg))
     else:
         fns = [partial(make_env, cfg["clips"], codes, env_kwargs(cfg)) for _ in range(n_envs)]
         venv = DummyVecEnv(fns) if kind == "dummy" or n_envs == 1 else SubprocVecEnv(fns)
@@ -291,6 +293,7 @@ def train_lowlevel(
     seed: int = 0,
     n_envs: int | None = None,
     vec: str | None = None,
+    threads: int | None = None,
     resume: bool = False,
     action_mode: str = "torque",
     goal: str = "latent",
@@ -313,6 +316,7 @@ def train_lowlevel(
         n_envs: parallel environments (default: the preset's).
         vec: "batched" (one process, vectorised; the presets' default), "subproc" (one process per
             environment) or "dummy" (SB3 DummyVecEnv); on resume the stored one unless given.
+        threads: physics threads of the "batched" vector env (default: the preset's, 2 for cpu).
         resume: continue from run_dir/checkpoint.pt (its stored config wins over these args,
             except ``steps``).
         action_mode / pd_target: env action mode ("torque", the default and the paper's: 19 motor
@@ -345,6 +349,8 @@ def train_lowlevel(
             cfg["n_envs"] = int(n_envs)
         if vec is not None:
             cfg["vec"] = vec
+        if threads is not None:
+            cfg["threads"] = int(threads)
     else:
         if ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists; pass resume=True (--resume) or use another run_dir")
@@ -375,6 +381,7 @@ def train_lowlevel(
             "clips_pattern": clips_pattern, "split": split, "clips": clips, "seed": int(seed),
             "n_envs": int(n_envs if n_envs is not None else p["n_envs"]),
             "vec": vec if vec is not None else p["vec"],
+            "threads": int(threads if threads is not None else p["threads"]),
             "steps": int(steps if steps is not None else p["steps"]),
             "ckpt_every": int(ckpt_every if ckpt_every is not None else p["ckpt_every"]),
             "max_episode_steps": int(max_episode_steps),
@@ -386,6 +393,8 @@ def train_lowlevel(
             raise ValueError("n_envs and steps must be positive")
     if cfg.get("vec", "subproc") not in VEC_KINDS:
         raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {cfg['vec']!r}")
+    if int(cfg.get("threads", 1)) < 1:
+        raise ValueError(f"threads must be >= 1, got {cfg['threads']}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
 

@@ -41,12 +41,12 @@ def _assert_obs_close(a, b, i=None):
         np.testing.assert_allclose(a, b if i is None else b[i], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("goal, action_mode, pd_target", [
-    ("reference", "torque", "reference"), ("latent", "pd", "nominal"), ("reference", "pd", "reference"),
+@pytest.mark.parametrize("goal, action_mode, pd_target, threads", [
+    ("reference", "torque", "reference", 1), ("latent", "pd", "nominal", 2), ("reference", "pd", "reference", 1),
 ])
-def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target):
+def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads):
     kw = _kwargs(goal, action_mode, pd_target)
-    venv = H1BatchedVecEnv(N, CLIPS, **kw)
+    venv = H1BatchedVecEnv(N, CLIPS, threads=threads, **kw)
     singles = [H1TrackingEnv(CLIPS, **kw) for _ in range(N)]
     venv.seed(7)
     obs = venv.reset()
@@ -97,6 +97,8 @@ def test_vec_env_api_and_bad_input():
         venv.step(np.zeros((3, 19)))
     with pytest.raises(ValueError, match="num_envs"):
         H1BatchedVecEnv(0, CLIPS)
+    with pytest.raises(ValueError, match="threads"):
+        H1BatchedVecEnv(2, CLIPS, threads=0)
 
 
 def test_sb3_wrappers_and_ppo_run_on_top():
