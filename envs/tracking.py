@@ -448,15 +448,15 @@ class H1TrackingEnv(gym.Env):
             mujoco.mj_step(m, d, nstep=self.frame_skip)
             if self.action_mode == "pd":
                 self._torque[:] = d.actuator_force  # of the last substep, clipped to the limits
+            # Bring the quantities derived from positions and velocities up to the new state (also
+            # for an unstable one: its observation then shows the state MuJoCo left, zeros for NaN).
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            mujoco.mj_comVel(m, d)
             qpos, qvel = self._qpos, self._qvel
             if (self._warning_count() != warn0 or not np.isfinite(qpos).all()
                     or not np.isfinite(qvel).all() or np.abs(qvel).max() > self.max_qvel):
                 reason = "unstable"
-            else:
-                # Bring positions and velocities derived quantities up to the new state.
-                mujoco.mj_kinematics(m, d)
-                mujoco.mj_comPos(m, d)
-                mujoco.mj_comVel(m, d)
 
         if reason == "unstable":
             reward = 0.0
