@@ -66,6 +66,7 @@ Observation (float32)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -171,8 +172,24 @@ def _quat_to_mat(q: np.ndarray) -> np.ndarray:
     return R
 
 
+@functools.lru_cache(maxsize=256)
+def _clip_tables(ref: ReferenceMotion) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame arrays of a reference that the step loop reads, shared by every env (read-only).
+
+    Returns (goal_rows (T, 28): [joint angles (19) | root position (3) | first two columns of the
+    root rotation matrix (6)], the numbers of the "reference" goal that do not depend on the
+    robot's state; ee_rel (T, 4, 3): end-effector sites minus the root position (m)).
+    """
+    rot = _quat_to_mat(ref.qpos[:, 3:7])
+    goal_rows = np.concatenate([ref.qpos[:, 7:], ref.qpos[:, :3], rot[:, :, 0], rot[:, :, 1]], axis=1)
+    ee_rel = ref.site_pos - ref.qpos[:, None, :3]
+    for arr in (goal_rows, ee_rel):
+        arr.setflags(write=False)
+    return goal_rows, ee_rel
+
+
 class _Clip:
-    """Cached per-clip arrays used in the step loop."""
+    """Cached per-clip arrays used in the step loop (the big ones shared between envs)."""
 
     __slots__ = ("ref", "name", "qpos", "qvel", "goal_rows", "joints", "ee_rel", "com", "tilt", "codes", "last")
 
@@ -181,12 +198,8 @@ class _Clip:
         self.name = ref.name
         self.qpos = np.ascontiguousarray(ref.qpos)
         self.qvel = np.ascontiguousarray(ref.qvel)
-        # Per frame, the numbers of the "reference" goal that do not depend on the robot's state:
-        # [joint angles (19) | root position (3) | first two columns of the root rotation matrix (6)].
-        rot = _quat_to_mat(ref.qpos[:, 3:7])
-        self.goal_rows = np.concatenate([ref.qpos[:, 7:], ref.qpos[:, :3], rot[:, :, 0], rot[:, :, 1]], axis=1)
+        self.goal_rows, self.ee_rel = _clip_tables(ref)
         self.joints = self.goal_rows[:, :19]  # reference joint angles (a view)
-        self.ee_rel = ref.site_pos - ref.qpos[:, None, :3]
         self.com = ref.com
         self.tilt = ref.torso_tilt
         self.codes: np.ndarray | None = None
