@@ -1,0 +1,93 @@
+"""Training speed of every method on the paper's MNIST configuration, in one run.
+
+    python benchmarks/bench_image.py                       # all methods, 2 torch threads, CPU (CUDA too if present)
+    python benchmarks/bench_image.py --methods daps,fsq --steps 10 --threads 2 --device cpu
+
+Each method is built by `image_bench` with the `paper` preset (batch 256, 8 tokens x 256 codes,
+DAPS/PPO K 8, GR-MCK k 100; ViT patcher, 512-unit MLP Bernoulli decoder) and timed over full
+training steps exactly as `daps.trainer.train` runs them: objective.loss, backward, adaptive
+gradient clipping, AdamW (and eta's AdamW). Warm-up steps are excluded; the figure is the median.
+The batch is synthetic binary 28 x 28 images (speed does not depend on the pixels).
+"CPU s/step" is the process CPU time per step over all threads: on a shared machine the wall
+time moves with other jobs' load, the CPU time much less. Issue target: >= 10 DAPS steps/s on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from daps.objectives.registry import METHODS
+from daps.trainer import adaptive_grad_clip_, keep_freed_memory
+from image_bench.config import preset_config
+from image_bench.train import build_run
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_method(method: str, device: torch.device, steps: int, warmup: int, batch: int) -> dict:
+    """Median wall and CPU seconds per training step of one method."""
+    cfg = preset_config("paper", method)
+    model, objective = build_run(cfg, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    obj_params = list(objective.parameters())
+    eta_opt = torch.optim.AdamW(obj_params, lr=cfg.optim.eta_lr) if obj_params else None
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = (torch.rand(batch, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.3).float().to(device)
+    wall, cpu = [], []
+    for step in range(warmup + steps):
+        sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss_vae, loss_eta, _ = objective.loss(model, x, step, cfg.steps, gen)
+        opt.zero_grad(set_to_none=True)
+        if eta_opt is not None:
+            eta_opt.zero_grad(set_to_none=True)
+        (loss_vae + loss_eta).backward()
+        adaptive_grad_clip_(params, cfg.optim.agc_clip)
+        opt.step()
+        if eta_opt is not None:
+            eta_opt.step()
+        sync(device)
+        if step >= warmup:
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    s = statistics.median(wall)
+    return {"method": method, "device": str(device), "batch": batch, "steps_per_s": 1 / s, "s_per_step": s,
+            "min_s": min(wall), "cpu_s_per_step": statistics.median(cpu), "steps": len(wall)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated method names")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per method (after warm-up)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=256, help="batch size (paper: 256)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, and CUDA too when available")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as daps.trainer.train does on the CPU
+    from motion_vae.card import describe_machine
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
+    print(f"machine: {describe_machine()}")
+    print(f"{'method':>8s}  {'device':>6s}  {'steps/s':>8s}  {'s/step':>7s}  {'min s':>6s}  {'CPU s/step':>10s}")
+    results = []
+    for dev in devices:
+        for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+            r = bench_method(method, torch.device(dev), args.steps, args.warmup, args.batch)
+            results.append(r)
+            print(f"{method:>8s}  {dev:>6s}  {r['steps_per_s']:8.2f}  {r['s_per_step']:7.3f}  {r['min_s']:6.3f}  {r['cpu_s_per_step']:10.3f}", flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
