@@ -11,7 +11,8 @@ the straight-through gradient: same expectation, lower variance.
 
 `relaxed_codes` draws y for either recognition model; for the autoregressive one it feeds each
 token's y (its soft embedding y @ Embed) to the next step, so gradients flow back through the
-sampled prefix, as the paper describes for Gumbel on the AR encoder (its memory grows with T).
+sampled prefix, as the paper describes for Gumbel on the AR encoder: every step's activations are
+kept for the backward pass (memory O(T) per sequence and layer, plus the growing key/value lists).
 
 Shapes: B batch, K samples per datapoint, T latent tokens, V codes; logits are unnormalised.
 """
@@ -108,23 +109,35 @@ def relaxed_codes(
     b = mem[0][0].shape[0]
     bk, v = b * num_samples, cfg.vocab_size
     code_embed = rec.tok_embed.weight[:v]  # (V, H); row V is the start token
-    inputs = [rec.tok_embed.weight[rec.start_token].expand(bk, 1, -1) + offset[:, :1]]
+    h = rec.tok_embed.weight[rec.start_token].expand(bk, 1, -1) + offset[:, :1]  # (B*K, 1, H)
     ys, zs, kls = [], [], []
+    cache = [([], []) for _ in rec.blocks]  # per layer: keys, values of every position so far
     for t in range(cfg.block_size):
-        # the whole prefix is recomputed each step: a KV cache written in place cannot carry gradients
-        h = torch.cat(inputs, dim=1)  # (B*K, t+1, H)
-        for blk, (mk, mv) in zip(rec.blocks, mem):
-            h = blk(h, mk, mv)
-        logits = rec.head(rec.ln(h[:, -1]))  # (B*K, V)
+        for blk, (mk, mv), (ks, vs) in zip(rec.blocks, mem, cache):
+            h = _block_step(blk, h, ks, vs, mk, mv)
+        logits = rec.head(rec.ln(h[:, 0]))  # (B*K, V)
         y, z = relax(logits, generator)
         ys.append(y)
         zs.append(z)
         kls.append(kl_to_uniform(logits))
         if t + 1 < cfg.block_size:
-            inputs.append((y @ code_embed).unsqueeze(1) + offset[:, t + 1 : t + 2])
+            h = (y @ code_embed).unsqueeze(1) + offset[:, t + 1 : t + 2]
     y = torch.stack(ys, 1).view(b, num_samples, cfg.block_size, v)
     z = torch.stack(zs, 1).view(b, num_samples, cfg.block_size)
     return y, z, torch.stack(kls, 1).sum(1).view(b, num_samples)
+
+
+def _block_step(blk: nn.Module, x: Tensor, ks: list[Tensor], vs: list[Tensor], mem_k: Tensor, mem_v: Tensor) -> Tensor:
+    """`DecoderBlock.step` with a cache that carries gradients: the keys/values of the new
+    position x (B*K, 1, H) are appended to the lists ks, vs (each entry (B*K, h, 1, d)) instead of
+    written in place into a preallocated buffer (which autograd cannot differentiate through)."""
+    h = blk.ln1(x)
+    k, v = blk.self_attn.keys_values(h)
+    ks.append(k)
+    vs.append(v)
+    x = x + blk.self_attn.attend_one(h, torch.cat(ks, dim=2), torch.cat(vs, dim=2))
+    x = x + blk.cross(x, mem_k, mem_v)
+    return x + blk.mlp(blk.ln3(x))
 
 
 def log_prob_with_kl(rec: nn.Module, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
