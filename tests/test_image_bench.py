@@ -183,3 +183,40 @@ def test_cli_compare_and_eval(idx_root, tmp_path):
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert metrics["images"] == 12 and metrics["method"] == "fsq" and np.isfinite(metrics["log_p"])
+
+
+@pytest.mark.parametrize("method", ["fsq", "vqvae"])
+def test_quantiser_codes_round_trip_to_the_training_path(method):
+    """Decoding a quantiser's indices (eval, encode/decode) gives what training decoded from the
+    quantised vectors: indices -> code vectors -> indices is the identity."""
+    torch.manual_seed(0)
+    from image_bench.models import build_image_vae
+
+    cfg = preset_config("cpu", method).model
+    model = build_image_vae(cfg).eval()
+    x = (torch.rand(6, 28, 28) < 0.3).float()
+    with torch.no_grad():
+        out = model.recognition.quantize(x)
+        codes, idx = out[0], out[1]
+        from_codes = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
+        z, log_q = model.recognition.sample(x, 2)
+        assert torch.equal(z[:, 0], idx) and torch.equal(z[:, 1], idx) and (log_q == 0).all()
+        assert torch.allclose(model.generator(z[:, :1]), from_codes, atol=1e-5)
+        own, _ = model.recognition.log_prob(x, z)
+        other, _ = model.recognition.log_prob(x, z.roll(1, dims=0))
+        assert (own == 0).all() and torch.isinf(other).any()
+    if method == "fsq":
+        grid = model.generator.embed.fsq.indices_to_codes(idx)
+        assert torch.equal(model.generator.embed.fsq.codes_to_indices(grid).long(), idx)
+
+
+def test_speed_benchmark_times_a_method(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_image.py"
+    spec = importlib.util.spec_from_file_location("bench_image", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.bench_method("fsq", torch.device("cpu"), steps=1, warmup=0, batch=8)
+    assert r["method"] == "fsq" and r["steps"] == 1 and r["steps_per_s"] > 0
