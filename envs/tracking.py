@@ -33,9 +33,10 @@ Actions (19, in [-1, 1], :data:`envs.model.JOINT_NAMES` order; clipped to [-1, 1
     ``pd_target="reference"`` (default): target = reference joint angles of frame k+1 +
     ``pd_action_scale`` * action (the reference leaks into the controller: for comparison only);
     ``pd_target="nominal"``: target = :data:`NOMINAL_POSE` + ``pd_action_scale`` * action, so the
-    motion must come from the goal; ``pd_action_scale`` defaults to :data:`PD_ACTION_SCALE` (0.25 rad,
-    Unitree's action_scale) for both.  ``pd_target="absolute"``: target = joint-range centre +
-    action * joint-range half width.
+    motion must come from the goal.  ``pd_action_scale`` defaults to :data:`PD_ACTION_SCALE` (0.25 rad,
+    Unitree's action_scale) around the reference and :data:`NOMINAL_ACTION_SCALE` (1.0 rad) around
+    the nominal pose (0.25 rad there reaches no walking frame).  ``pd_target="absolute"``: target =
+    joint-range centre + action * joint-range half width.
 
 Observation (float32)
     proprio (63) = [ joint angles q (19, rad) | joint velocities qdot (19, rad/s)
@@ -81,7 +82,8 @@ from .model import JOINT_NAMES, TORQUE_LIMITS, load_h1_model
 from .reference import EE_SITES, ReferenceMotion, load_reference
 from .rewards import imitation_reward
 
-__all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_POSE", "PROPRIO_DIM", "REF_FRAME_DIM",
+__all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_ACTION_SCALE", "default_pd_action_scale",
+           "NOMINAL_POSE", "PROPRIO_DIM", "REF_FRAME_DIM",
            "default_clips"]
 
 PROPRIO_DIM = 63
@@ -99,8 +101,19 @@ _KP = {"hip_yaw": 150.0, "hip_roll": 150.0, "hip_pitch": 150.0, "knee": 200.0, "
        "torso": 300.0, "shoulder": 150.0, "elbow": 100.0}
 _KD = {"hip_yaw": 2.0, "hip_roll": 2.0, "hip_pitch": 2.0, "knee": 4.0, "ankle": 2.0,
        "torso": 6.0, "shoulder": 2.0, "elbow": 2.0}
-#: Default PD action scale (rad per unit action) around the base pose (Unitree's action_scale).
+#: Default PD action scale (rad per unit action) of a residual around the reference pose
+#: (Unitree's action_scale).
 PD_ACTION_SCALE = 0.25
+#: Default PD action scale around the fixed nominal pose: there the action must span the motion
+#: itself, and +-0.25 rad around standing reaches no frame of the walking clips (legs and torso
+#: alone: 3% of frames; +-1 rad: 66%).
+NOMINAL_ACTION_SCALE = 1.0
+
+
+def default_pd_action_scale(pd_target: str) -> float:
+    """Default rad per unit action for ``pd_target`` ("reference" 0.25, "nominal" 1.0; "absolute"
+    ignores it and maps the action onto the joint range)."""
+    return NOMINAL_ACTION_SCALE if pd_target == "nominal" else PD_ACTION_SCALE
 
 
 def _gain(table: dict[str, float], joint: str) -> float:
@@ -221,7 +234,7 @@ class H1TrackingEnv(gym.Env):
         max_episode_steps: truncation length in control steps (1000 = 10 s).
         reference_offsets: future reference frames in the ``"reference"`` goal.
         pd_target, pd_action_scale: PD target mode and scale (rad per unit action, default
-            :data:`PD_ACTION_SCALE` = 0.25; see module docstring).
+            :func:`default_pd_action_scale`; see module docstring).
         torque_penalty_weight: w of the reward's torque penalty (default 0).
         min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
         ground_feet: lift each named clip so its typical stance foot stands on the floor
@@ -267,7 +280,7 @@ class H1TrackingEnv(gym.Env):
         self.action_mode = action_mode
         self.pd_target = pd_target
         if pd_action_scale is None:
-            pd_action_scale = PD_ACTION_SCALE
+            pd_action_scale = default_pd_action_scale(pd_target)
         if not (math.isfinite(pd_action_scale) and pd_action_scale > 0):
             raise ValueError(f"pd_action_scale must be a positive number (rad), got {pd_action_scale!r}")
         self.pd_action_scale = float(pd_action_scale)

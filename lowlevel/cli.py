@@ -26,6 +26,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("torque", "--action-mode", help="torque (19 motor torques, the paper's; default: learns faster at the cpu budget) | pd."),
     pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference) | absolute (joint range)."),
+    pd_action_scale: Optional[float] = typer.Option(None, "--pd-action-scale", help="rad of PD target per unit action (default: 0.25 around the reference, 1.0 around the nominal pose)."),
     goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames)."),
     split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),
@@ -36,7 +37,7 @@ def train(
     from lowlevel.train import train_lowlevel
 
     r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec, threads=threads,
-                       resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, split=split,
+                       resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, pd_action_scale=pd_action_scale, split=split,
                        data_root=data, ckpt_every=ckpt_every, progress=progress)
     typer.echo(json.dumps(r, indent=2))
 

@@ -298,6 +298,7 @@ def train_lowlevel(
     action_mode: str = "torque",
     goal: str = "latent",
     pd_target: str = "nominal",
+    pd_action_scale: float | None = None,
     split: str = "train",
     data_root=None,
     max_episode_steps: int = 1000,
@@ -325,6 +326,8 @@ def train_lowlevel(
             comes from the goal alone (at deployment there is no reference trajectory, only the
             latent code). "reference" (a residual on the reference joint angles, which the
             controller then sees) is kept for comparison; "torque" is the paper's setting.
+        pd_action_scale: rad of PD target per unit action (None: the env's default for the target,
+            :func:`envs.tracking.default_pd_action_scale`).
         goal: "latent" (DAPS codes) or "reference" (next reference frames; no motion VAE needed).
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
             preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std).
@@ -378,6 +381,7 @@ def train_lowlevel(
             codes, mvae = encode_clips(motion_vae_ckpt, clips, data_root)
         cfg = {
             "preset": preset, "goal": goal, "action_mode": action_mode, "pd_target": pd_target,
+            "pd_action_scale": None if pd_action_scale is None else float(pd_action_scale),
             "clips_pattern": clips_pattern, "split": split, "clips": clips, "seed": int(seed),
             "n_envs": int(n_envs if n_envs is not None else p["n_envs"]),
             "vec": vec if vec is not None else p["vec"],

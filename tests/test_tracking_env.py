@@ -230,8 +230,9 @@ def test_pd_defaults_are_unitree_h1_gains():
     np.testing.assert_array_equal(PD_KP, leg_kp * 2 + [300] + arm_kp * 2)
     np.testing.assert_array_equal(PD_KD, leg_kd * 2 + [6] + arm_kd * 2)
     assert PD_ACTION_SCALE == 0.25
+    assert H1TrackingEnv([CLIP], action_mode="pd", pd_target="reference").pd_action_scale == 0.25
     env = H1TrackingEnv([CLIP], action_mode="pd", pd_target="nominal")
-    assert env.pd_action_scale == 0.25
+    assert env.pd_action_scale == 1.0  # around standing the action must span the motion itself
     # the position actuators carry exactly these gains and the motors' torque limits
     m = env.model
     np.testing.assert_array_equal(m.actuator_gainprm[:, 0], PD_KP)
@@ -344,11 +345,11 @@ def test_nominal_pd_targets_the_nominal_pose_plus_action():
     from envs.tracking import NOMINAL_POSE
 
     env = H1TrackingEnv([CLIP], action_mode="pd", pd_target="nominal")
-    assert env.pd_action_scale == 0.25
+    assert env.pd_action_scale == 1.0
     env.reset(seed=0, options={"frame": 0})
     a = np.zeros(19)
-    a[14] = 1.0  # left elbow: target nominal + 0.25 rad
-    a[18] = -0.6  # right elbow: nominal - 0.15 rad
+    a[14] = 0.25  # left elbow: target nominal + 0.25 rad
+    a[18] = -0.15  # right elbow: nominal - 0.15 rad
     for _ in range(50):  # 0.5 s: the joints settle towards their targets
         env.step(a)
     q = env.data.qpos[7:]
@@ -356,6 +357,6 @@ def test_nominal_pd_targets_the_nominal_pose_plus_action():
     # legs carry the body: their steady-state error under kp 150-200 is 0.2-0.4 rad)
     assert abs(q[14] - (NOMINAL_POSE[14] + 0.25)) < 0.05
     assert abs(q[18] - (NOMINAL_POSE[18] - 0.15)) < 0.05
-    assert np.abs(q[11:] - (NOMINAL_POSE[11:] + 0.25 * a[11:])).max() < 0.15
+    assert np.abs(q[11:] - (NOMINAL_POSE[11:] + a[11:])).max() < 0.15
     with pytest.raises(ValueError, match="pd_target"):
         H1TrackingEnv([CLIP], action_mode="pd", pd_target="sideways")
