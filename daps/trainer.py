@@ -61,8 +61,9 @@ def adaptive_grad_clip_(params: list[nn.Parameter], clip: float, eps: float = 1e
         if p.grad is None:
             continue
         dims = tuple(range(1, p.ndim)) if p.ndim > 1 else tuple(range(p.ndim))
-        p_norm = p.detach().norm(dim=dims, keepdim=True) if dims else p.detach().abs()
-        g_norm = p.grad.norm(dim=dims, keepdim=True) if dims else p.grad.abs()
+        # vector_norm: Tensor.norm over 3 dims (a Conv2d kernel) is rejected as a matrix norm
+        p_norm = torch.linalg.vector_norm(p.detach(), dim=dims, keepdim=True) if dims else p.detach().abs()
+        g_norm = torch.linalg.vector_norm(p.grad, dim=dims, keepdim=True) if dims else p.grad.abs()
         max_norm = p_norm.clamp_min(eps) * clip
         scale = torch.where(g_norm > max_norm, max_norm / g_norm.clamp_min(1e-6), torch.ones_like(g_norm))
         p.grad.mul_(scale)

@@ -183,12 +183,12 @@ def compare(
 def _pictures(methods: list[str], out_dir: Path, data, dev: torch.device) -> None:
     """reconstructions.png and prior_samples.png from each method's seed-0 checkpoint."""
     x = torch.from_numpy(data.val.fixed(10)).to(dev)
-    recs, priors = [x.cpu().numpy()], []
+    recs, priors = [data.to_unit(x).cpu().numpy()], []
     for method in methods:
         model, _, _ = load_image_vae(out_dir / "runs" / run_name(method) / "seed0" / "checkpoint.pt", dev)
         with torch.no_grad():
             z, _ = model.recognition.sample(x, 1, torch.Generator(device=dev).manual_seed(0))
-            recs.append(model.reconstruct(z)[:, 0].cpu().numpy())
-            priors.append(prior_samples(model, 10, torch.Generator(device=dev).manual_seed(0)).cpu().numpy())
+            recs.append(data.to_unit(model.reconstruct(z)[:, 0]).cpu().numpy())
+            priors.append(data.to_unit(prior_samples(model, 10, torch.Generator(device=dev).manual_seed(0))).cpu().numpy())
     save_grid(recs, ["data", *methods], out_dir / "reconstructions.png", "validation images and decoder means of their codes (seed 0)")
     save_grid(priors, list(methods), out_dir / "prior_samples.png", "decoder means of uniform-prior codes (seed 0)")

@@ -7,10 +7,13 @@ Presets (the paper's MNIST protocol, 8 tokens x 256 codes = 64 bits, for every m
   paper  App. H / facts Sec. 3, 7: batch 256, 250k steps, AdamW 3e-4 (wd 1e-4, AGC 1.0);
          DAPS K 8, ESS 3K/4, beta 3 -> 0.01; Gumbel beta 3 -> 0.01, tau 1; GR-MCK beta 3 -> 0.01,
          tau 1, k 100; PPO K 8, beta 1 -> 0.01, clip 0.2; VQ commitment 0.25; FSQ [8, 6, 5];
-         validation on the 10k test images every 5000 steps.
+         validation on the 10k test images every 5000 steps. CIFAR-10 (`--dataset cifar10`): the
+         paper's CIFAR model (`image_bench.models.cifar10_model`, 576 bits) and App. H's CIFAR
+         column (DAPS ESS K/3, beta 6 -> 0.01; GR-MCK tau 1 -> 0.75; PPO beta 0.01, lr 1e-4; ...).
   cpu    the same methods at batch 64 for 400 steps, AdamW 1e-3, GR-MCK k 10, validation on 1000
          test images every 50 steps: the eight columns (seven methods, DAPS at two betas) x 3
-         seeds in about a quarter of an hour on 2 CPU cores (README).
+         seeds in about a quarter of an hour on 2 CPU cores (README). CIFAR-10: batch 16, 200
+         validation images (a smoke-sized run; the CIFAR model is far heavier per step).
 """
 from __future__ import annotations
 
@@ -72,24 +75,28 @@ class ImageTrainConfig:
         return BetaSchedule(**beta).end_value
 
 
-def method_objective(method: str, preset: str) -> tuple[str, dict]:
-    """(recognition family, objective config dict) of a method name for a preset (App. H, MNIST).
+def method_objective(method: str, preset: str, dataset: str = "fashion-mnist") -> tuple[str, dict]:
+    """(recognition family, objective config dict) of a method name for a preset and dataset
+    (App. H / facts Sec. 2, 7: MNIST settings for MNIST and Fashion-MNIST, CIFAR-10's for cifar10).
     Raises ValueError for an unknown method, preset or a beta suffix on a deterministic method."""
     name, _, beta_final = method.partition(":")
     spec = method_spec(name)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
-    cpu = preset == "cpu"
+    cpu, cifar = preset == "cpu", dataset == "cifar10"
     values: dict = {}
     if name in ("daps", "daps-na"):
-        values = dict(num_samples=8, ess_target=0.75, init_eta=100.0, beta=BetaSchedule("exp", 3.0, 0.01))
+        values = dict(num_samples=8, ess_target=1 / 3 if cifar else 0.75, init_eta=100.0,
+                      beta=BetaSchedule("exp", 6.0 if cifar else 3.0, 0.01))
     elif name == "gumbel":
-        values = dict(num_samples=1, beta=BetaSchedule("exp", 3.0, 0.01), tau=BetaSchedule("constant", 1.0, 1.0))
+        values = dict(num_samples=1, beta=BetaSchedule("exp", 6.0 if cifar else 3.0, 0.01), tau=BetaSchedule("constant", 1.0, 1.0))
     elif name == "grmck":
-        values = dict(num_samples=1, beta=BetaSchedule("exp", 3.0, 0.01), tau=BetaSchedule("constant", 1.0, 1.0),
+        values = dict(num_samples=1, beta=BetaSchedule("exp", 3.0, 0.01),
+                      tau=BetaSchedule("exp", 1.0, 0.75) if cifar else BetaSchedule("constant", 1.0, 1.0),
                       rao_samples=10 if cpu else 100)
     elif name == "ppo":
-        values = dict(num_samples=8, clip=0.2, beta=BetaSchedule("exp", 1.0, 0.01), kl_target=0.05, init_kl_coef=10.0)
+        values = dict(num_samples=8, clip=0.2, beta=BetaSchedule("constant", 0.01, 0.01) if cifar else BetaSchedule("exp", 1.0, 0.01),
+                      kl_target=0.025 if cifar else 0.05, init_kl_coef=10.0)
     if beta_final:
         if not spec.stochastic:
             raise ValueError(f"{name} has no beta (deterministic codes); drop ':{beta_final}'")
@@ -98,24 +105,32 @@ def method_objective(method: str, preset: str) -> tuple[str, dict]:
         except ValueError:
             raise ValueError(f"bad beta in method {method!r}; write e.g. daps:1.0") from None
         b = values["beta"]
-        values["beta"] = BetaSchedule(b.kind, max(b.initial, final), final, b.end_fraction)
+        values["beta"] = BetaSchedule("exp", max(b.initial, final), final, b.end_fraction)
     return spec.recognition, config_dict(objective_config(name, values))
 
 
 def preset_config(name: str, method: str = "daps", dataset: str = "fashion-mnist") -> ImageTrainConfig:
-    """The `paper` or `cpu` configuration of a method. Raises ValueError for unknown names."""
-    recognition, objective = method_objective(method, name)
-    model = ImageVAEConfig(recognition=recognition)
+    """The `paper` or `cpu` configuration of a method on a dataset. Raises ValueError for unknown names."""
+    from image_bench.data import DATASETS
+    from image_bench.models import cifar10_model
+
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose {', '.join(DATASETS)}")
+    recognition, objective = method_objective(method, name, dataset)
+    cifar = dataset == "cifar10"
+    model = cifar10_model(recognition) if cifar else ImageVAEConfig(recognition=recognition)
     if name == "paper":
+        # CIFAR: Gumbel's cosine schedule from 1e-4 is run at a constant 1e-4 (the trainer has no lr schedule)
+        lr = 1e-4 if cifar and method.split(":")[0] in ("gumbel", "ppo") else 3e-4
         return ImageTrainConfig(
             preset=name, dataset=dataset, method=method, model=model, objective=objective,
-            optim=OptimConfig(lr=3e-4, weight_decay=1e-4, agc_clip=1.0, eta_lr=1e-3, eta_weight_decay=0.0),
+            optim=OptimConfig(lr=lr, weight_decay=1e-4, agc_clip=1.0, eta_lr=1e-3, eta_weight_decay=0.0),
             batch_size=256, steps=250_000, log_every=500, eval_every=5000, ckpt_every=5000, val_images=10_000,
         )
     return ImageTrainConfig(
         preset=name, dataset=dataset, method=method, model=model, objective=objective,
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0),
-        batch_size=64, steps=400, log_every=50, eval_every=50, ckpt_every=200, val_images=1000,
+        batch_size=16 if cifar else 64, steps=400, log_every=50, eval_every=50, ckpt_every=200, val_images=200 if cifar else 1000,
     )
 
 

@@ -2,17 +2,23 @@
 
 MNIST and Fashion-MNIST come as IDX files (http://yann.lecun.com/exdb/mnist/ format), gzip or
 raw: train-images-idx3-ubyte[.gz] (60,000 x 28 x 28) and t10k-images-idx3-ubyte[.gz] (10,000).
+CIFAR-10 comes as the "python version" batches: data_batch_1 .. data_batch_5 and test_batch
+(pickled dicts with b"data", N x 3072 uint8 in R, G, B planes), in DIR or DIR/cifar-10-batches-py;
+they are unpickled with an allow-list (numpy arrays, plain containers), never arbitrary objects.
 Where to look, first match wins:
-  --data DIR (the CLI), else $DAPS_FASHION_MNIST_DIR / $DAPS_MNIST_DIR, else the Debian package
-  path (`apt-get install dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist).
+  --data DIR (the CLI), else $DAPS_FASHION_MNIST_DIR / $DAPS_MNIST_DIR / $DAPS_CIFAR10_DIR, else
+  the Debian package path (`apt-get install dataset-fashion-mnist` puts Fashion-MNIST in
+  /usr/share/datasets/fashion-mnist).
 
-The paper's MNIST protocol (facts Sec. 5): static binarisation x > 127, no scaling, no
-augmentation; the validation set is the 10,000 test images.
+The paper's protocols (facts Sec. 5): MNIST static binarisation x > 127, no scaling, no
+augmentation; CIFAR-10 per-channel standardisation with the authors' mean/std on 0-255, no
+augmentation. The validation set is the 10,000 test images.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +28,10 @@ DATASETS = {
     # name: (environment variable, default folders)
     "fashion-mnist": ("DAPS_FASHION_MNIST_DIR", ("/usr/share/datasets/fashion-mnist",)),
     "mnist": ("DAPS_MNIST_DIR", ()),
+    "cifar10": ("DAPS_CIFAR10_DIR", ()),
 }
+CIFAR_MEAN = (125.307, 122.950, 113.865)  # per-channel, 0-255 (facts Sec. 5)
+CIFAR_STD = (62.993, 62.089, 66.705)
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
@@ -102,21 +111,30 @@ def binarize(images: np.ndarray, threshold: int = 127) -> np.ndarray:
 
 @dataclass
 class ImageSplit:
-    """Binary images (N, H, W) uint8 in {0, 1}; drawn as float32 batches."""
+    """uint8 images (N, H, W) (binary, in {0, 1}) or (N, H, W, C) (0-255), drawn as float32
+    model inputs: as they are if mean is None, else (x - mean) / std per channel."""
 
     images: np.ndarray
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def _model_input(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32)
+        if self.mean is None:
+            return x
+        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
     def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """A batch (batch, H, W) float32 drawn uniformly with replacement (the authors' sampling)."""
-        return self.images[rng.integers(0, len(self.images), batch)].astype(np.float32)
+        """A batch (batch, H, W[, C]) float32 drawn uniformly with replacement (the authors' sampling)."""
+        return self._model_input(self.images[rng.integers(0, len(self.images), batch)])
 
     def fixed(self, n: int) -> np.ndarray:
-        """The first n images (all if n <= 0 or n > N) as float32: a fixed validation set."""
+        """The first n images (all if n <= 0 or n > N) as float32 model inputs: a fixed validation set."""
         n = len(self.images) if n <= 0 else min(n, len(self.images))
-        return self.images[:n].astype(np.float32)
+        return self._model_input(self.images[:n])
 
 
 @dataclass
@@ -126,11 +144,65 @@ class ImageDataset:
     val: ImageSplit
     root: Path
 
+    def to_unit(self, x):
+        """Model-space images (torch or numpy, (..., H, W[, C])) -> [0, 1] for PSNR and pictures."""
+        if self.train.mean is None:
+            return x.clip(0, 1)
+        mean, std = np.asarray(self.train.mean, np.float32), np.asarray(self.train.std, np.float32)
+        if not isinstance(x, np.ndarray):
+            import torch
+
+            mean, std = torch.as_tensor(mean, device=x.device), torch.as_tensor(std, device=x.device)
+        return ((x * std + mean) / 255.0).clip(0, 1)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only (the CIFAR-10 python batches)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"),
+               ("_codecs", "encode")}  # how Python 3 writes bytes in protocol-2 pickles
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> np.ndarray:
+    """Images (N, 32, 32, 3) uint8 of one CIFAR-10 python batch. Raises ImageDataError naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise ImageDataError(f"{path}: file not found") from None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise ImageDataError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {str(e)[:120]})") from None
+    data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
+    data = np.asarray(data) if data is not None else None
+    if data is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) == 0:
+        raise ImageDataError(f"{path}: expected a dict with b'data' of uint8 (N, 3072)")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+
+
+def load_cifar10(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(train (50000, 32, 32, 3), test (10000, 32, 32, 3)) uint8 from DIR or DIR/cifar-10-batches-py."""
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    train = np.concatenate([read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)])
+    return train, read_cifar_batch(folder / "test_batch")
+
 
 def load_image_dataset(name: str, root: str | os.PathLike | None = None) -> ImageDataset:
-    """Load MNIST or Fashion-MNIST (binarised 28 x 28): train = the 60k training images, val = the
-    10k test images. Raises ImageDataError for missing or malformed files (naming the file)."""
+    """Load MNIST or Fashion-MNIST (binarised 28 x 28) or CIFAR-10 (32 x 32 x 3, standardised):
+    train = the training images, val = the 10k test images. Raises ImageDataError for missing or
+    malformed files (naming the file)."""
     folder = dataset_root(name, root)
+    if name == "cifar10":
+        train, test = load_cifar10(folder)
+        return ImageDataset(name, ImageSplit(train, CIFAR_MEAN, CIFAR_STD), ImageSplit(test, CIFAR_MEAN, CIFAR_STD), folder)
     splits = {}
     for split, stem in (("train", "train-images-idx3-ubyte"), ("val", "t10k-images-idx3-ubyte")):
         path = find_idx(folder, stem)

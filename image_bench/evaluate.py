@@ -6,15 +6,17 @@ authors, facts Sec. 6):
   kl               sum_t KL(q(.|z_<t, x) || Uniform(V)) along the sampled code, nats (T log V
                    for the deterministic quantisers)
   elbo, beta_elbo  log_p - kl, log_p - beta_final kl (nats; beta_elbo absent without a beta)
-  l2               sqrt(sum of squared error) per image, decoder mean (probabilities) vs the
-                   binary image: the paper's MNIST "L2" row
-  psnr_db          PSNR of the decoder mean against the binary image, data range 1
+  l2               sqrt(sum of squared error) per image, decoder mean vs the image in model
+                   units (MNIST: probabilities vs binary pixels, the paper's "L2" row; CIFAR-10:
+                   standardised pixels)
+  psnr_db          PSNR of the decoder mean against the image, both mapped to [0, 1] (`to_unit`)
   codebook_used, code_perplexity   over all tokens of the validation codes
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,8 +27,11 @@ from daps.metrics import codebook_usage, elbo, psnr, segment_l2
 
 
 @torch.no_grad()
-def evaluate_images(model: nn.Module, x: Tensor, beta_final: float | None, batch: int = 500, seed: int = 0) -> dict[str, float]:
-    """Score images x (N, H, W) float {0, 1} with one sampled code each; returns plain floats."""
+def evaluate_images(model: nn.Module, x: Tensor, beta_final: float | None, batch: int = 500, seed: int = 0,
+                    to_unit: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+    """Score images x (N, H, W[, C]) in model units with one sampled code each; returns plain floats.
+    to_unit maps model units to [0, 1] for PSNR (None: x is already in [0, 1], e.g. binary)."""
+    unit = to_unit or (lambda t: t)
     was_training = model.training
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -40,7 +45,7 @@ def evaluate_images(model: nn.Module, x: Tensor, beta_final: float | None, batch
         log_p.append(model.likelihood.log_prob(xb, params)[:, 0])
         kl.append(klb[:, 0])
         l2.append(segment_l2(mean, xb))
-        ps.append(psnr(mean, xb, 1.0))
+        ps.append(psnr(unit(mean), unit(xb), 1.0))
         codes.append(z)
     log_p, kl = torch.cat(log_p), torch.cat(kl)
     used, perplexity = codebook_usage(torch.cat(codes), model.vocab_size)
@@ -60,7 +65,7 @@ def evaluate_images(model: nn.Module, x: Tensor, beta_final: float | None, batch
 
 
 def save_grid(rows: list[np.ndarray], labels: list[str], path: Path, title: str = "") -> Path:
-    """PNG of image rows: rows[i] (n, H, W) in [0, 1], one labelled row each. Atomic write."""
+    """PNG of image rows: rows[i] (n, H, W) grey or (n, H, W, 3) RGB in [0, 1], one labelled row each. Atomic write."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +79,7 @@ def save_grid(rows: list[np.ndarray], labels: list[str], path: Path, title: str 
             ax.set_xticks([])
             ax.set_yticks([])
             if j < len(row):
-                ax.imshow(row[j], cmap="gray", vmin=0, vmax=1)
+                ax.imshow(row[j], cmap="gray", vmin=0, vmax=1) if row[j].ndim == 2 else ax.imshow(row[j].clip(0, 1))
             else:
                 ax.axis("off")
         axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
@@ -101,13 +106,13 @@ def evaluate_checkpoint(ckpt: str | Path, out: str | Path, data_root: str | Path
     data = load_image_dataset(cfg.dataset, data_root)
     x = torch.from_numpy(data.val.fixed(num_images)).to(dev)
     metrics = {"method": cfg.method, "dataset": cfg.dataset, "step": ckpt_dict["step"], "images": len(x),
-               "bits": cfg.model.bits, **evaluate_images(model, x, cfg.beta_final)}
+               "bits": cfg.model.bits, **evaluate_images(model, x, cfg.beta_final, to_unit=data.to_unit)}
     out = Path(out)
     atomic_write_text(out / "eval.json", json.dumps(metrics, indent=2) + "\n")
     with torch.no_grad():
         z, _ = model.recognition.sample(x[:10], 1, torch.Generator(device=dev).manual_seed(0))
-        rec = model.reconstruct(z)[:, 0].cpu().numpy()
-        prior = prior_samples(model, 10, torch.Generator(device=dev).manual_seed(0)).cpu().numpy()
-    save_grid([x[:10].cpu().numpy(), rec], ["data", cfg.method], out / "reconstructions.png")
+        rec = data.to_unit(model.reconstruct(z)[:, 0]).cpu().numpy()
+        prior = data.to_unit(prior_samples(model, 10, torch.Generator(device=dev).manual_seed(0))).cpu().numpy()
+    save_grid([data.to_unit(x[:10]).cpu().numpy(), rec], ["data", cfg.method], out / "reconstructions.png")
     save_grid([prior], [cfg.method], out / "prior_samples.png", "decoder means of uniform-prior codes")
     return metrics

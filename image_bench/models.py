@@ -10,6 +10,14 @@ Dense(H) each (the authors' ViT patcher, `ImagePatcher`) -> 8 input tokens (B, 8
   fsq (FSQ): the NA stack -> Dense(H -> 3) -> FSQ([8, 6, 5])
 p_phi(x|z): the 512-unit MLP (`MLPDecoder`): Embed(V, 64) per token, flattened to 8 x 64 = 512
 -> Dense(64) -> ReLU -> Dense(256) -> ReLU -> Dense(784) Bernoulli logits (B, K, 28, 28).
+
+CIFAR-10 (`cifar10_model`, paper App. F.2, facts Sec. 4): 64 tokens x 512 codes = 576 bits;
+8 x 8 patches of 4 x 4 x 3, H 128, 2 layers per stack; the ResNet decoder (`ResNetDecoder`):
+Embed(V, 128) on the 8 x 8 token grid -> Conv3x3(64) -> 2 residual blocks -> ReLU -> two
+ConvTranspose 4x4/2 (64 -> 32 -> 6 channels) -> means and log-variances of a Gaussian whose
+variance is learned and clipped to [0.01, 1] (paper Sec. 4), on standardised pixels.
+
+Images are channels-last: (B, H, W) or (B, H, W, C); decoder parameters (B, K, H, W[, P*C]).
 """
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from daps.fsq import FSQCodeEmbedding, FSQRecognition
-from daps.generative import BernoulliLikelihood, DiscreteVAE, soft_embed
+from daps.generative import BernoulliLikelihood, DiscreteVAE, GaussianLikelihood, soft_embed
 from daps.nn import TransformerConfig, init_weights
 from daps.recognition import ARRecognition, NARecognition
 from daps.vq import VQCodeEmbedding, VQRecognition
@@ -52,6 +60,9 @@ class ImageVAEConfig:
     decoder_hidden: tuple[int, ...] = (64, 256)
     fsq_levels: tuple[int, ...] = (8, 6, 5)
     vq_commitment: float = 0.25
+    channels: int = 1  # C; 1 means grey images (B, H, W)
+    decoder: str = "mlp"  # "mlp" (MNIST) or "resnet" (CIFAR-10; decoder_hidden[0] is its width)
+    likelihood: str = "bernoulli"  # or "gaussian": learned variance clipped to [0.01, 1]
 
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "decoder_hidden", "fsq_levels"):
@@ -60,6 +71,18 @@ class ImageVAEConfig:
             raise ValueError(f"recognition must be ar, na, vq or fsq, got {self.recognition!r}")
         if self.recognition != "ar" and self.num_patches != self.block_size:
             raise ValueError(f"{self.recognition} encoders need one patch per latent token: {self.num_patches} patches, block {self.block_size}")
+        if self.decoder not in ("mlp", "resnet") or self.likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"decoder must be mlp or resnet and likelihood bernoulli or gaussian, got {self.decoder!r}, {self.likelihood!r}")
+        if self.decoder == "resnet":
+            side = math.isqrt(self.block_size)
+            ups = self.image_size[0] // max(side, 1)
+            if side * side != self.block_size or self.image_size[0] != self.image_size[1] or ups < 2 or ups & (ups - 1) or side * ups != self.image_size[0]:
+                raise ValueError(f"the ResNet decoder needs a square token grid that doubles up to the image: block {self.block_size}, image {self.image_size}")
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """One image as the model sees it: (H, W) grey, (H, W, C) colour."""
+        return self.image_size if self.channels == 1 else (*self.image_size, self.channels)
 
     @property
     def num_patches(self) -> int:
@@ -81,7 +104,7 @@ class ImageVAEConfig:
 
 
 class ImagePatcher(nn.Module):
-    """Images (B, H, W) or (B, C, H, W) -> zero-pad (centred) to multiples of the patch -> patches
+    """Images (B, H, W) or (B, H, W, C) -> zero-pad (centred) to multiples of the patch -> patches
     in row-major order -> one Dense(H_embed) each: tokens (B, N, H_embed) (the authors' image patcher).
 
     Raises ValueError for images of another size.
@@ -97,9 +120,10 @@ class ImagePatcher(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim == 3:
-            x = x.unsqueeze(1)
-        if x.shape[1:] != (self.channels, *self.image_size):
-            raise ValueError(f"expected images ({self.channels}, {self.image_size[0]}, {self.image_size[1]}), got {tuple(x.shape[1:])}")
+            x = x.unsqueeze(-1)
+        if x.shape[1:] != (*self.image_size, self.channels):
+            raise ValueError(f"expected images ({self.image_size[0]}, {self.image_size[1]}, {self.channels}), got {tuple(x.shape[1:])}")
+        x = x.permute(0, 3, 1, 2)  # (B, C, H, W)
         b, c = x.shape[:2]
         (gh, gw), (ph, pw) = self.grid, self.patch_size
         x = F.pad(x, self.pad).view(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5)
@@ -139,10 +163,59 @@ class MLPDecoder(nn.Module):
         return self.from_embeddings(soft_embed(self.embed, y))
 
 
+class ResidualBlock(nn.Module):
+    """x + BN(Conv1x1(ReLU(BN(Conv3x3(ReLU(x)))))) on (N, ch, S, S) (VQ-VAE's block, facts Sec. 4)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(),
+                                 nn.Conv2d(ch, ch, 1), nn.BatchNorm2d(ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.net(x)
+
+
+class ResNetDecoder(nn.Module):
+    """Codes z (B, K, T) -> embeddings on the sqrt(T) x sqrt(T) grid (N, E, S, S) -> Conv3x3(hidden)
+    -> num_blocks residual blocks -> ReLU -> ConvTranspose 4x4/2 (halving the channels, BN + ReLU
+    between) until the image size -> out_channels: parameters (B, K, H, W, out_channels).
+
+    Same interface as `MLPDecoder` (forward, from_embeddings, from_onehot).
+    """
+
+    def __init__(self, block_size: int, embed: nn.Module, embed_dim: int, hidden: int, image_size: int,
+                 out_channels: int, num_blocks: int = 2):
+        super().__init__()
+        self.embed, self.side = embed, math.isqrt(block_size)
+        layers: list[nn.Module] = [nn.Conv2d(embed_dim, hidden, 3, padding=1)]
+        layers += [ResidualBlock(hidden) for _ in range(num_blocks)]
+        layers.append(nn.ReLU())
+        ch, size = hidden, self.side
+        while size * 2 < image_size:
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1), nn.BatchNorm2d(ch // 2), nn.ReLU()]
+            ch, size = ch // 2, size * 2
+        layers.append(nn.ConvTranspose2d(ch, out_channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        b, k, t = z.shape
+        return self.from_embeddings(self.embed(z.reshape(b * k, t)).view(b, k, t, -1))
+
+    def from_embeddings(self, e: Tensor) -> Tensor:
+        """Parameters (B, K, H, W, out_channels) from code embeddings e (B, K, T, E)."""
+        b, k, t, d = e.shape
+        grid = e.reshape(b * k, self.side, self.side, d).permute(0, 3, 1, 2)
+        out = self.net(grid).permute(0, 2, 3, 1)
+        return out.reshape(b, k, *out.shape[1:])
+
+    def from_onehot(self, y: Tensor) -> Tensor:
+        return self.from_embeddings(soft_embed(self.embed, y))
+
+
 def build_image_vae(cfg: ImageVAEConfig) -> DiscreteVAE:
-    """The binary-image VAE of `cfg` (Bernoulli likelihood). Raises ValueError for bad sizes."""
+    """The image VAE of `cfg` (Bernoulli or learned-variance Gaussian likelihood). Raises ValueError for bad sizes."""
     h, e = cfg.embed_dim, cfg.decoder_embed_dim
-    patcher = ImagePatcher(cfg.image_size, cfg.patch_size, h)
+    patcher = ImagePatcher(cfg.image_size, cfg.patch_size, h, cfg.channels)
     if cfg.recognition == "ar":
         recognition = ARRecognition(cfg.transformer(), patcher, cfg.num_patches)
         embed = nn.Embedding(cfg.codes, e)
@@ -155,8 +228,22 @@ def build_image_vae(cfg: ImageVAEConfig) -> DiscreteVAE:
     else:
         recognition = FSQRecognition(cfg.transformer(non_ar=True), patcher, cfg.fsq_levels)
         embed = FSQCodeEmbedding(cfg.fsq_levels, e)
-    decoder = MLPDecoder(cfg.block_size, embed, e, cfg.decoder_hidden, cfg.image_size)
-    return DiscreteVAE(recognition, decoder, BernoulliLikelihood())
+    likelihood = BernoulliLikelihood() if cfg.likelihood == "bernoulli" else GaussianLikelihood(learned=True, min_var=0.01, max_var=1.0)
+    if cfg.decoder == "mlp":
+        out_shape = cfg.event_shape if likelihood.num_params == 1 else (*cfg.image_size, 2 * cfg.channels)
+        decoder = MLPDecoder(cfg.block_size, embed, e, cfg.decoder_hidden, out_shape)
+    else:
+        decoder = ResNetDecoder(cfg.block_size, embed, e, cfg.decoder_hidden[0], cfg.image_size[0], likelihood.num_params * cfg.channels)
+    return DiscreteVAE(recognition, decoder, likelihood)
+
+
+def cifar10_model(recognition: str = "ar") -> ImageVAEConfig:
+    """The paper's CIFAR-10 configuration (App. F.2): 64 tokens x 512 codes, 4 x 4 x 3 patches,
+    H 128, 2 layers per stack, ResNet decoder (64 wide), learned clipped variance; FSQ [8, 8, 8]."""
+    return ImageVAEConfig(recognition=recognition, image_size=(32, 32), patch_size=(4, 4), vocab_size=512, block_size=64,
+                          embed_dim=128, num_heads=4, num_layers=2, mlp_ratio=4, na_num_layers=2, na_mlp_ratio=4,
+                          decoder_embed_dim=128, decoder_hidden=(64,), fsq_levels=(8, 8, 8), vq_commitment=0.25,
+                          channels=3, decoder="resnet", likelihood="gaussian")
 
 
 @torch.no_grad()

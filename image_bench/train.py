@@ -47,7 +47,7 @@ def train_image_vae(
         return torch.from_numpy(data.train.sample(rng, cfg.batch_size)).to(dev)
 
     def evaluate(m):
-        return evaluate_images(m, val_x, cfg.beta_final)
+        return evaluate_images(m, val_x, cfg.beta_final, to_unit=data.to_unit)
 
     return train(
         kind=CHECKPOINT_KIND,

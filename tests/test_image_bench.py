@@ -1,5 +1,6 @@
 """image_bench: IDX reading, every method's training step on an IDX fixture, eval and compare end to end."""
 import csv
+import math
 import gzip
 import json
 
@@ -220,3 +221,61 @@ def test_speed_benchmark_times_a_method(monkeypatch):
     spec.loader.exec_module(bench)
     r = bench.bench_method("fsq", torch.device("cpu"), steps=1, warmup=0, batch=8)
     assert r["method"] == "fsq" and r["steps"] == 1 and r["steps_per_s"] > 0
+
+
+def make_cifar_dataset(root, n_train=8, n_val=6, seed=0):
+    """A tiny CIFAR-10 python-version folder: 5 training batches and a test batch (pickled dicts, protocol 2)."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in [(f"data_batch_{i}", n_train) for i in range(1, 6)] + [("test_batch", n_val)]:
+        batch = {b"batch_label": name.encode(), b"labels": list(rng.integers(0, 10, n)),
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return root
+
+
+def test_cifar_batches_read_as_rgb_and_standardised(tmp_path):
+    import pickle
+
+    from image_bench.data import CIFAR_MEAN, CIFAR_STD, read_cifar_batch
+
+    root = make_cifar_dataset(tmp_path)
+    raw = pickle.loads((root / "cifar-10-batches-py" / "test_batch").read_bytes())[b"data"]
+    data = load_image_dataset("cifar10", root)
+    assert data.train.images.shape == (40, 32, 32, 3) and data.val.images.shape == (6, 32, 32, 3)
+    img = data.val.images[2]
+    assert img[5, 7, 0] == raw[2, 5 * 32 + 7] and img[5, 7, 1] == raw[2, 1024 + 5 * 32 + 7] and img[5, 7, 2] == raw[2, 2048 + 5 * 32 + 7]
+    x = data.val.fixed(0)
+    assert np.allclose(x[2, 5, 7], (img[5, 7] - np.array(CIFAR_MEAN)) / np.array(CIFAR_STD), atol=1e-5)
+    assert np.allclose(data.to_unit(x), data.val.images / 255.0, atol=1e-5)
+    # a pickle that names anything but arrays and containers is refused, not run
+    evil = tmp_path / "evil"
+    evil.write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"f": np.random.default_rng}, protocol=2))
+    with pytest.raises(ImageDataError, match="evil: not a CIFAR-10 python batch .*refusing"):
+        read_cifar_batch(evil)
+    with pytest.raises(ImageDataError, match="data_batch_3: file not found"):
+        (root / "cifar-10-batches-py" / "data_batch_3").unlink()
+        load_image_dataset("cifar10", root)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_one_step_on_the_cifar_fixture(tmp_path, method):
+    """The CIFAR-10 path (RGB patches, ResNet decoder, learned clipped variance), narrowed for speed."""
+    root = make_cifar_dataset(tmp_path / "data")
+    cfg = preset_config("cpu", method, "cifar10")
+    if method == "grmck":
+        cfg.objective["rao_samples"] = 3
+    m = cfg.model
+    m.embed_dim, m.num_layers, m.na_num_layers, m.decoder_embed_dim, m.decoder_hidden = 16, 1, 1, 8, (8,)
+    cfg = apply_overrides(cfg, steps=1, batch_size=2, val_images=3, eval_every=1, log_every=1)
+    out = train_image_vae(cfg, tmp_path / "run", data_root=root, device="cpu", progress=False)
+    assert out["skipped_steps"] == 0 and all(np.isfinite(out[k]) for k in ("log_p", "val/log_p", "val/psnr_db", "val/l2"))
+    model, _, _ = load_image_vae(tmp_path / "run" / "checkpoint.pt")
+    z = torch.zeros(1, 1, 64, dtype=torch.long)
+    params = model.generator(z)
+    assert params.shape == (1, 1, 32, 32, 6)
+    log_var = model.likelihood.log_var(params)
+    assert log_var.min() >= math.log(0.01) - 1e-6 and log_var.max() <= 1e-6  # variance clipped to [0.01, 1]
