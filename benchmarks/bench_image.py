@@ -7,7 +7,8 @@ Each method is built by `image_bench` with the `paper` preset (batch 256, 8 toke
 DAPS/PPO K 8, GR-MCK k 100; ViT patcher, 512-unit MLP Bernoulli decoder) and timed over full
 training steps exactly as `daps.trainer.train` runs them: objective.loss, backward, adaptive
 gradient clipping, AdamW (and eta's AdamW). Warm-up steps are excluded; the figure is the median.
-The batch is synthetic binary 28 x 28 images (speed does not depend on the pixels).
+The batch is synthetic (binary 28 x 28, or standard-normal 32 x 32 x 3 with --dataset cifar10):
+speed does not depend on the pixels.
 "CPU s/step" is the process CPU time per step over all threads: on a shared machine the wall
 time moves with other jobs' load, the CPU time much less. Issue target: >= 10 DAPS steps/s on 2 cores.
 """
@@ -31,16 +32,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_method(method: str, device: torch.device, steps: int, warmup: int, batch: int) -> dict:
-    """Median wall and CPU seconds per training step of one method."""
-    cfg = preset_config("paper", method)
+def bench_method(method: str, device: torch.device, steps: int, warmup: int, batch: int, dataset: str = "fashion-mnist") -> dict:
+    """Median wall and CPU seconds per training step of one method (the dataset picks the model:
+    MNIST's for mnist / fashion-mnist, the CIFAR-10 one for cifar10)."""
+    cfg = preset_config("paper", method, dataset)
     model, objective = build_run(cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     obj_params = list(objective.parameters())
     eta_opt = torch.optim.AdamW(obj_params, lr=cfg.optim.eta_lr) if obj_params else None
     gen = torch.Generator(device=device).manual_seed(0)
-    x = (torch.rand(batch, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.3).float().to(device)
+    g = torch.Generator().manual_seed(0)
+    shape = (batch, *cfg.model.event_shape)
+    x = (torch.rand(shape, generator=g) < 0.3).float() if cfg.model.likelihood == "bernoulli" else torch.randn(shape, generator=g)
+    x = x.to(device)
     wall, cpu = [], []
     for step in range(warmup + steps):
         sync(device)
@@ -59,7 +64,7 @@ def bench_method(method: str, device: torch.device, steps: int, warmup: int, bat
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
     s = statistics.median(wall)
-    return {"method": method, "device": str(device), "batch": batch, "steps_per_s": 1 / s, "s_per_step": s,
+    return {"method": method, "dataset": dataset, "device": str(device), "batch": batch, "steps_per_s": 1 / s, "s_per_step": s,
             "min_s": min(wall), "cpu_s_per_step": statistics.median(cpu), "steps": len(wall)}
 
 
@@ -69,6 +74,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per method (after warm-up)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=256, help="batch size (paper: 256)")
+    ap.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist / mnist (the MNIST model) or cifar10 (the CIFAR-10 model)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, and CUDA too when available")
     args = ap.parse_args()
@@ -83,7 +89,7 @@ def main() -> None:
     results = []
     for dev in devices:
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-            r = bench_method(method, torch.device(dev), args.steps, args.warmup, args.batch)
+            r = bench_method(method, torch.device(dev), args.steps, args.warmup, args.batch, args.dataset)
             results.append(r)
             print(f"{method:>8s}  {dev:>6s}  {r['steps_per_s']:8.2f}  {r['s_per_step']:7.3f}  {r['min_s']:6.3f}  {r['cpu_s_per_step']:10.3f}", flush=True)
     print(json.dumps(results))

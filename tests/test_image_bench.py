@@ -221,6 +221,8 @@ def test_speed_benchmark_times_a_method(monkeypatch):
     spec.loader.exec_module(bench)
     r = bench.bench_method("fsq", torch.device("cpu"), steps=1, warmup=0, batch=8)
     assert r["method"] == "fsq" and r["steps"] == 1 and r["steps_per_s"] > 0
+    r = bench.bench_method("fsq", torch.device("cpu"), steps=1, warmup=0, batch=2, dataset="cifar10")
+    assert r["dataset"] == "cifar10" and r["steps_per_s"] > 0
 
 
 def make_cifar_dataset(root, n_train=8, n_val=6, seed=0):
