@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Discrete image autoencoders: every method of paper Table 1 on MNIST / Fashion-MNIST (64 bits) and CIFAR-10 (576 bits).", no_args_is_help=True)
+app = typer.Typer(help="Discrete image autoencoders: every method of paper Table 1 on MNIST / Fashion-MNIST (64 bits), CIFAR-10 (576 bits) and ImageNet-256 (10,240 bits).", no_args_is_help=True)
 
 DataOpt = typer.Option(None, "--data", help="Folder with the IDX files (CIFAR-10: the python batches); default $DAPS_FASHION_MNIST_DIR / "
-                       "$DAPS_MNIST_DIR / $DAPS_CIFAR10_DIR, else /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist).")
-DatasetOpt = typer.Option("fashion-mnist", "--dataset", help="fashion-mnist | mnist | cifar10.")
+                       "$DAPS_MNIST_DIR / $DAPS_CIFAR10_DIR / $DAPS_IMAGENET_DIR (train/ and val/ ImageFolder trees), else /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist).")
+DatasetOpt = typer.Option("fashion-mnist", "--dataset", help="fashion-mnist | mnist | cifar10 | imagenet.")
 PresetOpt = typer.Option("cpu", "--preset", help="cpu (minutes on 2 cores) | paper (App. H: batch 256, 250k steps).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 METHOD_HELP = "daps | daps-na | gumbel | grmck | ppo | vqvae | fsq, optionally ':BETA_FINAL' (e.g. daps:1.0)."

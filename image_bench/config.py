@@ -10,10 +10,13 @@ Presets (the paper's MNIST protocol, 8 tokens x 256 codes = 64 bits, for every m
          validation on the 10k test images every 5000 steps. CIFAR-10 (`--dataset cifar10`): the
          paper's CIFAR model (`image_bench.models.cifar10_model`, 576 bits) and App. H's CIFAR
          column (DAPS ESS K/3, beta 6 -> 0.01; GR-MCK tau 1 -> 0.75; PPO beta 0.01, lr 1e-4; ...).
+         ImageNet-256 (`--dataset imagenet`): `imagenet_model` (10,240 bits), batch 64, 300k steps,
+         DAPS ESS K/4, beta 50 -> 1; GR-MCK beta 10 -> 1, k 10, lr 1e-4; 50k validation images.
   cpu    the same methods at batch 64 for 400 steps, AdamW 1e-3, GR-MCK k 10, validation on 1000
          test images every 50 steps: the eight columns (seven methods, DAPS at two betas) x 3
          seeds in about a quarter of an hour on 2 CPU cores (README). CIFAR-10: batch 16, 200
-         validation images (a smoke-sized run; the CIFAR model is far heavier per step).
+         validation images (a smoke-sized run; the CIFAR model is far heavier per step);
+         ImageNet: batch 4, 16 validation images (a smoke test, not a CPU budget).
 """
 from __future__ import annotations
 
@@ -83,20 +86,25 @@ def method_objective(method: str, preset: str, dataset: str = "fashion-mnist") -
     spec = method_spec(name)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
-    cpu, cifar = preset == "cpu", dataset == "cifar10"
+    cpu, cifar, imagenet = preset == "cpu", dataset == "cifar10", dataset == "imagenet"
+    colour = cifar or imagenet
     values: dict = {}
     if name in ("daps", "daps-na"):
-        values = dict(num_samples=8, ess_target=1 / 3 if cifar else 0.75, init_eta=100.0,
-                      beta=BetaSchedule("exp", 6.0 if cifar else 3.0, 0.01))
+        if imagenet:
+            values = dict(num_samples=8, ess_target=0.25, init_eta=100.0, beta=BetaSchedule("exp", 50.0, 1.0))
+        else:
+            values = dict(num_samples=8, ess_target=1 / 3 if cifar else 0.75, init_eta=100.0,
+                          beta=BetaSchedule("exp", 6.0 if cifar else 3.0, 0.01))
     elif name == "gumbel":
-        values = dict(num_samples=1, beta=BetaSchedule("exp", 6.0 if cifar else 3.0, 0.01), tau=BetaSchedule("constant", 1.0, 1.0))
+        values = dict(num_samples=1, beta=BetaSchedule("exp", 50.0, 1.0) if imagenet else BetaSchedule("exp", 6.0 if cifar else 3.0, 0.01),
+                      tau=BetaSchedule("exp", 1.0, 0.75) if imagenet else BetaSchedule("constant", 1.0, 1.0))
     elif name == "grmck":
-        values = dict(num_samples=1, beta=BetaSchedule("exp", 3.0, 0.01),
-                      tau=BetaSchedule("exp", 1.0, 0.75) if cifar else BetaSchedule("constant", 1.0, 1.0),
-                      rao_samples=10 if cpu else 100)
+        values = dict(num_samples=1, beta=BetaSchedule("exp", 10.0, 1.0) if imagenet else BetaSchedule("exp", 3.0, 0.01),
+                      tau=BetaSchedule("exp", 1.0, 0.75) if colour else BetaSchedule("constant", 1.0, 1.0),
+                      rao_samples=10 if cpu or imagenet else 100)
     elif name == "ppo":
-        values = dict(num_samples=8, clip=0.2, beta=BetaSchedule("constant", 0.01, 0.01) if cifar else BetaSchedule("exp", 1.0, 0.01),
-                      kl_target=0.025 if cifar else 0.05, init_kl_coef=10.0)
+        values = dict(num_samples=8, clip=0.2, beta=BetaSchedule("constant", 0.01, 0.01) if colour else BetaSchedule("exp", 1.0, 0.01),
+                      kl_target=0.025 if colour else 0.05, init_kl_coef=10.0)
     if beta_final:
         if not spec.stochastic:
             raise ValueError(f"{name} has no beta (deterministic codes); drop ':{beta_final}'")
@@ -112,25 +120,28 @@ def method_objective(method: str, preset: str, dataset: str = "fashion-mnist") -
 def preset_config(name: str, method: str = "daps", dataset: str = "fashion-mnist") -> ImageTrainConfig:
     """The `paper` or `cpu` configuration of a method on a dataset. Raises ValueError for unknown names."""
     from image_bench.data import DATASETS
-    from image_bench.models import cifar10_model
+    from image_bench.models import cifar10_model, imagenet_model
 
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose {', '.join(DATASETS)}")
     recognition, objective = method_objective(method, name, dataset)
-    cifar = dataset == "cifar10"
-    model = cifar10_model(recognition) if cifar else ImageVAEConfig(recognition=recognition)
+    cifar, imagenet = dataset == "cifar10", dataset == "imagenet"
+    model = cifar10_model(recognition) if cifar else imagenet_model(recognition) if imagenet else ImageVAEConfig(recognition=recognition)
+    base = method.split(":")[0]
     if name == "paper":
-        # CIFAR: Gumbel's cosine schedule from 1e-4 is run at a constant 1e-4 (the trainer has no lr schedule)
-        lr = 1e-4 if cifar and method.split(":")[0] in ("gumbel", "ppo") else 3e-4
+        # cosine learning-rate schedules (CIFAR Gumbel) run at their constant start (the trainer has none)
+        slow = (cifar and base in ("gumbel", "ppo")) or (imagenet and base in ("gumbel", "grmck", "ppo"))
         return ImageTrainConfig(
             preset=name, dataset=dataset, method=method, model=model, objective=objective,
-            optim=OptimConfig(lr=lr, weight_decay=1e-4, agc_clip=1.0, eta_lr=1e-3, eta_weight_decay=0.0),
-            batch_size=256, steps=250_000, log_every=500, eval_every=5000, ckpt_every=5000, val_images=10_000,
+            optim=OptimConfig(lr=1e-4 if slow else 3e-4, weight_decay=1e-4, agc_clip=1.0, eta_lr=1e-3, eta_weight_decay=0.0),
+            batch_size=64 if imagenet else 256, steps=300_000 if imagenet else 250_000, log_every=500,
+            eval_every=5000, ckpt_every=5000, val_images=50_000 if imagenet else 10_000,
         )
     return ImageTrainConfig(
         preset=name, dataset=dataset, method=method, model=model, objective=objective,
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0),
-        batch_size=16 if cifar else 64, steps=400, log_every=50, eval_every=50, ckpt_every=200, val_images=200 if cifar else 1000,
+        batch_size=4 if imagenet else 16 if cifar else 64, steps=400, log_every=50, eval_every=50, ckpt_every=200,
+        val_images=16 if imagenet else 200 if cifar else 1000,
     )
 
 

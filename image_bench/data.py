@@ -5,18 +5,25 @@ raw: train-images-idx3-ubyte[.gz] (60,000 x 28 x 28) and t10k-images-idx3-ubyte[
 CIFAR-10 comes as the "python version" batches: data_batch_1 .. data_batch_5 and test_batch
 (pickled dicts with b"data", N x 3072 uint8 in R, G, B planes), in DIR or DIR/cifar-10-batches-py;
 they are unpickled with an allow-list (numpy arrays, plain containers), never arbitrary objects.
+ImageNet comes as an ImageFolder tree: DIR/train/<class>/*.JPEG and DIR/val/<class>/*.JPEG (any
+depth; .jpg/.jpeg/.png/.bmp/.webp), decoded per batch with Pillow.
 Where to look, first match wins:
-  --data DIR (the CLI), else $DAPS_FASHION_MNIST_DIR / $DAPS_MNIST_DIR / $DAPS_CIFAR10_DIR, else
+  --data DIR (the CLI), else $DAPS_FASHION_MNIST_DIR / $DAPS_MNIST_DIR / $DAPS_CIFAR10_DIR /
+  $DAPS_IMAGENET_DIR, else
   the Debian package path (`apt-get install dataset-fashion-mnist` puts Fashion-MNIST in
   /usr/share/datasets/fashion-mnist).
 
 The paper's protocols (facts Sec. 5): MNIST static binarisation x > 127, no scaling, no
 augmentation; CIFAR-10 per-channel standardisation with the authors' mean/std on 0-255, no
-augmentation. The validation set is the 10,000 test images.
+augmentation; ImageNet-256 training images by a random resized crop (area 8-100 %, aspect 3/4-4/3,
+bilinear) to 256 x 256 and a horizontal flip with probability 1/2, validation images resized to
+256 x 256 (aspect not kept, as the authors), standardised per channel. The validation set is the
+10,000 test images (ImageNet: the val tree).
 """
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -29,7 +36,11 @@ DATASETS = {
     "fashion-mnist": ("DAPS_FASHION_MNIST_DIR", ("/usr/share/datasets/fashion-mnist",)),
     "mnist": ("DAPS_MNIST_DIR", ()),
     "cifar10": ("DAPS_CIFAR10_DIR", ()),
+    "imagenet": ("DAPS_IMAGENET_DIR", ()),
 }
+IMAGENET_MEAN = (123.095, 115.324, 102.224)  # per-channel, 0-255 (facts Sec. 5)
+IMAGENET_STD = (68.819, 66.551, 69.687)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CIFAR_MEAN = (125.307, 122.950, 113.865)  # per-channel, 0-255 (facts Sec. 5)
 CIFAR_STD = (62.993, 62.089, 66.705)
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -109,6 +120,14 @@ def binarize(images: np.ndarray, threshold: int = 127) -> np.ndarray:
     return (images > threshold).astype(np.uint8)
 
 
+def standardise(images: np.ndarray, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> np.ndarray:
+    """uint8 images (..., C) -> float32 (x - mean) / std per channel; as float32 unchanged if mean is None."""
+    x = images.astype(np.float32)
+    if mean is None:
+        return x
+    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+
+
 @dataclass
 class ImageSplit:
     """uint8 images (N, H, W) (binary, in {0, 1}) or (N, H, W, C) (0-255), drawn as float32
@@ -122,10 +141,7 @@ class ImageSplit:
         return len(self.images)
 
     def _model_input(self, images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32)
-        if self.mean is None:
-            return x
-        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return standardise(images, self.mean, self.std)
 
     def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
         """A batch (batch, H, W[, C]) float32 drawn uniformly with replacement (the authors' sampling)."""
@@ -135,6 +151,80 @@ class ImageSplit:
         """The first n images (all if n <= 0 or n > N) as float32 model inputs: a fixed validation set."""
         n = len(self.images) if n <= 0 else min(n, len(self.images))
         return self._model_input(self.images[:n])
+
+
+def random_resized_crop(width: int, height: int, rng: np.random.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """A crop box (left, top, right, bottom) covering a uniform fraction `scale` of the area with
+    a log-uniform aspect ratio; up to 10 tries, then the largest centred box of a clamped ratio."""
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            return left, top, left + w, top + h
+    aspect = min(max(width / height, ratio[0]), ratio[1])
+    w, h = (width, round(width / aspect)) if width / height < aspect else (round(height * aspect), height)
+    w, h = min(w, width), min(h, height)
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+@dataclass
+class ImageFolderSplit:
+    """Image files decoded per batch to (size, size, 3) uint8, then standardised like ImageSplit.
+    train: random resized crop + flip; else a plain resize to size x size."""
+
+    files: list[Path]
+    size: int
+    train: bool
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, path: Path, rng: np.random.Generator | None) -> np.ndarray:
+        """One image (size, size, 3) uint8. Raises ImageDataError naming an unreadable file."""
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if self.train:
+                    im = im.resize((self.size, self.size), Image.BILINEAR, box=random_resized_crop(*im.size, rng))
+                    if rng.random() < 0.5:
+                        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+                else:
+                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                return np.asarray(im, dtype=np.uint8)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise ImageDataError(f"{path}: unreadable image ({type(e).__name__})") from None
+
+    def _model_input(self, images: np.ndarray) -> np.ndarray:
+        return standardise(images, self.mean, self.std)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """A batch (batch, size, size, 3) float32 drawn uniformly with replacement, augmented if train."""
+        idx = rng.integers(0, len(self.files), batch)
+        return self._model_input(np.stack([self.load(self.files[i], rng) for i in idx]))
+
+    def fixed(self, n: int) -> np.ndarray:
+        """The first n files (sorted paths; all if n <= 0) without augmentation, as float32."""
+        n = len(self.files) if n <= 0 else min(n, len(self.files))
+        rng = np.random.default_rng(0)
+        return self._model_input(np.stack([self.load(f, rng) for f in self.files[:n]]))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Sorted image files under folder (any depth). Raises ImageDataError if there are none."""
+    if not folder.is_dir():
+        raise ImageDataError(f"{folder}: folder not found")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ImageDataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
 
 
 @dataclass
@@ -200,6 +290,10 @@ def load_image_dataset(name: str, root: str | os.PathLike | None = None) -> Imag
     train = the training images, val = the 10k test images. Raises ImageDataError for missing or
     malformed files (naming the file)."""
     folder = dataset_root(name, root)
+    if name == "imagenet":
+        train = ImageFolderSplit(image_files(folder / "train"), 256, True, IMAGENET_MEAN, IMAGENET_STD)
+        val = ImageFolderSplit(image_files(folder / "val"), 256, False, IMAGENET_MEAN, IMAGENET_STD)
+        return ImageDataset(name, train, val, folder)  # type: ignore[arg-type]
     if name == "cifar10":
         train, test = load_cifar10(folder)
         return ImageDataset(name, ImageSplit(train, CIFAR_MEAN, CIFAR_STD), ImageSplit(test, CIFAR_MEAN, CIFAR_STD), folder)

@@ -237,6 +237,16 @@ def build_image_vae(cfg: ImageVAEConfig) -> DiscreteVAE:
     return DiscreteVAE(recognition, decoder, likelihood)
 
 
+def imagenet_model(recognition: str = "ar") -> ImageVAEConfig:
+    """The paper's ImageNet-256 configuration (App. F.1): 1024 tokens x 1024 codes = 10,240 bits,
+    8 x 8 x 3 patches of 256 x 256 images, H 128, 2 layers per stack, the ResNet decoder (32 -> 256
+    pixels, learned clipped variance); FSQ [8, 5, 5, 5] (1000 codes)."""
+    return ImageVAEConfig(recognition=recognition, image_size=(256, 256), patch_size=(8, 8), vocab_size=1024, block_size=1024,
+                          embed_dim=128, num_heads=4, num_layers=2, mlp_ratio=4, na_num_layers=2, na_mlp_ratio=4,
+                          decoder_embed_dim=128, decoder_hidden=(64,), fsq_levels=(8, 5, 5, 5), vq_commitment=0.25,
+                          channels=3, decoder="resnet", likelihood="gaussian")
+
+
 def cifar10_model(recognition: str = "ar") -> ImageVAEConfig:
     """The paper's CIFAR-10 configuration (App. F.2): 64 tokens x 512 codes, 4 x 4 x 3 patches,
     H 128, 2 layers per stack, ResNet decoder (64 wide), learned clipped variance; FSQ [8, 8, 8]."""
