@@ -6,17 +6,22 @@ throughput does not depend on them, no motion VAE needed) and the chosen action 
   1. bare environment: control steps/s of one ``H1TrackingEnv`` stepped with random actions in a
      plain loop (no policy, no vector env): the ceiling per core;
   2. for each setup, SB3 PPO built exactly as ``lowlevel.train`` builds it (``build_vec_env``,
-     VecMonitor, VecNormalize, the ``cpu`` preset's network), run for ``--rollouts`` rollouts after
-     a warm-up rollout:
+     VecMonitor, VecNormalize, the ``cpu`` preset's network), ``--rollouts`` rounds of one rollout +
+     one update per setup, the setups interleaved round by round (a changing load on a shared
+     machine then hits all of them alike), after a warm-up round:
        * collection steps/s (env stepping + policy forward, over the rollout phases),
        * update steps/s (rollout size / time of the PPO update phase),
-       * overall steps/s (environment steps / wall time of the measured rollouts + updates);
+       * overall steps/s (environment steps / time of the measured rollouts + updates);
      setups: ``subproc-4``: today's 4-subprocess setup with the previous cpu preset's PPO
      (n_steps 512, batch 512, 5 epochs); ``batched-N/Tt``: ``envs.batched.H1BatchedVecEnv`` with
      the cpu preset (32 environments, n_steps 128, batch 1024, 4 epochs), physics on T threads.
      All setups use the same policy network code (the latent extractor's convolutions as matrix
      products), so the subproc row is today's setup with today's network.
 and the ratios the issue asks for: collection / bare environment, overall batched / overall subproc.
+The last column, environment steps per CPU-second of all the setup's processes and threads
+(overall), does not depend on what else runs on the machine: on a loaded machine the scheduler
+gives the 5 processes of ``subproc-4`` a larger share of the cores than the one process of the
+batched env, which the wall-clock ratio then understates.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_ppo.py [--rollouts 4] [--action-mode torque|pd]``
 """
@@ -66,43 +71,73 @@ def bare_env_steps_per_s(clips, codes, action_mode: str, seconds: float) -> floa
     return steps / (time.perf_counter() - t0)
 
 
-def run_ppo(name: str, cfg: dict, ppo_kw: dict, p: dict, codes, rollouts: int) -> dict:
-    """Collection, update and overall steps/s of PPO on ``cfg``'s vector env (first rollout skipped)."""
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecNormalize
+class PPOSetup:
+    """SB3 PPO on ``cfg``'s vector env, run one rollout + update at a time (``round``)."""
 
-    from lowlevel.policy import policy_kwargs
-    from lowlevel.train import build_vec_env, fix_exploration_std
+    def __init__(self, name: str, cfg: dict, ppo_kw: dict, p: dict, codes):
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.vec_env import VecNormalize
 
-    venv = VecNormalize(build_vec_env(cfg, codes, cfg["n_envs"], 0), norm_obs_keys=["proprio"], gamma=ppo_kw["gamma"])
-    model = PPO("MultiInputPolicy", venv, policy_kwargs=policy_kwargs(p, "latent"), device="cpu", seed=0, **ppo_kw)
-    fix_exploration_std(model, p)
-    marks: list[tuple[str, float]] = []
+        from lowlevel.policy import policy_kwargs
+        from lowlevel.train import build_vec_env, fix_exploration_std
 
-    class Timer(BaseCallback):
-        def _on_rollout_start(self):
-            marks.append(("start", time.perf_counter()))
+        self.name, self.n_envs = name, cfg["n_envs"]
+        self.ppo = {k: ppo_kw[k] for k in ("n_steps", "batch_size", "n_epochs")}
+        self.rollout = cfg["n_envs"] * ppo_kw["n_steps"]
+        self.venv = VecNormalize(build_vec_env(cfg, codes, cfg["n_envs"], 0), norm_obs_keys=["proprio"],
+                                 gamma=ppo_kw["gamma"])
+        self.model = PPO("MultiInputPolicy", self.venv, policy_kwargs=policy_kwargs(p, "latent"), device="cpu",
+                         seed=0, **ppo_kw)
+        fix_exploration_std(self.model, p)
+        self.marks: list[float] = []
+        marks = self.marks
 
-        def _on_rollout_end(self):
-            marks.append(("end", time.perf_counter()))
+        class Timer(BaseCallback):
+            def _on_rollout_start(self):
+                marks.append(time.perf_counter())
 
-        def _on_step(self):
-            return True
+            def _on_rollout_end(self):
+                marks.append(time.perf_counter())
 
-    rollout = cfg["n_envs"] * ppo_kw["n_steps"]
-    # rollouts + 1 rollouts, the first one a warm-up; learn() ends with the last update, and one
-    # more rollout start is needed to time it, so ask for one step more than whole rollouts.
-    model.learn(rollout * (rollouts + 1) + 1, callback=Timer())
-    venv.close()
-    starts = [t for k, t in marks if k == "start"]
-    ends = [t for k, t in marks if k == "end"]
-    collect = [e - s for s, e in zip(starts[1:], ends[1:])][:rollouts]
-    update = [s - e for e, s in zip(ends[1:], starts[2:])][:rollouts]
-    wall = starts[1 + rollouts] - starts[1]
-    return {"name": name, "n_envs": cfg["n_envs"], "rollout": rollout, "collection": rollout / np.mean(collect),
-            "update": rollout / np.mean(update), "overall": rollout * rollouts / wall,
-            "ppo": {k: ppo_kw[k] for k in ("n_steps", "batch_size", "n_epochs")}}
+            def _on_step(self):
+                return True
+
+        self.timer = Timer()
+        self.collect: list[float] = []
+        self.update: list[float] = []
+        self.cpu: list[float] = []
+        inner = self.venv.venv.venv  # VecNormalize -> VecMonitor -> the vector env
+        self.workers = [proc.pid for proc in getattr(inner, "processes", [])]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of this process and the setup's worker processes so far."""
+        total = time.process_time()
+        for pid in self.workers:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return total
+
+    def round(self, record: bool = True) -> None:
+        """One rollout and one PPO update (SB3's learn for exactly one rollout)."""
+        self.marks.clear()
+        cpu0 = self.cpu_seconds()
+        self.model.learn(self.rollout, callback=self.timer, reset_num_timesteps=False)
+        t_end = time.perf_counter()
+        if record:
+            self.collect.append(self.marks[1] - self.marks[0])
+            self.update.append(t_end - self.marks[1])
+            self.cpu.append(self.cpu_seconds() - cpu0)
+
+    def result(self) -> dict:
+        n = len(self.collect) * self.rollout
+        return {"name": self.name, "ppo": self.ppo, "collection": n / sum(self.collect),
+                "update": n / sum(self.update), "overall": n / (sum(self.collect) + sum(self.update)),
+                "per_cpu_s": n / sum(self.cpu)}
+
+    def close(self) -> None:
+        self.venv.close()
 
 
 def main() -> None:
@@ -133,25 +168,32 @@ def main() -> None:
     bare = bare_env_steps_per_s(clips, codes, args.action_mode, args.bare_seconds)
     print(f"bare H1TrackingEnv (one env, random actions, no policy): {bare:8.0f} control steps/s")
 
-    rows = []
     n_new = args.n_envs or p["n_envs"]
-    for threads in args.threads:
-        rows.append(run_ppo(f"batched-{n_new}/{threads}t", dict(base, n_envs=n_new, vec="batched", threads=threads),
-                            p["ppo"], p, codes, args.rollouts))
+    setups = [PPOSetup(f"batched-{n_new}/{t}t", dict(base, n_envs=n_new, vec="batched", threads=t), p["ppo"], p, codes)
+              for t in args.threads]
     if not args.skip_subproc:
-        old_ppo = dict(p["ppo"], **OLD_CPU["ppo"])
-        rows.append(run_ppo("subproc-4", dict(base, n_envs=OLD_CPU["n_envs"], vec=OLD_CPU["vec"]), old_ppo, p, codes,
-                            args.rollouts))
-    print(f"{'setup':<14} {'n_steps/batch/epochs':>20} {'collection':>11} {'update':>9} {'overall':>9}  (env steps/s)")
+        setups.append(PPOSetup("subproc-4", dict(base, n_envs=OLD_CPU["n_envs"], vec=OLD_CPU["vec"]),
+                               dict(p["ppo"], **OLD_CPU["ppo"]), p, codes))
+    # Interleaved rounds (one rollout + update of each setup in turn), so that a change in the
+    # load of a shared machine hits every setup alike; the first round warms up and is not counted.
+    for r in range(args.rollouts + 1):
+        for su in setups:
+            su.round(record=r > 0)
+    rows = [su.result() for su in setups]
+    for su in setups:
+        su.close()
+    print(f"{'setup':<14} {'n_steps/batch/epochs':>20} {'collection':>11} {'update':>9} {'overall':>9}  (env steps/s)"
+          f"  {'per CPU-s':>9}")
     for r in rows:
         q = r["ppo"]
         print(f"{r['name']:<14} {q['n_steps']:>8}/{q['batch_size']}/{q['n_epochs']:<6} {r['collection']:11.0f} "
-              f"{r['update']:9.0f} {r['overall']:9.0f}")
+              f"{r['update']:9.0f} {r['overall']:9.0f}  {r['per_cpu_s']:20.0f}")
     old = rows[-1] if not args.skip_subproc else None
     for new in rows[: len(args.threads)]:
         line = f"{new['name']}: collection / bare env {new['collection'] / bare:.2f} (target >= 0.5)"
         if old is not None:
-            line += f", overall / subproc-4 {new['overall'] / old['overall']:.2f}x (target >= 3x, aim 5x)"
+            line += (f", overall / subproc-4 {new['overall'] / old['overall']:.2f}x (target >= 3x, aim 5x)"
+                     f", per CPU-second {new['per_cpu_s'] / old['per_cpu_s']:.2f}x")
         print(line + f", {3600 * new['overall'] / 1e6:.1f} M env steps per hour")
 
 

@@ -1,6 +1,7 @@
 """H1 humanoid simulation: MJCF model (:mod:`envs.model`), reference motions
-(:mod:`envs.reference`), DeepMimic reward (:mod:`envs.rewards`) and the tracking
-environment (:mod:`envs.tracking`).
+(:mod:`envs.reference`), DeepMimic reward (:mod:`envs.rewards`), the tracking
+environment (:mod:`envs.tracking`) and N of them batched in one process as an SB3 VecEnv
+(:mod:`envs.batched`).
 
 Importing this package only registers ``daps/H1Tracking-v0`` with gymnasium
 (entry point ``envs.tracking:H1TrackingEnv``); nothing heavy is imported here.

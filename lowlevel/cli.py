@@ -22,7 +22,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (default: the preset's, 32 for cpu)."),
     vec: Optional[str] = typer.Option(None, "--vec", help="batched (all environments in this process, vectorised; the presets' default) | subproc (one process each) | dummy (SB3 DummyVecEnv)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Physics threads of the batched vector env (default: the preset's, 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Physics threads of the batched vector env (default: the preset's; cpu 1, 2 may help when a core is idle)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("torque", "--action-mode", help="torque (19 motor torques, the paper's; default: learns faster at the cpu budget) | pd."),
     pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference) | absolute (joint range)."),

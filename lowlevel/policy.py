@@ -18,9 +18,9 @@ by 16, so no window straddles the two codes).
 Reference goal (``goal="reference"``, flat Box): SB3's default ``FlattenExtractor`` + the same MLPs.
 
 Presets (:data:`PRESETS`): ``paper`` keeps App. I's [2048, 1024, 512] ELU MLP; ``cpu`` uses
-[256, 256] with 32 batched environments (:class:`envs.batched.H1BatchedVecEnv`, physics on 2
-threads), about 2,000 environment steps/s on 2 shared cores (``benchmarks/bench_ppo.py``), so its
-10 M steps take about 1.4 h.
+[256, 256] with 32 batched environments (:class:`envs.batched.H1BatchedVecEnv`), about
+1,700-2,500 environment steps/s on 2 loaded cores (``benchmarks/bench_ppo.py``), so its 10 M
+steps take 1.1-1.6 h.
 
 The latent convolutions have stride = kernel, so :meth:`LatentConvExtractor.forward` computes
 them as matrix products over disjoint windows with the ``nn.Conv1d`` modules' own weights (the
@@ -104,7 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "n_envs": 16,
         "vec": "batched",
-        "threads": 2,
+        "threads": 2,  # for the many-core machines this preset is meant for
         "steps": 50_000_000,
         "net_arch": [2048, 1024, 512],
         "embed_dim": 64, "conv_channels": 64,
@@ -123,7 +123,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # samples took 20); one torch thread.
         "n_envs": 32,
         "vec": "batched",
-        "threads": 2,  # physics on both cores (MuJoCo releases the GIL in mj_step)
+        # physics on one thread: on a 2-core machine shared with other jobs a second physics thread
+        # measured slower (interleaved bench_ppo runs); --threads 2 can help when a core is idle
+        "threads": 1,
         "steps": 10_000_000,
         "net_arch": [256, 256],
         "embed_dim": 16, "conv_channels": 16,

@@ -317,7 +317,7 @@ def train_lowlevel(
         n_envs: parallel environments (default: the preset's).
         vec: "batched" (one process, vectorised; the presets' default), "subproc" (one process per
             environment) or "dummy" (SB3 DummyVecEnv); on resume the stored one unless given.
-        threads: physics threads of the "batched" vector env (default: the preset's, 2 for cpu).
+        threads: physics threads of the "batched" vector env (default: the preset's, 1 for cpu).
         resume: continue from run_dir/checkpoint.pt (its stored config wins over these args,
             except ``steps``).
         action_mode / pd_target: env action mode ("torque", the default and the paper's: 19 motor
