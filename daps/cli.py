@@ -1,5 +1,6 @@
 """The `daps` command. Each part of the product adds its sub-command group through the
-`daps.commands` entry-point group in pyproject.toml, so this core imports none of them.
+`daps.commands` entry-point group in pyproject.toml (and single commands through `daps.toplevel`),
+so this core imports none of them.
 
 User errors (bad files, wrong checkpoints, bad options) end with one line on stderr and exit 2.
 """
@@ -25,6 +26,9 @@ def _root() -> None:
 def _register_groups() -> None:
     for ep in sorted(entry_points(group="daps.commands"), key=lambda e: e.name):
         app.add_typer(ep.load(), name=ep.name)
+    # single top-level commands (e.g. `daps command`), each a plain function
+    for ep in sorted(entry_points(group="daps.toplevel"), key=lambda e: e.name):
+        app.command(name=ep.name)(ep.load())
 
 
 def main() -> None:

@@ -1,0 +1,146 @@
+"""The high-level policy: an autoregressive transformer prior over the motion VAE's codes.
+
+p(z | c) = prod_t p(z_t | z_<t, c), z the 64 codes (vocabulary V = 1024) of the next 32-frame
+segment, c the context:
+
+* text: a 384-d sentence embedding (highlevel.text) -> one token (Linear 384 -> H);
+* com:  the root trajectory window (64, 3) in the base frame (highlevel.dataset.com_window) ->
+        8 tokens, each a Linear of 8 frames x 3 (m);
+* prev: the previous segment's 64 codes -> 64 tokens (code embedding + position).
+
+Each of text, com and prev can be masked per example (a learned "absent" token replaces it);
+training drops each at random (rates in the config), so the same network is also the
+history-only policy (text and COM masked) and the unconditional prior (all masked).
+The context tokens go through a daps.nn.Encoder; the codes are decoded by daps.nn.DecoderBlock's
+(causal self-attention + cross-attention), as in the core's ARRecognition, with a start token
+(id V). Sampling uses the blocks' KV cache, temperature and top-k, and the core's
+inverse-CDF sampler (daps.recognition.inverse_cdf_sample).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, init_weights, sinusoidal_positions
+from daps.recognition import inverse_cdf_sample
+
+TEXT_DIM = 384
+COM_FRAMES, COM_CHUNK = 64, 8
+
+
+@dataclass
+class PriorConfig:
+    """Sizes: vocab_size V, block_size T (codes per segment), embed_dim H, heads, layers (decoder;
+    the context encoder has enc_layers), mlp_ratio. drop_*: per-example masking rates in training."""
+
+    vocab_size: int = 1024
+    block_size: int = 64
+    embed_dim: int = 128
+    num_heads: int = 4
+    num_layers: int = 2
+    enc_layers: int = 1
+    mlp_ratio: int = 4
+    drop_text: float = 0.2
+    drop_com: float = 0.2
+    drop_prev: float = 0.1
+
+    def transformer(self) -> TransformerConfig:
+        return TransformerConfig(self.vocab_size, self.block_size, self.embed_dim, self.num_heads, self.num_layers, self.mlp_ratio)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class HighLevelPrior(nn.Module):
+    """p(z | text, com, prev): see the module docstring. All inputs batch-first, B examples."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        tc = cfg.transformer()
+        h, v, t = cfg.embed_dim, cfg.vocab_size, cfg.block_size
+        self.text_in = nn.Linear(TEXT_DIM, h)
+        self.com_in = nn.Linear(COM_CHUNK * 3, h)
+        self.code_embed = nn.Embedding(v + 1, h)  # id V = start token (decoder) / unused in history
+        self.absent = nn.Parameter(torch.zeros(3, h))  # text, com, prev "absent" tokens
+        self.kind = nn.Parameter(torch.zeros(3, h))  # which source a context token comes from
+        self.encoder = Encoder(tc, cfg.enc_layers)
+        self.blocks = nn.ModuleList(DecoderBlock(tc) for _ in range(cfg.num_layers))
+        self.ln = nn.LayerNorm(h)
+        self.head = nn.Linear(h, v)
+        n_ctx = 1 + COM_FRAMES // COM_CHUNK + t
+        self.register_buffer("ctx_pos", sinusoidal_positions(n_ctx, h), persistent=False)
+        self.register_buffer("pos", sinusoidal_positions(t, h), persistent=False)
+        init_weights(self)
+        nn.init.normal_(self.absent, std=0.02)
+        nn.init.normal_(self.kind, std=0.02)
+
+    def context(self, text: Tensor, com: Tensor, prev: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Encoded context tokens (B, 1 + 8 + T, H).
+
+        text (B, 384) float; com (B, 64, 3) float (m); prev (B, T) int64 codes; mask (B, 3) bool,
+        True where text / com / prev is present (None: all present).
+        """
+        b = text.shape[0]
+        if com.shape[1:] != (COM_FRAMES, 3) or text.shape[1:] != (TEXT_DIM,) or prev.shape[1:] != (self.cfg.block_size,):
+            raise ValueError(f"context shapes: text {tuple(text.shape)}, com {tuple(com.shape)}, prev {tuple(prev.shape)}")
+        mask = torch.ones(b, 3, dtype=torch.bool, device=text.device) if mask is None else mask
+        toks = [self.text_in(text)[:, None], self.com_in(com.reshape(b, COM_FRAMES // COM_CHUNK, COM_CHUNK * 3)), self.code_embed(prev)]
+        out = []
+        for i, x in enumerate(toks):
+            m = mask[:, i].view(b, 1, 1)
+            out.append(torch.where(m, x, self.absent[i].expand_as(x)) + self.kind[i])
+        return self.encoder(torch.cat(out, 1) + self.ctx_pos)
+
+    def logits(self, ctx: Tensor, z: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V) of p(z_t | z_<t, c) for encoded ctx and codes z (B, T)."""
+        start = z.new_full((z.shape[0], 1), self.cfg.vocab_size)
+        h = self.code_embed(torch.cat([start, z[:, :-1]], 1)) + self.pos[: z.shape[1]]
+        for blk in self.blocks:
+            mk, mv = blk.cross_attn.keys_values(ctx)
+            h = blk(h, mk, mv)
+        return self.head(self.ln(h))
+
+    def nll(self, text: Tensor, com: Tensor, prev: Tensor, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Negative log-likelihood per example (B,), nats per token (mean over the T codes)."""
+        lg = self.logits(self.context(text, com, prev, mask), z)
+        return F.cross_entropy(lg.transpose(1, 2), z, reduction="none").mean(1)
+
+    def train_mask(self, b: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """Random presence mask (B, 3) with the configured drop rates."""
+        p = torch.tensor([self.cfg.drop_text, self.cfg.drop_com, self.cfg.drop_prev], device=device)
+        return torch.rand(b, 3, generator=generator, device=device) >= p
+
+    @torch.no_grad()
+    def sample(self, text: Tensor, com: Tensor, prev: Tensor, mask: Tensor | None = None, temperature: float = 1.0,
+               top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
+        """Draw codes (B, T) int64 token by token with a KV cache. temperature 0 = greedy;
+        top_k > 0 keeps the k most likely codes at each step."""
+        if temperature < 0 or top_k < 0:
+            raise ValueError(f"temperature and top_k must be >= 0, got {temperature}, {top_k}")
+        cfg = self.cfg
+        ctx = self.context(text, com, prev, mask)
+        b, t_max = ctx.shape[0], cfg.block_size
+        mem = [blk.cross_attn.keys_values(ctx) for blk in self.blocks]
+        cache = KVCache(cfg.num_layers, b, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, ctx)
+        tok = torch.full((b, 1), cfg.vocab_size, dtype=torch.long, device=ctx.device)
+        out = torch.empty(b, t_max, dtype=torch.long, device=ctx.device)
+        for t in range(t_max):
+            h = self.code_embed(tok) + self.pos[t : t + 1]
+            for i, (blk, (mk, mv)) in enumerate(zip(self.blocks, mem)):
+                h = blk.step(h, t, cache.k[i], cache.v[i], mk, mv)
+            lg = self.head(self.ln(h[:, 0]))
+            if temperature == 0:
+                zt = lg.argmax(-1)
+            else:
+                lg = lg / temperature
+                if top_k:
+                    kth = lg.topk(min(top_k, lg.shape[-1]), dim=-1).values[:, -1:]
+                    lg = lg.masked_fill(lg < kth, float("-inf"))
+                zt = inverse_cdf_sample(torch.log_softmax(lg, -1), generator)
+            out[:, t] = zt
+            tok = zt[:, None]
+        return out

