@@ -5,7 +5,7 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
   official  the authors' code: beta 3 -> 0.01, ESS target 0.33 K, AdamW 3e-4 / wd 1e-4 with
             unit-wise adaptive gradient clipping 1.0, eta's own AdamW at 1e-3 (wd 1e-4).
   cpu       DAPS-NA on the FSQ lattice (H 64, 1 layer per stack), batch 16, K 8, beta 1: a
-            straight-through (FSQ) warm start of 8000 steps, then 1500 DAPS steps, within 15
+            straight-through (FSQ) warm start of 10k steps, then 1500 DAPS steps, within 15
             minutes on 2 CPU cores (README command 1).
   cpu-long  the paper's width and depth (H 128, 2 layers per stack), batch 16: 60k warm-start
             steps, then 10k DAPS steps (a few hours on 2 cores; resumable across sittings). The
@@ -89,11 +89,11 @@ def preset_config(name: str) -> MotionTrainConfig:
             ),
             daps=DAPSConfig(
                 num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0),
-                st_warmup_steps=60_000 if long else 8000,
+                st_warmup_steps=60_000 if long else 10_000,
             ),
             optim=OptimConfig(lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0),
             batch_size=16,
-            steps=70_000 if long else 9500,
+            steps=70_000 if long else 11_500,
             log_every=50,
             eval_every=2500 if long else 500,
             ckpt_every=500 if long else 250,
