@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from daps.metrics import codebook_usage, effective_sample_size, elbo
+from daps.objectives.fsq import straight_through_log_p
 from daps.schedules import BetaSchedule
 
 
@@ -140,8 +141,7 @@ class DAPS(nn.Module):
         if not hasattr(model.recognition, "straight_through"):
             raise TypeError("st_warmup_steps needs a DAPS-NA encoder on the lattice (recognition 'na', lattice)")
         codes, idx, box = model.recognition.straight_through(x)  # (B, T, d), (B, T), (B, T)
-        params = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
-        log_p = model.likelihood.log_prob(x, params)  # (B, 1)
+        log_p = straight_through_log_p(model, x, codes)  # (B, 1)
         loss = -log_p.mean() + box.sum(1).mean()
         with torch.no_grad():
             log_q, kl = model.recognition.log_prob(x, idx.unsqueeze(1))

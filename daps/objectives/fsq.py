@@ -14,6 +14,13 @@ from torch import Tensor, nn
 from daps.metrics import codebook_usage, elbo
 
 
+def straight_through_log_p(model: nn.Module, x: Tensor, codes: Tensor) -> Tensor:
+    """log p_phi(x | codes) (B, 1) nats for grid points codes (B, T, d) carrying straight-through
+    gradients; the decoder embeds them with `embed.from_codes` (`daps.fsq.FSQCodeEmbedding`)."""
+    params = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
+    return model.likelihood.log_prob(x, params)
+
+
 class FSQObjective(nn.Module):
     """Same call as `daps.objectives.daps.DAPS.loss`; holds no parameters of its own (no eta)."""
 
@@ -23,8 +30,7 @@ class FSQObjective(nn.Module):
         """Returns (loss, zero eta loss, metrics) for x (B, *event); model is a DiscreteVAE with
         an `FSQRecognition` and a generator embedding `FSQCodeEmbedding`."""
         codes, idx = model.recognition.quantize(x)
-        params = model.generator.from_embeddings(model.generator.embed.from_codes(codes).unsqueeze(1))
-        log_p = model.likelihood.log_prob(x, params)  # (B, 1)
+        log_p = straight_through_log_p(model, x, codes)  # (B, 1)
         kl = torch.full_like(log_p, model.block_size * math.log(model.vocab_size))
         loss = -log_p.mean()
         used, perplexity = codebook_usage(idx, model.vocab_size)
