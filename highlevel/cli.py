@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -44,46 +44,79 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(..., "--ckpt", help="High-level checkpoint (RUN/checkpoint.pt)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="eval.json to write (default: beside the checkpoint)."),
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="High-level checkpoint (RUN/checkpoint.pt) or exported model; default: the shipped models/highlevel.pt."),
+    out: Optional[Path] = typer.Option(None, "--out", help="eval.json to write (default: beside a training checkpoint; ./highlevel_eval.json for an exported model)."),
     pairs: int = typer.Option(1024, "--pairs", help="Held-out pairs scored for NLL."),
     rmse_pairs: int = typer.Option(128, "--rmse-pairs", help="Held-out pairs decoded for the joint RMSE."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to decode with (default: the one the policy was trained against / the shipped one)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Held-out next-segment code NLL (nats/token) and decoded joint RMSE (rad) with the full
     context, history only (text/COM masked) and unconditional (all masked)."""
+    from daps.io import atomic_write_text
+    from highlevel.card import held_out_metrics
+    from highlevel.ship import default_highlevel_path
+
+    path = ckpt or default_highlevel_path()
+    m = held_out_metrics(path, pairs, rmse_pairs, data, motion_vae)
     import torch
 
-    from daps.io import atomic_write_text
-    from highlevel.dataset import cached_pairs
-    from highlevel.text import EmbeddingCache
-    from highlevel.train import evaluate_prior, load_prior
-    from motion_vae.models import default_model_path, load_motion_vae
-
-    if pairs < 1 or rmse_pairs < 0:
-        raise ValueError(f"--pairs must be >= 1 and --rmse-pairs >= 0, got {pairs}, {rmse_pairs}")
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    model, cfg, ck = load_prior(ckpt)
-    vae_path = Path(ck["extra"].get("motion_vae") or default_model_path())
-    cache = ckpt.parent.parent / "highlevel_cache"
-    val = cached_pairs("val", vae_path, cache, root=data, max_frames=cfg.max_frames, clips=cfg.val_clips,
-                       offsets=cfg.offsets, text_cache=EmbeddingCache(cache / "text_embeddings.npz"))
-    vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
-    m = evaluate_prior(model, val, pairs, rmse_pairs, vae, stats, data, cfg.seed)
-    m = {"step": ck["step"], "val_clips": sorted(set(val.clip_names)), "val_pairs": len(val), **m}
-    out = out or ckpt.parent / "eval.json"
+    exported = bool(torch.load(path, map_location="cpu", weights_only=True).get("exported"))
+    out = out or (Path("highlevel_eval.json") if exported else path.parent / "eval.json")
     atomic_write_text(out, json.dumps(m, indent=1) + "\n")
     for k, v in m.items():
         typer.echo(f"{k:>36s}  {v:.4f}" if isinstance(v, float) else f"{k:>36s}  {v}")
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def export(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Training checkpoint (RUN/checkpoint.pt)."),
+    out: Path = typer.Option(..., "--out", help="Model file to write (e.g. models/highlevel.pt)."),
+    full_precision: bool = typer.Option(False, "--full-precision", help="Keep float32 weights (default: float16 where safe)."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE the run was trained against (default: the file it recorded)."),
+) -> None:
+    """Slim model file for shipping: weights, config, step, the motion VAE's sha256; no optimiser state."""
+    from highlevel.ship import export_highlevel
+
+    if out.suffix != ".pt":
+        raise ValueError(f"--out {out}: must end in .pt")
+    r = export_highlevel(ckpt, out, half=not full_precision, motion_vae=motion_vae)
+    typer.echo(f"wrote {out} ({r['size_bytes'] / 1e6:.2f} MB; {r['half_tensors']} float16 / {r['float32_tensors']} float32 tensors; "
+               f"motion VAE {r['motion_vae']} sha256 {r['motion_vae_sha256'][:12]})")
+
+
+@app.command()
+def card(
+    model: Optional[Path] = typer.Option(None, "--model", help="Exported model file (default: models/highlevel.pt)."),
+    command: str = typer.Option(..., "--command", help="The exact training command, for the record."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Card to write (default: the model's name with .md)."),
+    eval_json: Optional[Path] = typer.Option(None, "--eval-json", help="eval.json of `daps highlevel eval` for that model (default: measured now)."),
+    notes: str = typer.Option("", "--notes", help="Extra Markdown lines (e.g. several sittings)."),
+    train_commit: Optional[str] = typer.Option(None, "--train-commit", help="Commit of the training code, for runs that did not record it."),
+    machine: Optional[str] = typer.Option(None, "--machine", help="Training machine, for runs that did not record it."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Write the model card: command, commit, split, steps, wall time, machine, motion VAE sha256,
+    held-out NLL per context, and the slice check the shipped-model test re-measures."""
+    from highlevel.card import write_card
+    from highlevel.ship import default_highlevel_path
+
+    model = model or default_highlevel_path()
+    if eval_json is not None and not eval_json.is_file():
+        raise FileNotFoundError(f"--eval-json {eval_json}: file not found")
+    c = write_card(model, command, out or model.with_suffix(".md"), notes, train_commit, machine, eval_json, data)
+    typer.echo(f"wrote {out or model.with_suffix('.md')} (slice NLL text+com+history {c['slice_nll/text+com+history']:.4f} nats/token)")
+
+
 def command(
     prompt: str = typer.Argument(..., help="What the robot should do, e.g. \"walk forward\"."),
-    seconds: float = typer.Option(4.0, "--seconds", help="Length of the motion (s)."),
+    then: Optional[List[str]] = typer.Option(None, "--then", help="A further prompt, after the one before (repeatable): --then \"turn left\" --then \"run\"."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of each prompt's part (s; default 4); the text switches at the next segment boundary."),
+    segments_per_prompt: Optional[int] = typer.Option(None, "--segments-per-prompt", help="Instead of --seconds: 32-frame segments per prompt."),
     out: Path = typer.Option(Path("command.mp4"), "--out", help="MP4 to write; the codes go to the same name with .json."),
     kinematic: bool = typer.Option(False, "--kinematic", help="Decode the codes to joint angles and play them without physics."),
-    model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint (default: models/highlevel.pt)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
     speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s); with --turn gives the COM goal."),
     turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
@@ -93,12 +126,14 @@ def command(
     width: int = typer.Option(480, "--width", help="Video width (pixels)."),
     height: int = typer.Option(352, "--height", help="Video height (pixels)."),
 ) -> None:
-    """Text -> 64 latent codes every 32-frame segment -> motion -> MP4 + JSON."""
+    """Text -> 64 latent codes every 32-frame segment -> motion -> MP4 + JSON; --then switches prompts mid-run."""
     from highlevel.command import run_command
 
-    rec = run_command(prompt, seconds, out, kinematic, model, speed, turn, temperature, top_k, seed, text_cache,
-                      width=width, height=height)
-    a = rec["achieved"]
-    typer.echo(f"{len(rec['segments'])} segments, {rec['frames']} frames; root speed {a['root_speed_m_s']} m/s, "
-               f"turn {a['turn_rate_rad_s']} rad/s")
+    rec = run_command([prompt, *(then or [])], seconds, out, kinematic, model, speed, turn, temperature, top_k, seed,
+                      text_cache, width=width, height=height, segments_per_prompt=segments_per_prompt)
+    for p in rec["prompts"]:
+        a = p["achieved"] or {}
+        typer.echo(f'"{p["prompt"]}": segments {p["first_segment"]}-{p["first_segment"] + p["segments"] - 1}, root speed '
+                   f'{a.get("root_speed_m_s")} m/s, turn {a.get("turn_rate_rad_s")} rad/s')
+    typer.echo(f"{len(rec['segments'])} segments, {rec['frames']} frames")
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")

@@ -1,18 +1,25 @@
-"""`daps command "walk forward" --kinematic`: text -> codes every segment -> motion -> MP4 + JSON.
+"""`daps command "walk forward" [--then "turn left" ...] --kinematic`: text -> codes every segment -> motion -> MP4 + JSON.
 
 Every 32 frames (1.07 s at 30 Hz) the high-level prior samples the next segment's 64 codes from
-the prompt's embedding, the root window and the previous segment's codes (absent for the first
-segment). The root window's past half is the motion generated so far (a standing start at the
-first segment); its future half is an arc at the commanded --speed (m/s) and --turn (rad/s)
-when either is given, else the whole COM input is masked (text alone). With --kinematic the
-codes are decoded by the motion VAE into joint angles and a root trajectory (integrated from the
-decoded velocities, each segment continuing from the last frame of the one before) and played
-without physics (MuJoCo kinematics, offscreen, prompt drawn on the frames). The physics path
-through the low-level policy is not built yet (no shipped low-level policy in models/).
+the current prompt's embedding, the root window and the previous segment's codes (absent for the
+first segment). Several prompts (`--then`) take turns: each drives `--seconds` of the run (or
+`--segments-per-prompt` segments); the text switches at segment boundaries (`prompt_schedule`),
+the history (codes and root window) carries over. The root window's past half is the motion
+achieved so far (a standing start at the first segment); its future half is an arc at the
+commanded --speed (m/s) and --turn (rad/s) when either is given, else the whole COM input is
+masked (text alone).
 
-Outputs: OUT.mp4 and OUT.json (codes per segment; achieved root speed = net horizontal
-displacement / time, path speed = path length / time, turn rate = net heading change / time), both
-written atomically; the JSON first, so it exists even where rendering is unavailable.
+Each segment's codes go to a *follower* (`SegmentFollower`), the hook between the levels: it
+turns codes into the motion achieved over that segment, which becomes the history of the next.
+`KinematicFollower` (--kinematic) decodes them with the motion VAE (root integrated from the
+decoded velocities, each segment continuing from the last frame of the one before); a physics
+follower (the low-level policy tracking the codes in MuJoCo, reporting falls) plugs in at the same
+place and is not built yet (no shipped low-level policy in models/).
+
+Outputs: OUT.mp4 (current prompt drawn on each frame) and OUT.json (prompts and their segment
+spans, codes per segment; achieved root speed = net horizontal displacement / time, path speed =
+path length / time, turn rate = net heading change / time, for the whole run and per prompt),
+both written atomically; the JSON first, so it exists even where rendering is unavailable.
 """
 from __future__ import annotations
 
@@ -28,22 +35,46 @@ import numpy as np  # noqa: E402
 
 from daps.io import atomic_write, atomic_write_text  # noqa: E402
 
-HIGHLEVEL_MODEL_NAME = "highlevel.pt"
+from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_highlevel_path  # noqa: E402,F401 (re-exported)
+
 START_HEIGHT = 0.98  # m, pelvis height of the standing start (LAFAN1-H1 upright mean ~0.97-1.02)
+SEG, FPS = 32, 30.0
+DEFAULT_SECONDS = 4.0
 
 
-def default_highlevel_path() -> Path:
-    """$DAPS_MODELS_DIR/highlevel.pt, else models/highlevel.pt of the repository (not shipped yet)."""
-    root = os.environ.get("DAPS_MODELS_DIR")
-    return Path(root) / HIGHLEVEL_MODEL_NAME if root else Path(__file__).resolve().parents[1] / "models" / HIGHLEVEL_MODEL_NAME
+def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_prompt: int | None = None) -> tuple[list[int], int]:
+    """Which prompt drives each segment, and the run's length in frames.
 
-
-def check_args(prompt: str, seconds: float, out: Path, temperature: float, top_k: int, kinematic: bool) -> None:
-    """Raise ValueError (one line naming the flag) for bad command-line values."""
-    if not prompt or not prompt.strip():
-        raise ValueError("PROMPT is empty: describe the motion, e.g. daps command \"walk forward\"")
+    With segments_per_prompt k: n_prompts * k segments, prompt i on segments i*k ... i*k+k-1,
+    n_prompts * k * 32 frames. Else each prompt lasts `seconds` (s): the run has
+    round(n_prompts * seconds * 30) frames, ceil(frames / 32) segments, and segment j (first frame
+    32 j) follows the prompt whose time span holds that frame, so switches land on the first
+    segment boundary at or after each multiple of `seconds`. Returns (prompt index per segment,
+    frames). ValueError (one line) for bad values.
+    """
+    if n_prompts < 1:
+        raise ValueError("need at least one prompt")
+    if segments_per_prompt is not None:
+        if seconds is not None:
+            raise ValueError("give --seconds or --segments-per-prompt, not both")
+        if segments_per_prompt < 1:
+            raise ValueError(f"--segments-per-prompt must be >= 1, got {segments_per_prompt}")
+        return [i for i in range(n_prompts) for _ in range(segments_per_prompt)], n_prompts * segments_per_prompt * SEG
+    seconds = DEFAULT_SECONDS if seconds is None else seconds
     if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"--seconds must be a positive number, got {seconds}")
+    per = seconds * FPS
+    frames = max(2, int(round(n_prompts * per)))
+    segments = max(1, math.ceil(frames / SEG))
+    return [min(n_prompts - 1, int((SEG * j + 1e-6) // per)) for j in range(segments)], frames
+
+
+def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool) -> None:
+    """Raise ValueError (one line naming the flag) for bad command-line values."""
+    if not prompts or not prompts[0] or not prompts[0].strip():
+        raise ValueError("PROMPT is empty: describe the motion, e.g. daps command \"walk forward\"")
+    if any(not p or not p.strip() for p in prompts[1:]):
+        raise ValueError("--then prompt is empty: describe the motion, e.g. --then \"turn left\"")
     if Path(out).suffix.lower() != ".mp4":
         raise ValueError(f"--out {out}: must end in .mp4")
     if temperature < 0 or top_k < 0:
@@ -81,33 +112,100 @@ def standing_rows(n: int = 32, height: float = START_HEIGHT) -> np.ndarray:
     return r
 
 
-def generate(prior, vae, stats, emb: np.ndarray, segments: int, speed: float | None = None, turn: float | None = None,
-             temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Codes (S, 64) and decoded CSV rows (S*32, 26) for a prompt embedding emb (384,)."""
+class SegmentFollower:
+    """The hook where a lower level consumes the high level's codes, one segment at a time.
+
+    `follow(codes, history, index)`: codes (B, 64) int64 of segment `index` for B parallel
+    rollouts; history (B, H >= 32, 26) CSV rows (root xyz m, root quaternion x y z w, 19 joint
+    angles rad) of the motion achieved so far (a standing start before segment 0). Returns the
+    rows (B, 32, 26) achieved while following the codes. `record()`: extra JSON fields of the run
+    (a physics follower would report falls and COM there).
+    """
+
+    kinematic = True
+
+    def follow(self, codes: np.ndarray, history: np.ndarray, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def record(self) -> dict:
+        return {}
+
+
+class KinematicFollower(SegmentFollower):
+    """Decodes codes with the motion VAE, no physics: each rollout's segment continues from the
+    root position and heading of its last achieved frame (from the VAE's own pose at segment 0)."""
+
+    def __init__(self, vae, stats):
+        self.vae, self.stats = vae, stats
+
+    def follow(self, codes: np.ndarray, history: np.ndarray, index: int) -> np.ndarray:
+        from motion_vae.codec import decode_codes
+
+        return np.stack([decode_codes(self.vae, self.stats, c[None], start_rows=h[-1:] if index > 0 else None)
+                         for c, h in zip(codes, history)])
+
+
+def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
+                   turn: float | None = None, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                   batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26).
+
+    emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
+    None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
+    (rad/s): the COM goal of every segment (both None: COM masked). Rollouts draw independent
+    codes from one torch generator seeded with seed.
+    """
     import torch
 
-    from motion_vae.codec import decode_codes
-
     g = torch.Generator().manual_seed(seed)
-    hist = standing_rows()
-    prev = np.zeros(prior.cfg.block_size, np.int64)
+    t_max = prior.cfg.block_size
+    if emb is not None:
+        emb = np.asarray(emb, np.float32)
+        emb = np.broadcast_to(emb, (segments, emb.shape[-1])) if emb.ndim == 1 else emb
+        if len(emb) != segments:
+            raise ValueError(f"emb: expected {segments} per-segment embeddings, got {len(emb)}")
+    hist = np.repeat(standing_rows()[None], batch, 0)
+    prev = np.zeros((batch, t_max), np.int64)
     use_com = speed is not None or turn is not None
     codes, rows = [], []
     for j in range(segments):
-        past = past_window(hist)
-        fut = future_arc(speed or 0.0, turn or 0.0, float(hist[-1, 2])) if use_com else np.zeros((32, 3), np.float32)
-        com = torch.from_numpy(np.concatenate([past, fut])[None])
-        mask = torch.tensor([[True, use_com, j > 0]])
-        z = prior.sample(torch.from_numpy(emb[None]), com, torch.from_numpy(prev[None]), mask, temperature, top_k, g)[0].numpy()
-        seg = decode_codes(vae, stats, z[None], start_rows=hist[-1:] if j > 0 else None)
+        past = np.stack([past_window(h) for h in hist])
+        fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2])) for h in hist]) if use_com
+               else np.zeros((batch, 32, 3), np.float32))
+        com = torch.from_numpy(np.concatenate([past, fut], 1))
+        text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
+        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch, 3)
+        z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, g).numpy()
+        seg = follower.follow(z, hist, j)
         codes.append(z)
         rows.append(seg)
-        hist, prev = np.concatenate([hist, seg])[-64:], z
-    return np.stack(codes), np.concatenate(rows)
+        hist, prev = np.concatenate([hist, seg], 1)[:, -64:], z
+    return np.stack(codes, 1), np.concatenate(rows, 1)
 
 
-def render_rows(rows: np.ndarray, out: Path, prompt: str, fps: float = 30.0, width: int = 480, height: int = 352) -> int:
-    """Write an MP4 of CSV rows (T, 26) played kinematically (no physics); returns frames written."""
+def generate(prior, vae, stats, emb: np.ndarray, segments: int, speed: float | None = None, turn: float | None = None,
+             temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One kinematic rollout: codes (S, 64) and decoded CSV rows (S*32, 26) for a prompt
+    embedding emb (384,) or per-segment embeddings (S, 384)."""
+    c, r = generate_batch(prior, KinematicFollower(vae, stats), emb, segments, speed, turn, temperature, top_k, seed, 1)
+    return c[0], r[0]
+
+
+def achieved(rows: np.ndarray) -> dict:
+    """Root measures of CSV rows (T >= 2, 26): speed (net displacement / time, m/s), path speed
+    (path length / time, m/s), turn rate (net heading change / time, rad/s), mean height (m)."""
+    from highlevel.annotate import segment_measures
+
+    m = segment_measures(rows)
+    return {"root_speed_m_s": round(m["speed"], 3),
+            "path_speed_m_s": round(float(np.linalg.norm(np.diff(rows[:, :2], axis=0), axis=1).sum() * FPS / (len(rows) - 1)), 3),
+            "turn_rate_rad_s": round(m["yaw_rate"], 3),
+            "mean_root_height_m": round(m["height"], 3)}
+
+
+def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float = 30.0, width: int = 480, height: int = 352) -> int:
+    """Write an MP4 of CSV rows (T, 26) played kinematically (no physics); returns frames written.
+    prompt: one string, or one per frame (T,) drawn on its frame."""
     import imageio.v2 as imageio
     import mujoco
     from PIL import Image, ImageDraw
@@ -122,13 +220,14 @@ def render_rows(rows: np.ndarray, out: Path, prompt: str, fps: float = 30.0, wid
     for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
         gr.renderer.scene.flags[flag] = 0  # software (llvmpipe) rendering: ~3x faster without them
     qpos = csv_to_qpos(rows)
+    labels = [prompt] * len(qpos) if isinstance(prompt, str) else list(prompt)
     frames = []
     try:
-        for q in qpos:
+        for q, label in zip(qpos, labels):
             data.qpos[:] = q
             mujoco.mj_kinematics(model, data)
             img = Image.fromarray(gr.render(data, None))
-            ImageDraw.Draw(img).text((10, 10), f'"{prompt}" (kinematic)', fill=(255, 255, 255))
+            ImageDraw.Draw(img).text((10, 10), f'"{label}" (kinematic)', fill=(255, 255, 255))
             frames.append(np.asarray(img))
     finally:
         gr.close()
@@ -142,50 +241,56 @@ def render_rows(rows: np.ndarray, out: Path, prompt: str, fps: float = 30.0, wid
     return len(frames)
 
 
-def run_command(prompt: str, seconds: float, out: str | Path, kinematic: bool = True, model: str | Path | None = None,
-                speed: float | None = None, turn: float | None = None, temperature: float = 1.0, top_k: int = 0,
-                seed: int = 0, text_cache: str | Path | None = None, video: bool = True,
-                width: int = 480, height: int = 352) -> dict:
-    """The whole command; returns the JSON record. Raises ValueError / CheckpointError (one line)."""
+def run_command(prompt: str | list[str], seconds: float | None, out: str | Path, kinematic: bool = True,
+                model: str | Path | None = None, speed: float | None = None, turn: float | None = None,
+                temperature: float = 1.0, top_k: int = 0, seed: int = 0, text_cache: str | Path | None = None,
+                video: bool = True, width: int = 480, height: int = 352, segments_per_prompt: int | None = None,
+                motion_vae: str | Path | None = None) -> dict:
+    """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
+    each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
+    segments each). Raises ValueError / CheckpointError (one line)."""
     out = Path(out)
-    check_args(prompt, seconds, out, temperature, top_k, kinematic)
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    check_args(prompts, out, temperature, top_k, kinematic)
+    plan, n_frames = prompt_schedule(len(prompts), seconds, segments_per_prompt)
     if not (16 <= width <= 640 and 16 <= height <= 480):
         raise ValueError(f"--width/--height must lie in 16..640 x 16..480 (the model's offscreen buffer), got {width} x {height}")
     import torch
 
-    from daps.trainer import CheckpointError
+    from highlevel.ship import load_highlevel
     from highlevel.text import EmbeddingCache
-    from highlevel.train import load_prior
     from motion_vae.models import load_motion_vae
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     path = Path(model) if model else default_highlevel_path()
-    if not path.is_file():
-        raise CheckpointError(f"{path}: high-level model not found; train one with `daps highlevel train` and pass --model RUN/checkpoint.pt")
-    prior, cfg, ck = load_prior(path)
-    vae_path = ck.get("extra", {}).get("motion_vae")
-    vae, _, stats, _ = load_motion_vae(vae_path if vae_path and Path(vae_path).is_file() else None, "cpu")
-    emb = EmbeddingCache(text_cache).encode([prompt.strip()])[0]
-    segments = max(1, math.ceil(seconds * 30.0 / 32))
-    codes, rows = generate(prior, vae, stats, emb, segments, speed, turn, temperature, top_k, seed)
-    rows = rows[: max(2, int(round(seconds * 30.0)))]
-    from highlevel.annotate import segment_measures
-
-    m = segment_measures(rows)
-    rec = {"prompt": prompt, "seconds": seconds, "frames": len(rows), "kinematic": True, "model": str(path),
-           "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k,
+    prior, cfg, ck, vae_path = load_highlevel(path, motion_vae)
+    vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
+    prompts = [p.strip() for p in prompts]
+    table = EmbeddingCache(text_cache).encode(prompts)
+    emb = table[plan]  # (S, 384)
+    follower = KinematicFollower(vae, stats)
+    codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1)
+    codes, rows = codes[0], rows[0][:n_frames]
+    spans = []
+    for i, p in enumerate(prompts):
+        segs = [j for j, k in enumerate(plan) if k == i]
+        f0, f1 = SEG * segs[0], min(n_frames, SEG * (segs[-1] + 1))
+        spans.append({"index": i, "prompt": p, "first_segment": segs[0], "segments": len(segs), "first_frame": f0,
+                      "frames": f1 - f0, "achieved": achieved(rows[max(0, f0 - 1) : f1]) if f1 - f0 >= 2 else None})
+    rec = {"prompt": prompts[0], "prompts": spans, "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
+           "segments_per_prompt": segments_per_prompt, "frames": len(rows), "kinematic": follower.kinematic, "model": str(path),
+           "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k,
            "commanded": {"speed_m_s": speed, "turn_rad_s": turn},
-           "achieved": {"root_speed_m_s": round(m["speed"], 3),
-                        "path_speed_m_s": round(float(np.linalg.norm(np.diff(rows[:, :2], axis=0), axis=1).sum() * 30.0 / (len(rows) - 1)), 3),
-                        "turn_rate_rad_s": round(m["yaw_rate"], 3),
-                        "mean_root_height_m": round(m["height"], 3)},
-           "segments": [{"index": j, "first_frame": 32 * j, "codes": c.tolist()} for j, c in enumerate(codes)],
+           "achieved": achieved(rows), **follower.record(),
+           "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist()}
+                        for j, c in enumerate(codes)],
            "mp4": str(out) if video else None}
     json_path = out.with_suffix(".json")
     atomic_write_text(json_path, json.dumps(rec, indent=1) + "\n")
     if video:
+        labels = [prompts[plan[f // SEG]] for f in range(len(rows))]
         try:
-            rec["video_frames"] = render_rows(rows, out, prompt, width=width, height=height)
+            rec["video_frames"] = render_rows(rows, out, labels, width=width, height=height)
         except Exception as e:  # noqa: BLE001 - the GL stack raises many types
             raise ValueError(f"rendering {out} failed (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {type(e).__name__}); "
                              f"codes written to {json_path}") from None

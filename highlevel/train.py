@@ -139,11 +139,12 @@ def evaluate_prior(model: HighLevelPrior, val: PairSet, n_nll: int, n_rmse: int,
     return out
 
 
-def _save(path: Path, model, opt, cfg: HLConfig, step: int, secs: float, rng, gen, vae_path: str) -> None:
+def _save(path: Path, model, opt, cfg: HLConfig, step: int, secs: float, rng, gen, extra: dict) -> None:
+    """extra: {"motion_vae": path, "motion_vae_sha256", "commit", "machine"} (see train_prior)."""
     atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": KIND, "config": cfg.to_dict(), "step": step,
                        "train_seconds": secs, "model": model.state_dict(), "optimizer": opt.state_dict(),
                        "rng": {"torch": gen.get_state(), "numpy": rng.bit_generator.state},
-                       "extra": {"motion_vae": vae_path}}, path)
+                       "extra": extra}, path)
 
 
 def load_prior(path: str | Path) -> tuple[HighLevelPrior, HLConfig, dict]:
@@ -180,6 +181,12 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     train = cached_pairs("train", vae_path, cache_dir, clips=cfg.train_clips, **kw)
     val = cached_pairs("val", vae_path, cache_dir, clips=cfg.val_clips, **kw)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
+    from highlevel.ship import file_sha256
+    from motion_vae.card import describe_machine, git_commit
+
+    # what the run was made with, for the model card; the sha256 pins the codebook the prior predicts
+    extra = {"motion_vae": str(vae_path), "motion_vae_sha256": file_sha256(vae_path), "commit": git_commit(),
+             "machine": describe_machine()}
     model = HighLevelPrior(cfg.prior)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
@@ -193,6 +200,11 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
         gen.set_state(ck["rng"]["torch"])
         rng.bit_generator.state = ck["rng"]["numpy"]
         start, secs0 = ck["step"], ck.get("train_seconds", 0.0)
+        old = ck.get("extra", {})
+        if old.get("motion_vae_sha256") and old["motion_vae_sha256"] != extra["motion_vae_sha256"]:
+            raise CheckpointError(f"{ckpt_path}: trained against another motion VAE (sha256 {old['motion_vae_sha256'][:12]}, "
+                                  f"{vae_path} has {extra['motion_vae_sha256'][:12]}); use a new --run-dir")
+        extra["commit"] = old.get("commit") or extra["commit"]  # the first sitting's commit made most of it
     log, elog = MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)
     losses, t0, step = [], time.perf_counter(), start
     secs = lambda: secs0 + time.perf_counter() - t0  # noqa: E731
@@ -215,13 +227,13 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
             elog.write(step + 1, evaluate_prior(model, val, cfg.eval_pairs, 0))
         if (step + 1) % cfg.ckpt_every == 0:
-            _save(ckpt_path, model, opt, cfg, step + 1, secs(), rng, gen, str(vae_path))
+            _save(ckpt_path, model, opt, cfg, step + 1, secs(), rng, gen, extra)
         if time_limit_s is not None and secs() >= time_limit_s:
             step += 1
             break
     else:
         step = cfg.steps
-    _save(ckpt_path, model, opt, cfg, step, secs(), rng, gen, str(vae_path))
+    _save(ckpt_path, model, opt, cfg, step, secs(), rng, gen, extra)
     metrics = evaluate_prior(model, val, cfg.eval_pairs, cfg.rmse_pairs, vae, stats, root, cfg.seed)
     elog.write(step, metrics)
     log.close()

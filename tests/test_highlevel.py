@@ -144,6 +144,81 @@ def test_tiny_run_trains_and_resumes(tiny_run, text_cache):
     assert ck["step"] == 65 and cfg.steps == 65
 
 
+def test_export_card_and_motion_vae_pin(tiny_run, text_cache, tmp_path, monkeypatch):
+    from daps.trainer import CheckpointError
+    from highlevel.card import SLICE, slice_metrics, write_card
+    from highlevel.ship import export_highlevel, file_sha256, load_highlevel
+    from motion_vae.card import read_card
+    from motion_vae.models import default_model_path
+
+    run, _ = tiny_run
+    out = tmp_path / "models" / "highlevel.pt"
+    out.parent.mkdir()
+    r = export_highlevel(run / "checkpoint.pt", out)
+    raw = torch.load(out, map_location="cpu", weights_only=True)
+    assert raw["exported"] and "optimizer" not in raw and "rng" not in raw
+    assert r["half_tensors"] > 0 and out.stat().st_size < (run / "checkpoint.pt").stat().st_size / 3
+    assert raw["extra"]["motion_vae_sha256"] == file_sha256(default_model_path())
+    # float16 weights score like the float32 checkpoint
+    cache = run.parent / "highlevel_cache"  # where the tiny run put its pairs
+    full = slice_metrics(run / "checkpoint.pt", cache_dir=cache, text_cache=text_cache)
+    half = slice_metrics(out, cache_dir=cache, text_cache=text_cache)
+    for k in full:
+        assert half[k] == pytest.approx(full[k], abs=5e-3), k
+    card = write_card(out, "daps highlevel train --preset tiny", out.with_suffix(".md"), cache_dir=cache, text_cache=text_cache)
+    assert read_card(out.with_suffix(".md")) == json.loads(json.dumps(card))
+    assert card["steps"] == raw["step"] and card["slice_pairs"] <= SLICE and card["size_bytes"] == out.stat().st_size
+    assert card["motion_vae_sha256"] == raw["extra"]["motion_vae_sha256"]
+    assert set(card["validation"]) >= {"nll/text+com+history", "nll/history only", "nll/unconditional"}
+    # another motion VAE beside it: loading refuses, in one line, from the library and the command
+    other = tmp_path / "models" / "motion_vae.pt"
+    other.write_bytes(default_model_path().read_bytes() + b"\0")
+    with pytest.raises(CheckpointError, match="trained against a motion VAE with sha256"):
+        load_highlevel(out, other)
+    monkeypatch.setenv("DAPS_MODELS_DIR", str(out.parent))
+    with pytest.raises(CheckpointError, match=f"{other} has [0-9a-f]{{12}}: use that motion VAE"):
+        load_highlevel(None)
+    from daps import cli
+
+    monkeypatch.setattr(sys, "argv", ["daps", "command", "walk", "--kinematic", "--out", str(tmp_path / "x.mp4")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 2
+    with pytest.raises(CheckpointError, match="already an exported model"):
+        export_highlevel(out, tmp_path / "again.pt")
+
+
+def test_prompt_schedule():
+    from highlevel.command import prompt_schedule
+
+    assert prompt_schedule(1, 1.5) == ([0, 0], 45)  # one prompt: as before
+    assert prompt_schedule(3, 2.0) == ([0, 0, 1, 1, 2, 2], 180)  # switches at the first boundary >= 2 s, 4 s
+    assert prompt_schedule(2, 32 / 30) == ([0, 1], 64)
+    assert prompt_schedule(3, None, 2) == ([0, 0, 1, 1, 2, 2], 192)
+    with pytest.raises(ValueError, match="not both"):
+        prompt_schedule(2, 1.0, 2)
+    with pytest.raises(ValueError, match="--segments-per-prompt must be >= 1"):
+        prompt_schedule(2, None, 0)
+
+
+def test_command_then_switches_prompts(tiny_run, text_cache, tmp_path):
+    from highlevel.command import run_command
+
+    run, _ = tiny_run
+    out = tmp_path / "multi.mp4"
+    rec = run_command(PROMPTS, None, out, model=run / "checkpoint.pt", text_cache=text_cache.path, video=False,
+                      segments_per_prompt=2)
+    assert json.loads(out.with_suffix(".json").read_text()) == json.loads(json.dumps(rec))
+    assert [s["prompt_index"] for s in rec["segments"]] == [0, 0, 1, 1, 2, 2] and rec["frames"] == 192
+    assert [p["prompt"] for p in rec["prompts"]] == PROMPTS and [p["first_frame"] for p in rec["prompts"]] == [0, 64, 128]
+    assert all(p["achieved"]["root_speed_m_s"] >= 0 for p in rec["prompts"])
+    # the prompt sequence changes what is generated after the switch, not before
+    rec1 = run_command(["walk forward"], None, tmp_path / "one.mp4", model=run / "checkpoint.pt",
+                       text_cache=text_cache.path, video=False, segments_per_prompt=6)
+    assert [s["codes"] for s in rec1["segments"][:2]] == [s["codes"] for s in rec["segments"][:2]]
+    assert [s["codes"] for s in rec1["segments"][2:]] != [s["codes"] for s in rec["segments"][2:]]
+
+
 def _gl_works(env) -> bool:
     code = ("import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>');"
             "mujoco.Renderer(m, 32, 32).render()")
@@ -176,6 +251,8 @@ def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
     (["walk", "--seconds", "-1", "--kinematic"], "--seconds must be a positive"),
     (["walk", "--kinematic", "--model", "/nonexistent/highlevel.pt"], "/nonexistent/highlevel.pt: high-level model not found"),
     (["walk"], "physics path needs a shipped low-level policy"),
+    (["walk", "--kinematic", "--then", " "], "--then prompt is empty"),
+    (["walk", "--kinematic", "--then", "run", "--seconds", "2", "--segments-per-prompt", "1"], "not both"),
 ])
 def test_command_bad_input_one_line_error(args, message, monkeypatch, capsys, tmp_path):
     from daps import cli
