@@ -109,6 +109,32 @@ def card(
     typer.echo(f"wrote {out or model.with_suffix('.md')} (slice NLL text+com+history {c['slice_nll/text+com+history']:.4f} nats/token)")
 
 
+@app.command()
+def control(
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="High-level checkpoint or exported model; default: the shipped models/highlevel.pt."),
+    out: Path = typer.Option(..., "--out", help="Folder for control.json and control.md."),
+    rollouts: int = typer.Option(10, "--rollouts", help="Kinematic rollouts per prompt."),
+    segments: int = typer.Option(5, "--segments", help="32-frame segments per rollout (>= 2; the first is not scored)."),
+    seed: int = typer.Option(0, "--seed"),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
+    top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
+    stride: int = typer.Option(32, "--stride", help="Frames between the classifier's training segments."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use only each clip's first frames for the classifier (tests)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Classifier-feature and text-embedding cache (default: the policy's highlevel_cache)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Controllability, kinematic: a motion-type classifier on real segments (held-out clips
+    excluded from its training) labels rollouts of unseen-phrasing prompts of 6 categories;
+    commanded vs achieved root speed and turn rate."""
+    from highlevel.control import run_control
+
+    if max_frames is not None and max_frames < 32:
+        raise ValueError(f"--max-frames must be >= 32, got {max_frames}")
+    rec = run_control(ckpt, out, rollouts, segments, seed, temperature, top_k, stride, max_frames, data, None, cache_dir)
+    o = rec["overall"]
+    typer.echo(f"overall rollout accuracy {o['accuracy']:.3f} (chance {o['chance']:.3f}); wrote {out / 'control.json'} and {out / 'control.md'}")
+
+
 def command(
     prompt: str = typer.Argument(..., help="What the robot should do, e.g. \"walk forward\"."),
     then: Optional[List[str]] = typer.Option(None, "--then", help="A further prompt, after the one before (repeatable): --then \"turn left\" --then \"run\"."),

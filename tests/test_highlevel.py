@@ -219,6 +219,44 @@ def test_command_then_switches_prompts(tiny_run, text_cache, tmp_path):
     assert [s["codes"] for s in rec1["segments"][2:]] != [s["codes"] for s in rec["segments"][2:]]
 
 
+def test_control_study_tiny(tiny_run, text_cache, tmp_path):
+    from highlevel.annotate import load_annotations
+    from highlevel.control import CATEGORIES, SPEED_TURN, UNSEEN_PROMPTS, clip_label, run_control
+
+    assert clip_label("sprint1_subject2") == "run" and clip_label("fightAndSports1_subject4") == "fight"
+    assert {clip_label(c) for c in list_clips()} == set(CATEGORIES)  # every clip labelled, >= 6 categories
+    seen = {p.lower() for ps in load_annotations().values() for p in ps}
+    assert set(UNSEEN_PROMPTS) == set(CATEGORIES) and not seen & {p.lower() for p in UNSEEN_PROMPTS.values()}
+    run, _ = tiny_run
+    rec = run_control(run / "checkpoint.pt", tmp_path / "ctl", rollouts=2, segments=2, max_frames=64,
+                      text_cache=text_cache, cache_dir=tmp_path / "cache", speed_turn=SPEED_TURN[:2], progress=False)
+    assert json.loads((tmp_path / "ctl" / "control.json").read_text()) == json.loads(json.dumps(rec))
+    md = (tmp_path / "ctl" / "control.md").read_text()
+    assert "| **overall** |" in md and "chance 0.17" in md
+    assert set(rec["categories"]) == set(CATEGORIES)
+    for v in rec["categories"].values():
+        assert 0 <= v["accuracy"] <= 1 and sum(v["labels"].values()) == 2
+    assert rec["overall"]["chance"] == pytest.approx(1 / 6, abs=1e-3)
+    c = rec["classifier"]
+    assert c["train_segments"] > 0 and "walk2_subject4" in c["heldout_clips"] and 0 <= c["heldout_accuracy"] <= 1
+    assert len(rec["speed_turn"]) == 2 and rec["speed_turn"][1]["commanded_speed_m_s"] == 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rollouts", "0"], "--rollouts must be >= 1"),
+    (["--segments", "1"], "--segments must be >= 2"),
+    (["--ckpt", "/nonexistent/hl.pt"], "/nonexistent/hl.pt: high-level model not found"),
+])
+def test_control_bad_input_one_line_error(args, message, monkeypatch, capsys, tmp_path):
+    from daps import cli
+
+    monkeypatch.setattr(sys, "argv", ["daps", "highlevel", "control", "--out", str(tmp_path / "ctl"), *args])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
 def _gl_works(env) -> bool:
     code = ("import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>');"
             "mujoco.Renderer(m, 32, 32).render()")

@@ -1,0 +1,347 @@
+"""Controllability of the high-level policy, kinematic (issue 12, section 4, second bullet).
+
+1. A motion-type classifier on real 32-frame segments. Labels: the clip name's category merged
+   into CATEGORIES (walk; run = run + sprint; dance; fight = fight + fightAndSports; jumps;
+   fallAndGetUp). Features of a segment (`segment_features`, 214 numbers): mean and standard
+   deviation over its 32 frames of the motion VAE's 104 per-frame features (computed on the
+   segment alone: root height and tilt, heading-frame root velocities, joint angles and
+   velocities, body positions relative to the pelvis; all independent of where the robot stands
+   and faces) plus the mean |root velocity| and |angular velocity| (6). Model: multinomial
+   logistic regression in torch (standardised features, class-balanced cross-entropy, L2 1e-2,
+   picked among 1e-4 ... 3e-2 on the held-out clips; a 64-unit MLP scored 0.60 there against 0.57),
+   trained on the TRAINING clips' segments only (stride `stride` frames). Validation: the
+   held-out clips (envs.lafan1.VAL_CLIPS; they cover walk, run, dance, fight), plus, for the
+   categories without a held-out clip (jumps, fallAndGetUp), one training clip each left out of
+   a second classifier fitted on the rest (`LEAVE_OUT`); and the held-out clips' segments
+   decoded from their true codes by the motion VAE (how the classifier reads VAE output, which
+   is what it labels below).
+2. For each category, a prompt of phrasing not in highlevel/annotations.json nor among the
+   measured segment phrases (UNSEEN_PROMPTS): `rollouts` kinematic rollouts of `segments`
+   segments (text alone, no COM goal), codes decoded by the motion VAE. Each segment after the
+   first (the first starts from a standing pose without history) is classified; a rollout's
+   label is the argmax of its segments' summed log-probabilities. Accuracy per category and
+   overall against chance (1/6), and against the "prompt ignored" baseline: the share of
+   text-free rollouts (text and COM masked) the classifier puts in each category.
+3. Speed / turn commands (SPEED_TURN): prompt + COM goal (--speed, --turn of `daps command`),
+   `rollouts` each; achieved root speed (net horizontal displacement / time, m/s) and turn rate
+   (net heading change / time, rad/s) over segments 1 ... S-1, mean and standard deviation, also
+   with the text alone (COM goal masked) for comparison.
+
+The pelvis stands in for the centre of mass. Writes OUT/control.json and OUT/control.md.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daps.io import atomic_write_text
+
+SEG = 32
+CATEGORIES = ("walk", "run", "dance", "fight", "jumps", "fallAndGetUp")
+MERGE = {"walk": "walk", "run": "run", "sprint": "run", "dance": "dance", "fight": "fight", "fightAndSports": "fight",
+         "jumps": "jumps", "fallAndGetUp": "fallAndGetUp"}
+UNSEEN_PROMPTS = {
+    "walk": "go for a relaxed stroll",
+    "run": "jog along at a steady pace",
+    "dance": "groove to the beat",
+    "fight": "spar with an opponent",
+    "jumps": "leap up into the air again and again",
+    "fallAndGetUp": "trip, hit the floor and climb back to your feet",
+}
+# training clips left out of a second classifier, for the categories without a held-out clip
+LEAVE_OUT = ("jumps1_subject5", "fallAndGetUp3_subject1")
+SPEED_TURN = (  # (prompt, commanded speed m/s, commanded turn rad/s, + = left)
+    ("walk forward", 0.5, 0.0),
+    ("walk forward", 1.0, 0.0),
+    ("run forward", 2.0, 0.0),
+    ("run forward", 3.0, 0.0),
+    ("walk forward while turning left", 1.0, 1.0),
+    ("walk forward while turning right", 1.0, -1.0),
+    ("turn left in place", 0.0, 1.0),
+    ("turn right in place", 0.0, -1.0),
+)
+
+
+def clip_label(name: str) -> str | None:
+    """Category (one of CATEGORIES) of a clip name like 'fightAndSports1_subject4'; None if other."""
+    from highlevel.annotate import clip_category
+
+    return MERGE.get(clip_category(name))
+
+
+def segment_features(rows: np.ndarray) -> np.ndarray:
+    """Features (n, 214) float32 of n consecutive segments: rows (n*32, 26) CSV rows or (n, 32, 26).
+
+    Each segment's per-frame features (motion_vae.features.compute_features, 104 columns) are
+    computed on the segment alone, then summarised: mean (104), standard deviation (104), mean
+    |root linear velocity| (3, m/s) and |root angular velocity| (3, rad/s), heading frame.
+    """
+    from envs.lafan1 import csv_to_qpos
+    from motion_vae.features import compute_features
+
+    rows = np.asarray(rows, np.float64)
+    segs = rows.reshape(-1, SEG, rows.shape[-1])
+    out = []
+    for s in segs:
+        f = compute_features(csv_to_qpos(s))
+        out.append(np.concatenate([f.mean(0), f.std(0), np.abs(f[:, 7:13]).mean(0)]))
+    return np.asarray(out, np.float32).reshape(len(segs), -1)
+
+
+def real_segments(clips: list[str], root=None, stride: int = SEG, max_frames: int | None = None,
+                  cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features (N, 214), labels (N,) int64 index into CATEGORIES, clip index (N,)) of the
+    32-frame segments starting every `stride` frames of the given clips (first max_frames frames
+    of each); clips outside CATEGORIES are skipped. Cached as .npz in cache_dir when given."""
+    import hashlib
+
+    from daps.io import atomic_write
+    from envs.lafan1 import load_clip_csv, resolve_clip_dir
+
+    if stride < 1:
+        raise ValueError(f"--stride must be >= 1, got {stride}")
+    clip_dir = resolve_clip_dir(root)
+    key = json.dumps([str(clip_dir), clips, stride, max_frames, "v1"])
+    path = Path(cache_dir) / f"classifier_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return z["x"], z["y"], z["clip"]
+    xs, ys, cs = [], [], []
+    for ci, name in enumerate(clips):
+        lab = clip_label(name)
+        if lab is None:
+            continue
+        rows = load_clip_csv(clip_dir / f"{name}.csv")[:max_frames]
+        starts = range(0, len(rows) - SEG + 1, stride)
+        if not len(starts):
+            continue
+        xs.append(segment_features(np.stack([rows[s : s + SEG] for s in starts])))
+        ys.append(np.full(len(starts), CATEGORIES.index(lab)))
+        cs.append(np.full(len(starts), ci))
+    if not xs:
+        raise ValueError("no labelled segments: the clips hold no category of " + ", ".join(CATEGORIES))
+    x, y, c = np.concatenate(xs), np.concatenate(ys).astype(np.int64), np.concatenate(cs).astype(np.int64)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: np.savez(tmp, x=x, y=y, clip=c))
+    return x, y, c
+
+
+class MotionClassifier:
+    """Multinomial logistic regression over segment features -> CATEGORIES.
+
+    fit(x (N, D), y (N,)): standardises with the training mean/std, class-balanced cross-entropy
+    (weights 1 / class frequency; classes absent from y get no weight), L2 weight_decay, full-batch
+    L-BFGS. log_proba(x) -> (N, K) log-probabilities; predict(x) -> (N,) class indices.
+    """
+
+    def __init__(self, weight_decay: float = 1e-2, iters: int = 200, seed: int = 0):
+        self.weight_decay, self.iters, self.seed = weight_decay, iters, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "MotionClassifier":
+        torch.manual_seed(self.seed)
+        k = len(CATEGORIES)
+        self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
+        xt, yt = torch.from_numpy((x - self.mu) / self.sd).float(), torch.from_numpy(y)
+        counts = torch.bincount(yt, minlength=k).float()
+        w = torch.where(counts > 0, counts.sum() / (k * counts.clamp_min(1)), torch.zeros_like(counts))
+        self.lin = torch.nn.Linear(x.shape[1], k)
+        opt = torch.optim.LBFGS(self.lin.parameters(), lr=1.0, max_iter=self.iters, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(self.lin(xt), yt, weight=w) + self.weight_decay * self.lin.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return self
+
+    @torch.no_grad()
+    def log_proba(self, x: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy((np.asarray(x) - self.mu) / self.sd).float()
+        return torch.log_softmax(self.lin(xt), -1).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.log_proba(x).argmax(-1)
+
+
+def _per_category(y: np.ndarray, pred: np.ndarray) -> dict:
+    out = {}
+    for i, c in enumerate(CATEGORIES):
+        m = y == i
+        if m.any():
+            out[c] = {"segments": int(m.sum()), "accuracy": round(float((pred[m] == i).mean()), 3)}
+    return out
+
+
+def train_classifier(root=None, stride: int = SEG, max_frames: int | None = None, cache_dir=None, vae=None, stats=None) -> tuple:
+    """(classifier fitted on all training clips, validation report dict). See the module docstring."""
+    from envs.lafan1 import split_clips
+
+    train, val = split_clips(root)
+    x, y, c = real_segments(train, root, stride, max_frames, cache_dir)
+    xv, yv, cv = real_segments(val, root, SEG, max_frames, cache_dir)
+    clf = MotionClassifier().fit(x, y)
+    pv = clf.predict(xv)
+    rep = {"train_clips": len(train), "train_segments": int(len(y)), "stride_frames": stride,
+           "train_accuracy": round(float((clf.predict(x) == y).mean()), 3),
+           "heldout_clips": val, "heldout_accuracy": round(float((pv == yv).mean()), 3),
+           "heldout_per_category": _per_category(yv, pv)}
+    left = [i for i, n in enumerate(train) if n in LEAVE_OUT]
+    if left:
+        keep = ~np.isin(c, left)
+        if len(np.unique(y[keep])) > 1:
+            clf2 = MotionClassifier().fit(x[keep], y[keep])
+            p2 = clf2.predict(x[~keep])
+            rep["left_out_clips"] = [train[i] for i in left]
+            rep["left_out_per_category"] = _per_category(y[~keep], p2)
+    if vae is not None:  # the held-out segments as the motion VAE returns them (true codes decoded)
+        from envs.lafan1 import load_clip_csv, resolve_clip_dir
+        from motion_vae.codec import decode_codes, encode_clip
+
+        xs, ys = [], []
+        for name in val:
+            lab = clip_label(name)
+            rows = load_clip_csv(resolve_clip_dir(root) / f"{name}.csv")[:max_frames]
+            n = len(rows) // SEG
+            if lab is None or n == 0:
+                continue
+            z = encode_clip(vae, stats, rows[: n * SEG], greedy=True)
+            xs.append(segment_features(np.stack([decode_codes(vae, stats, zi[None]) for zi in z])))
+            ys.append(np.full(len(z), CATEGORIES.index(lab)))
+        if xs:
+            xr, yr = np.concatenate(xs), np.concatenate(ys)
+            pr = clf.predict(xr)
+            rep["heldout_vae_decoded_accuracy"] = round(float((pr == yr).mean()), 3)
+            rep["heldout_vae_decoded_per_category"] = _per_category(yr, pr)
+    return clf, rep
+
+
+def _mean_sd(v) -> dict:
+    v = np.asarray(v, float)
+    return {"mean": round(float(v.mean()), 3), "sd": round(float(v.std()), 3)}
+
+
+def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10, segments: int = 5, seed: int = 0,
+                temperature: float = 1.0, top_k: int = 0, stride: int = SEG, max_frames: int | None = None, root=None,
+                text_cache=None, cache_dir: str | Path | None = None,
+                speed_turn: tuple = SPEED_TURN, progress: bool = True) -> dict:
+    """The whole study (module docstring); writes out_dir/control.json and control.md, returns the
+    JSON. ckpt None: models/highlevel.pt. segments >= 2 (the first is not scored). text_cache: an
+    EmbeddingCache or its .npz path (default cache_dir/text_embeddings.npz). ValueError /
+    CheckpointError (one line) for bad values or files."""
+    from highlevel.annotate import load_annotations
+    from highlevel.command import KinematicFollower, achieved, generate_batch
+    from highlevel.ship import default_cache_dir, default_highlevel_path, load_highlevel
+    from highlevel.text import EmbeddingCache
+    from motion_vae.models import load_motion_vae
+
+    if rollouts < 1:
+        raise ValueError(f"--rollouts must be >= 1, got {rollouts}")
+    if segments < 2:
+        raise ValueError(f"--segments must be >= 2 (the first segment, from a standing start, is not scored), got {segments}")
+    if temperature < 0 or top_k < 0:
+        raise ValueError(f"--temperature and --top-k must be >= 0, got {temperature} and {top_k}")
+    seen = {p.lower() for ps in load_annotations().values() for p in ps}
+    clash = [p for p in UNSEEN_PROMPTS.values() if p.lower() in seen]
+    if clash:
+        raise RuntimeError(f"study prompts appear in highlevel/annotations.json, so they are not unseen: {clash}")
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    path = Path(ckpt) if ckpt else default_highlevel_path()
+    prior, cfg, ck, vae_path = load_highlevel(path)
+    vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(path, ck)
+    tc = text_cache if isinstance(text_cache, EmbeddingCache) else EmbeddingCache(text_cache or cache / "text_embeddings.npz")
+    say = print if progress else (lambda *a, **k: None)
+    say("classifier: features of real segments ...")
+    clf, clf_rep = train_classifier(root, stride, max_frames, cache, vae, stats)
+    say(f"classifier: held-out accuracy {clf_rep['heldout_accuracy']}")
+    follower = KinematicFollower(vae, stats)
+
+    def roll(emb, speed=None, turn=None, s=seed):
+        codes, rows = generate_batch(prior, follower, emb, segments, speed, turn, temperature, top_k, s, rollouts)
+        return rows  # (B, S*32, 26)
+
+    def label(rows):
+        lp = clf.log_proba(segment_features(rows[:, SEG:].reshape(-1, SEG, rows.shape[-1]))).reshape(len(rows), segments - 1, -1)
+        return lp.sum(1).argmax(-1), lp.argmax(-1)  # per rollout (B,), per segment (B, S-1)
+
+    k = len(CATEGORIES)
+    base_rows = roll(None, s=seed + 999)
+    base_lab, base_seg = label(base_rows)
+    base_share = {c: round(float((base_lab == i).mean()), 3) for i, c in enumerate(CATEGORIES)}
+    cats, hits, seg_hits = {}, [], []
+    table = tc.encode([UNSEEN_PROMPTS[c] for c in CATEGORIES])
+    for i, c in enumerate(CATEGORIES):
+        rows = roll(table[i], s=seed + 17 * i)
+        lab, seg = label(rows)
+        hits.append((lab == i).mean())
+        seg_hits.append((seg == i).mean())
+        ach = [achieved(r[SEG - 1 :]) for r in rows]
+        cats[c] = {"prompt": UNSEEN_PROMPTS[c], "rollouts": rollouts, "accuracy": round(float(hits[-1]), 3),
+                   "segment_accuracy": round(float(seg_hits[-1]), 3),
+                   "labels": {cc: int((lab == j).sum()) for j, cc in enumerate(CATEGORIES) if (lab == j).any()},
+                   "prompt_ignored_share": base_share[c],
+                   "root_speed_m_s": _mean_sd([a["root_speed_m_s"] for a in ach]),
+                   "mean_root_height_m": _mean_sd([a["mean_root_height_m"] for a in ach])}
+        say(f"{c:>13s}  {cats[c]['accuracy']:.2f}  labels {cats[c]['labels']}")
+    st = []
+    emb_cache = {}
+    for prompt, speed, turn in speed_turn:
+        if prompt not in emb_cache:
+            emb_cache[prompt] = tc.encode([prompt])[0]
+        r_com = roll(emb_cache[prompt], speed, turn, seed + 5)
+        r_txt = roll(emb_cache[prompt], None, None, seed + 5)
+        a_com = [achieved(r[SEG - 1 :]) for r in r_com]
+        a_txt = [achieved(r[SEG - 1 :]) for r in r_txt]
+        st.append({"prompt": prompt, "commanded_speed_m_s": speed, "commanded_turn_rad_s": turn,
+                   "speed_m_s": _mean_sd([a["root_speed_m_s"] for a in a_com]),
+                   "turn_rad_s": _mean_sd([a["turn_rate_rad_s"] for a in a_com]),
+                   "text_only_speed_m_s": _mean_sd([a["root_speed_m_s"] for a in a_txt]),
+                   "text_only_turn_rad_s": _mean_sd([a["turn_rate_rad_s"] for a in a_txt])})
+        say(f"{prompt!r} {speed} m/s {turn} rad/s -> {st[-1]['speed_m_s']['mean']} m/s {st[-1]['turn_rad_s']['mean']} rad/s")
+    rec = {"model": str(path), "step": ck["step"], "motion_vae": str(vae_path), "rollouts": rollouts, "segments": segments,
+           "scored_segments": f"1..{segments - 1}", "seed": seed, "temperature": temperature, "top_k": top_k,
+           "classifier": clf_rep, "categories": cats,
+           "overall": {"accuracy": round(float(np.mean(hits)), 3), "segment_accuracy": round(float(np.mean(seg_hits)), 3),
+                       "chance": round(1 / k, 3), "prompt_ignored_labels": base_share},
+           "speed_turn": st}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "control.json", json.dumps(rec, indent=1) + "\n")
+    atomic_write_text(out_dir / "control.md", markdown(rec))
+    return rec
+
+
+def markdown(rec: dict) -> str:
+    """The study's tables (Markdown) from its JSON record."""
+    c = rec["classifier"]
+    lines = [f"# Controllability, kinematic: `{rec['model']}` (step {rec['step']})", "",
+             f"{rec['rollouts']} rollouts per prompt, {rec['segments']} segments each (segments {rec['scored_segments']} "
+             f"scored), temperature {rec['temperature']}, top-k {rec['top_k']}, seed {rec['seed']}.", "",
+             f"Classifier (logistic regression, {c['train_segments']} segments of {c['train_clips']} training clips): "
+             f"held-out clips {c['heldout_accuracy']:.2f}"
+             + (f", their VAE-decoded segments {c['heldout_vae_decoded_accuracy']:.2f}" if "heldout_vae_decoded_accuracy" in c else "")
+             + "; per category " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in c["heldout_per_category"].items())
+             + ("; left-out training clips " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in c.get("left_out_per_category", {}).items())
+                if c.get("left_out_per_category") else "") + ".", "",
+             "| category | prompt (unseen phrasing) | rollout accuracy | segment accuracy | labels | prompt-ignored share | root speed (m/s) |",
+             "|---|---|---|---|---|---|---|"]
+    for k, v in rec["categories"].items():
+        labels = ", ".join(f"{a} {n}" for a, n in sorted(v["labels"].items(), key=lambda t: -t[1]))
+        lines.append(f"| {k} | \"{v['prompt']}\" | {v['accuracy']:.2f} | {v['segment_accuracy']:.2f} | {labels} | "
+                     f"{v['prompt_ignored_share']:.2f} | {v['root_speed_m_s']['mean']:.2f} ± {v['root_speed_m_s']['sd']:.2f} |")
+    o = rec["overall"]
+    lines += [f"| **overall** | | **{o['accuracy']:.2f}** | {o['segment_accuracy']:.2f} | | chance {o['chance']:.2f} | |", "",
+              "| prompt | commanded speed (m/s) | achieved | text only | commanded turn (rad/s) | achieved | text only |",
+              "|---|---|---|---|---|---|---|"]
+    for s in rec["speed_turn"]:
+        f = lambda d: f"{d['mean']:.2f} ± {d['sd']:.2f}"  # noqa: E731
+        lines.append(f"| \"{s['prompt']}\" | {s['commanded_speed_m_s']:.1f} | {f(s['speed_m_s'])} | {f(s['text_only_speed_m_s'])} | "
+                     f"{s['commanded_turn_rad_s']:+.1f} | {f(s['turn_rad_s'])} | {f(s['text_only_turn_rad_s'])} |")
+    return "\n".join(lines) + "\n"
+
