@@ -23,8 +23,14 @@ VecEnv contract (stable-baselines3 ``VecEnv``, as ``DummyVecEnv``): ``step_wait`
 its last observation is in ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]``
 is True when it was truncated, not terminated.  ``infos[i]`` also holds the reward terms
 (:data:`envs.rewards.REWARD_TERMS`), ``termination``, ``truncation``, ``clip`` and ``frame`` of the
-single environment.  Observations: an (N, D) float32 array for ``goal="reference"``, a dict of
-(N, ...) arrays for ``goal="latent"``.  ``seed(s)`` applies ``s + i`` at the next ``reset()``.
+single environment (with ``goal="decoded"`` also ``decoded_joint_error``).  Observations: an (N, D)
+float32 array for ``goal="reference"`` and ``goal="decoded"``, a dict of (N, ...) arrays for
+``goal="latent"``.  ``seed(s)`` applies ``s + i`` at the next ``reset()``.
+
+``goal="decoded"``: the decoded motions are concatenated like the clips (their own row offsets:
+a decoded motion may be longer than its clip); each environment's root anchor (the planar map
+decoded -> robot of :class:`~envs.tracking.H1TrackingEnv`) is copied from the single env at a
+reset and recomputed, vectorised, for the environments whose frame entered a new 32-frame segment.
 
 During stepping the episode state (clip, reference frame, step count, previous action) lives in
 the batch; the per-environment instances are used for their MuJoCo data, their resets and
@@ -73,6 +79,11 @@ class _ClipTable:
             self.code_offset = np.concatenate([[0], np.cumsum(nseg)[:-1]])
             self.nseg = nseg
             self.codes = np.concatenate([c.codes for c in clips])  # (sum segments, 64) float32
+        if env.goal == "decoded":
+            dec_len = np.array([c.dec_rows.shape[0] for c in clips])
+            self.dec_offset = np.concatenate([[0], np.cumsum(dec_len)[:-1]])
+            self.dec_rows = np.concatenate([c.dec_rows for c in clips])  # (sum T_dec, 28)
+            self.dec_yaw = np.concatenate([c.dec_yaw for c in clips])  # (sum T_dec,) rad
 
 
 class H1BatchedVecEnv(VecEnv):
@@ -116,6 +127,8 @@ class H1BatchedVecEnv(VecEnv):
         self._warn = np.zeros((n, mujoco.mjtWarning.mjNWARNING), dtype=np.int64)  # warning counts
         self._site_ids = e0._site_ids  # noqa: SLF001
         self._bad = e0._bad_warnings  # noqa: SLF001
+        self._anchor = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))  # goal="decoded": (cos, sin, tx, ty) per env
+        self._anchor_seg = np.full(n, -1, dtype=np.int64)
         self._actions: np.ndarray | None = None
         self.threads = min(int(threads), self.num_envs)
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
@@ -142,6 +155,9 @@ class H1BatchedVecEnv(VecEnv):
         self._prev_action[i] = 0.0
         self._torque[i] = 0.0
         self._gather(i)
+        if e.goal == "decoded":
+            self._anchor[i] = e._anchor  # noqa: SLF001 - fixed by the single env's reset
+            self._anchor_seg[i] = e._anchor_seg  # noqa: SLF001
         return info
 
     # ------------------------------------------------------------------ VecEnv API
@@ -172,7 +188,8 @@ class H1BatchedVecEnv(VecEnv):
         # a non-finite action or state ends the episode as "unstable" without stepping (single env)
         stepped = np.isfinite(a).all(1) & np.isfinite(self._qpos).all(1) & np.isfinite(self._qvel).all(1)
         self._prev_action = np.nan_to_num(np.clip(a, -1.0, 1.0))
-        ctrl = self._controls(self._prev_action, rows)
+        dec_rows = t.dec_offset[self._clip_idx] + k if e0.goal == "decoded" else None  # decoded rows of frame k
+        ctrl = self._controls(self._prev_action, rows, dec_rows)
         warn_changed = self._physics(np.flatnonzero(stepped), ctrl)
         with np.errstate(invalid="ignore"):
             too_fast = np.abs(self._qvel).max(1) > e0.max_qvel
@@ -185,6 +202,11 @@ class H1BatchedVecEnv(VecEnv):
         trunc_clip = ~terminated & (k >= last)
         trunc_time = ~terminated & ~trunc_clip & (self._steps >= e0.max_episode_steps)
         truncated = trunc_clip | trunc_time
+        if e0.goal == "decoded":
+            seg = np.floor(k * FPS / (SEGMENT_FRAMES * e0.control_hz) + 1e-9).astype(np.int64)
+            self._set_anchor(np.flatnonzero(seg != self._anchor_seg), seg)
+            err = np.abs(self._qpos[:, 7:] - t.dec_rows[dec_rows, :_NJ])
+            dec_err = (err.sum(1) / _NJ).tolist()
         obs = self._observe(np.arange(self.num_envs))
 
         infos = []
@@ -194,6 +216,8 @@ class H1BatchedVecEnv(VecEnv):
             info = {name: term_lists[name][i] for name in REWARD_TERMS}
             info.update(clip=names[self._clip_idx[i]], frame=int(k[i]), termination=reason[i] or None,
                         truncation="clip_end" if trunc_clip[i] else ("time_limit" if trunc_time[i] else None))
+            if e0.goal == "decoded":
+                info["decoded_joint_error"] = dec_err[i]
             infos.append(info)
         dones = terminated | truncated
         for i in np.flatnonzero(dones):
@@ -224,13 +248,15 @@ class H1BatchedVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]  # plain H1TrackingEnv instances, no gym wrappers
 
     # ------------------------------------------------------------------ pieces
-    def _controls(self, a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _controls(self, a: np.ndarray, rows: np.ndarray, dec_rows: np.ndarray | None = None) -> np.ndarray:
         """(N, 19) MuJoCo ctrl of the clipped actions: torques (N m) or PD targets (rad)."""
         e0 = self.envs[0]
         if e0.action_mode == "torque":
             return a * e0._limits  # noqa: SLF001
         if e0.pd_target == "reference":
             return self._table.qpos[rows, 7:] + e0.pd_action_scale * a
+        if e0.pd_target == "decoded":
+            return self._table.dec_rows[dec_rows, :_NJ] + e0.pd_action_scale * a
         if e0.pd_target == "nominal":
             return NOMINAL_POSE + e0.pd_action_scale * a
         return e0._range_mid + e0._range_half * a  # noqa: SLF001
@@ -291,6 +317,21 @@ class H1BatchedVecEnv(VecEnv):
             diverged = joint_err > e0.max_mean_joint_error
         return np.select([unstable, fell, tilted, diverged], ["unstable", "fell", "tilted", "diverged"], "")
 
+    def _set_anchor(self, idx: np.ndarray, seg: np.ndarray) -> None:
+        """Re-base the decoded root of environments ``idx`` on the robot at their current frame
+        (:meth:`envs.tracking.H1TrackingEnv._set_anchor`, vectorised); ``seg`` (N,) their segments."""
+        if len(idx) == 0:
+            return
+        t = self._table
+        r = t.dec_offset[self._clip_idx[idx]] + self._frame[idx]
+        xm = self._pelvis_xmat[idx]
+        dyaw = np.arctan2(xm[:, 3], xm[:, 0]) - t.dec_yaw[r]
+        ca, sa = np.cos(dyaw), np.sin(dyaw)
+        x, y = t.dec_rows[r, 19], t.dec_rows[r, 20]
+        self._anchor[idx] = np.stack([ca, sa, self._qpos[idx, 0] - (ca * x - sa * y),
+                                      self._qpos[idx, 1] - (sa * x + ca * y)], axis=1)
+        self._anchor_seg[idx] = seg[idx]
+
     def _observe(self, idx: np.ndarray):
         """Observations of environments ``idx`` (float32; latent goal: a dict of arrays)."""
         e0 = self.envs[0]
@@ -302,24 +343,33 @@ class H1BatchedVecEnv(VecEnv):
             np.einsum("ni,nij->nj", self._torso_angvel[idx], R_imu),  # R^T w_world
             self._prev_action[idx],
         ], axis=1)
-        if e0.goal == "reference":
+        flat = e0.goal != "latent"
+        if flat:
             obs = np.concatenate([proprio, self._reference_goal(idx).reshape(n, -1)], axis=1)
         else:
             obs = proprio
         if not np.isfinite(obs).all():  # non-finite numbers (unstable state) are observed as 0
             np.nan_to_num(obs, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         obs = obs.astype(np.float32)
-        if e0.goal == "reference":
+        if flat:
             return obs
         latent, phase = self._latent_goal(idx)
         return {"proprio": obs, "latent": latent, "phase": phase}
 
     def _reference_goal(self, idx: np.ndarray) -> np.ndarray:
-        """(n, offsets, 28) "reference" goal numbers (see envs.tracking's module docstring)."""
+        """(n, offsets, 28) "reference" / "decoded" goal numbers (see envs.tracking's module docstring)."""
         t, e0 = self._table, self.envs[0]
         c = self._clip_idx[idx]
         fs = np.minimum(self._frame[idx, None] + e0.reference_offsets, t.last[c, None])
-        g = t.goal_rows[t.offset[c, None] + fs]  # (n, O, 28)
+        if e0.goal == "decoded":
+            g = t.dec_rows[t.dec_offset[c, None] + fs]  # (n, O, 28)
+            ca, sa, tx, ty = (v[:, None] for v in self._anchor[idx].T)
+            for j, (ox, oy) in ((19, (tx, ty)), (22, (0.0, 0.0)), (25, (0.0, 0.0))):  # about z, as the single env
+                x, y = g[:, :, j].copy(), g[:, :, j + 1].copy()
+                g[:, :, j] = ca * x - sa * y + ox
+                g[:, :, j + 1] = sa * x + ca * y + oy
+        else:
+            g = t.goal_rows[t.offset[c, None] + fs]  # (n, O, 28)
         R = self._pelvis_xmat[idx].reshape(-1, 3, 3)
         yaw = np.arctan2(R[:, 1, 0], R[:, 0, 0])
         cy, sy = np.cos(yaw)[:, None], np.sin(yaw)[:, None]

@@ -30,8 +30,12 @@ Actions (19, in [-1, 1], :data:`envs.model.JOINT_NAMES` order; clipped to [-1, 1
     ``action_mode="pd"``: joint position targets; the PD law tau = clip(kp (target - q) - kd qdot,
     -limit, limit) runs in every physics substep as MuJoCo position actuators
     (:func:`use_position_actuators`), gains :data:`PD_KP`, :data:`PD_KD` (Unitree's H1 config).
-    ``pd_target="reference"`` (default): target = reference joint angles of frame k+1 +
-    ``pd_action_scale`` * action (the reference leaks into the controller: for comparison only);
+    ``pd_target="reference"`` (default, except with ``goal="decoded"``): target = reference joint
+    angles of frame k+1 + ``pd_action_scale`` * action (the reference leaks into the controller: for
+    comparison only; refused with ``goal="decoded"``);
+    ``pd_target="decoded"`` (only with ``goal="decoded"``, its default): target = the DECODED joint
+    angles of frame k+1 + ``pd_action_scale`` * action (deployable: the decoded motion is a function
+    of the latent codes alone);
     ``pd_target="nominal"``: target = :data:`NOMINAL_POSE` + ``pd_action_scale`` * action, so the
     motion must come from the goal.  ``pd_action_scale`` defaults to :data:`PD_ACTION_SCALE` (0.25 rad,
     Unitree's action_scale) around the reference and :data:`NOMINAL_ACTION_SCALE` (1.0 rad) around
@@ -59,10 +63,24 @@ Observation (float32)
         "phase":   Box (1,) in [0, 1): position within the current segment.
         Control time t = k / control_hz maps to segment floor(t * 30 / 32).  The usable part
         of a clip ends with the last segment that has codes.
+    ``goal="decoded"``: the same Box and layout as ``goal="reference"`` (so a policy trained on the
+        reference, a teacher, can be fine-tuned on it unchanged), but the 28 numbers per offset come
+        from the motion VAE's DECODED motion of the clip's latent codes (``decoded_motion``), never
+        from the true reference.  The indices are not observed separately: the decoded motion is a
+        deterministic function of them.  Root anchoring (no leak of the true root): at reset and
+        whenever frame k enters a new 32-frame segment, a planar rigid transform (xy translation +
+        rotation about z) is fixed that maps the decoded root's (x, y, yaw) at frame k onto the
+        robot's current root (x, y, yaw; yaw = heading of the pelvis x axis); the decoded root
+        positions and orientations of all goal frames (offsets may reach into the next segment: the
+        decoded trajectory is continuous) go through that transform, root height and joint angles
+        stay as decoded.  Reward, termination, RSI and truncation stay against the TRUE reference:
+        the training signal is imitation of the true motion.  The usable part of a clip ends with
+        the decoded motion (or the clip, whichever is shorter).
 
 ``info`` holds the reward terms ``pose``, ``vel``, ``end_effector``, ``com``,
 ``torque_penalty``, and ``termination`` (reason or None), ``truncation`` (reason or None),
-``clip`` (name), ``frame`` (reference frame index at the control rate).
+``clip`` (name), ``frame`` (reference frame index at the control rate); with ``goal="decoded"``
+also ``decoded_joint_error`` (after a step: mean over the 19 joints of |q - q_decoded(k)|, rad).
 """
 
 from __future__ import annotations
@@ -79,12 +97,15 @@ from gymnasium import spaces
 from envs.lafan1 import FPS, split_clips
 
 from .model import JOINT_NAMES, TORQUE_LIMITS, load_h1_model
-from .reference import EE_SITES, ReferenceMotion, load_reference
+from .reference import EE_SITES, ReferenceMotion, load_reference, make_reference, resample_qpos
 from .rewards import imitation_reward
 
 __all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_ACTION_SCALE", "default_pd_action_scale",
            "NOMINAL_POSE", "PROPRIO_DIM", "REF_FRAME_DIM",
-           "default_clips"]
+           "default_clips", "decoded_reference", "GOALS", "PD_TARGETS"]
+
+GOALS = ("reference", "latent", "decoded")
+PD_TARGETS = ("reference", "nominal", "absolute", "decoded")
 
 PROPRIO_DIM = 63
 REF_FRAME_DIM = 28
@@ -111,8 +132,8 @@ NOMINAL_ACTION_SCALE = 1.0
 
 
 def default_pd_action_scale(pd_target: str) -> float:
-    """Default rad per unit action for ``pd_target`` ("reference" 0.25, "nominal" 1.0; "absolute"
-    ignores it and maps the action onto the joint range)."""
+    """Default rad per unit action for ``pd_target`` ("reference" and "decoded" 0.25, "nominal" 1.0;
+    "absolute" ignores it and maps the action onto the joint range)."""
     return NOMINAL_ACTION_SCALE if pd_target == "nominal" else PD_ACTION_SCALE
 
 
@@ -185,26 +206,58 @@ def _quat_to_mat(q: np.ndarray) -> np.ndarray:
     return R
 
 
+def _goal_rows(qpos: np.ndarray) -> np.ndarray:
+    """(T, 28) [joint angles (19) | root position (3) | first two columns of the root rotation
+    matrix (6)] of qpos (T, 26): the numbers of the "reference" goal that do not depend on the
+    robot's state."""
+    rot = _quat_to_mat(qpos[:, 3:7])
+    return np.concatenate([qpos[:, 7:], qpos[:, :3], rot[:, :, 0], rot[:, :, 1]], axis=1)
+
+
 @functools.lru_cache(maxsize=256)
 def _clip_tables(ref: ReferenceMotion) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame arrays of a reference that the step loop reads, shared by every env (read-only).
 
-    Returns (goal_rows (T, 28): [joint angles (19) | root position (3) | first two columns of the
-    root rotation matrix (6)], the numbers of the "reference" goal that do not depend on the
-    robot's state; ee_rel (T, 4, 3): end-effector sites minus the root position (m)).
+    Returns (goal_rows (T, 28), :func:`_goal_rows`; ee_rel (T, 4, 3): end-effector sites minus
+    the root position (m)).
     """
-    rot = _quat_to_mat(ref.qpos[:, 3:7])
-    goal_rows = np.concatenate([ref.qpos[:, 7:], ref.qpos[:, :3], rot[:, :, 0], rot[:, :, 1]], axis=1)
+    goal_rows = _goal_rows(ref.qpos)
     ee_rel = ref.site_pos - ref.qpos[:, None, :3]
     for arr in (goal_rows, ee_rel):
         arr.setflags(write=False)
     return goal_rows, ee_rel
 
 
+@functools.lru_cache(maxsize=256)
+def _decoded_tables(ref: ReferenceMotion) -> tuple[np.ndarray, np.ndarray]:
+    """(goal_rows (T, 28) of :func:`_goal_rows`, root heading yaw (T,) rad) of a decoded motion,
+    shared by every env (read-only)."""
+    rows = _goal_rows(ref.qpos)
+    yaw = np.arctan2(rows[:, 23], rows[:, 22])  # atan2(R[1, 0], R[0, 0]), as the robot's heading
+    for arr in (rows, yaw):
+        arr.setflags(write=False)
+    return rows, yaw
+
+
+def decoded_reference(name: str, qpos: np.ndarray, control_hz: float = 100.0,
+                      ground_feet: bool = True) -> ReferenceMotion:
+    """A decoded motion, qpos (T, 26) at 30 Hz (LAFAN1's rate, e.g. ``csv_to_qpos`` of
+    :func:`motion_vae.codec.decode_codes`' rows), as a :class:`ReferenceMotion` at ``control_hz``:
+    the pipeline of :func:`envs.reference.load_reference` (linear / slerp resampling, then
+    :func:`envs.reference.make_reference`).  ``ground_feet`` lifts the DECODED motion by its own
+    median sole depth (a function of the decoded motion only, so it is deployable; the decoder
+    reproduces the ungrounded heights of the data it was trained on)."""
+    qpos = np.asarray(qpos, dtype=np.float64)
+    if qpos.ndim != 2 or qpos.shape[1] != 26 or qpos.shape[0] < 2:
+        raise ValueError(f"decoded motion {name!r}: expected qpos (T >= 2, 26) at {FPS} Hz, got {qpos.shape}")
+    return make_reference(name, resample_qpos(qpos, FPS, control_hz), control_hz, ground_feet=ground_feet)
+
+
 class _Clip:
     """Cached per-clip arrays used in the step loop (the big ones shared between envs)."""
 
-    __slots__ = ("ref", "name", "qpos", "qvel", "goal_rows", "joints", "ee_rel", "com", "tilt", "codes", "last")
+    __slots__ = ("ref", "name", "qpos", "qvel", "goal_rows", "joints", "ee_rel", "com", "tilt", "codes", "last",
+                 "dec", "dec_rows", "dec_joints", "dec_yaw")
 
     def __init__(self, ref: ReferenceMotion):
         self.ref = ref
@@ -217,6 +270,9 @@ class _Clip:
         self.tilt = ref.torso_tilt
         self.codes: np.ndarray | None = None
         self.last = ref.num_frames - 1  # last usable frame index
+        # goal="decoded": the decoded motion (control rate) and its goal rows / root yaw
+        self.dec: ReferenceMotion | None = None
+        self.dec_rows = self.dec_joints = self.dec_yaw = None
 
 
 class H1TrackingEnv(gym.Env):
@@ -225,16 +281,22 @@ class H1TrackingEnv(gym.Env):
     Args:
         clips: clip names and/or :class:`ReferenceMotion` objects (fps must equal
             ``control_hz``); default :func:`default_clips` (walking clips of the train split).
-        goal: ``"reference"`` or ``"latent"``.
+        goal: ``"reference"``, ``"latent"`` or ``"decoded"``.
         action_mode: ``"torque"`` or ``"pd"``.
         latent_codes: for ``goal="latent"``: {clip name: int array (num_segments, 64)}.
+        decoded_motion: for ``goal="decoded"``: {clip name: decoded motion}, each either a qpos
+            array (T, 26) at 30 Hz (e.g. ``csv_to_qpos(decode_codes(...))``, T = 32 x segments;
+            converted with :func:`decoded_reference`, grounded as ``ground_feet``) or a
+            :class:`ReferenceMotion` at ``control_hz`` (used as it is).  Decoding happens outside
+            the env, once (``lowlevel.train.decode_clips``): no torch in the step path.
         vocab_size / latent_block_size: latent index range and code length (1024, 64).
         data_root: LAFAN1-H1 data root (see :func:`envs.lafan1.resolve_clip_dir`).
         control_hz, frame_skip: policy rate (100) and physics substeps per action (5).
         max_episode_steps: truncation length in control steps (1000 = 10 s).
         reference_offsets: future reference frames in the ``"reference"`` goal.
-        pd_target, pd_action_scale: PD target mode and scale (rad per unit action, default
-            :func:`default_pd_action_scale`; see module docstring).
+        pd_target, pd_action_scale: PD target mode (None: "decoded" for ``goal="decoded"``, else
+            "reference") and scale (rad per unit action, default :func:`default_pd_action_scale`;
+            see module docstring).
         torque_penalty_weight: w of the reward's torque penalty (default 0).
         min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
         ground_feet: lift each named clip so its typical stance foot stands on the floor
@@ -250,6 +312,7 @@ class H1TrackingEnv(gym.Env):
         goal: str = "reference",
         action_mode: str = "torque",
         latent_codes: Mapping[str, np.ndarray] | None = None,
+        decoded_motion: Mapping[str, np.ndarray | ReferenceMotion] | None = None,
         vocab_size: int = 1024,
         latent_block_size: int = 64,
         data_root=None,
@@ -257,7 +320,7 @@ class H1TrackingEnv(gym.Env):
         frame_skip: int = 5,
         max_episode_steps: int = 1000,
         reference_offsets: Sequence[int] = (1, 2, 5),
-        pd_target: str = "reference",
+        pd_target: str | None = None,
         pd_action_scale: float | None = None,
         torque_penalty_weight: float = 0.0,
         min_pelvis_height: float = 0.6,
@@ -268,12 +331,19 @@ class H1TrackingEnv(gym.Env):
         render_mode: str | None = None,
     ):
         super().__init__()
-        if goal not in ("reference", "latent"):
-            raise ValueError(f"goal must be 'reference' or 'latent', got {goal!r}")
+        if goal not in GOALS:
+            raise ValueError(f"goal must be 'reference', 'latent' or 'decoded', got {goal!r}")
         if action_mode not in ("torque", "pd"):
             raise ValueError(f"action_mode must be 'torque' or 'pd', got {action_mode!r}")
-        if pd_target not in ("reference", "nominal", "absolute"):
-            raise ValueError(f"pd_target must be 'reference', 'nominal' or 'absolute', got {pd_target!r}")
+        if pd_target is None:
+            pd_target = "decoded" if goal == "decoded" else "reference"
+        if pd_target not in PD_TARGETS:
+            raise ValueError(f"pd_target must be 'reference', 'nominal', 'absolute' or 'decoded', got {pd_target!r}")
+        if pd_target == "decoded" and goal != "decoded":
+            raise ValueError(f"pd_target='decoded' needs goal='decoded', got goal={goal!r}")
+        if pd_target == "reference" and goal == "decoded":
+            raise ValueError("pd_target='reference' with goal='decoded' would put the true reference into the "
+                             "controller; use pd_target='decoded' (or 'nominal' / 'absolute')")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.goal = goal
@@ -345,13 +415,15 @@ class H1TrackingEnv(gym.Env):
             self._clips.append(_Clip(ref))
         if goal == "latent":
             self._attach_codes(latent_codes)
+        elif goal == "decoded":
+            self._attach_decoded(decoded_motion, ground_feet)
         for c in self._clips:
             if c.last < 1:
                 raise ValueError(f"clip {c.name!r} is too short to track (needs at least 2 control frames)")
 
         # Spaces.
         self.action_space = spaces.Box(-1.0, 1.0, shape=(len(JOINT_NAMES),), dtype=np.float32)
-        if goal == "reference":
+        if goal in ("reference", "decoded"):
             dim = PROPRIO_DIM + REF_FRAME_DIM * len(self.reference_offsets)
             self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         else:
@@ -367,8 +439,29 @@ class H1TrackingEnv(gym.Env):
         self._steps = 0
         self._prev_action = np.zeros(len(JOINT_NAMES))
         self._torque = np.zeros(len(JOINT_NAMES))
+        # goal="decoded" root anchor: (cos, sin, tx, ty) of the planar map decoded -> robot
+        # (x' = R(yaw) x + t), fixed in segment self._anchor_seg
+        self._anchor = np.array([1.0, 0.0, 0.0, 0.0])
+        self._anchor_seg = -1
 
     # ------------------------------------------------------------------ setup
+    def _attach_decoded(self, decoded_motion, ground_feet: bool) -> None:
+        if decoded_motion is None:
+            raise ValueError("goal='decoded' needs decoded_motion={clip name: qpos (T, 26) at 30 Hz or ReferenceMotion}")
+        for c in self._clips:
+            if c.name not in decoded_motion:
+                raise ValueError(f"clip {c.name!r} has no decoded motion (decoded_motion has "
+                                 f"{len(decoded_motion)} clips)")
+            dec = decoded_motion[c.name]
+            if not isinstance(dec, ReferenceMotion):
+                dec = decoded_reference(c.name, dec, self.control_hz, ground_feet)
+            if abs(dec.fps - self.control_hz) > 1e-9:
+                raise ValueError(f"decoded motion of {c.name!r} has fps {dec.fps}, expected control_hz {self.control_hz}")
+            c.dec = dec
+            c.dec_rows, c.dec_yaw = _decoded_tables(dec)
+            c.dec_joints = c.dec_rows[:, :19]
+            c.last = min(c.last, dec.num_frames - 1)  # goal and PD target frames need decoded frames
+
     def _attach_codes(self, latent_codes) -> None:
         if latent_codes is None:
             raise ValueError("goal='latent' needs latent_codes={clip name: int array (num_segments, "
@@ -439,6 +532,8 @@ class H1TrackingEnv(gym.Env):
         d.qpos[:] = c.qpos[frame]
         d.qvel[:] = c.qvel[frame]
         mujoco.mj_forward(self.model, d)
+        if self.goal == "decoded":
+            self._set_anchor(frame)
         info = {"clip": c.name, "frame": frame, "termination": None, "truncation": None}
         return self._get_obs(), info
 
@@ -499,6 +594,11 @@ class H1TrackingEnv(gym.Env):
                 trunc_reason = "time_limit"
         info = dict(terms)
         info.update(clip=c.name, frame=k, termination=reason, truncation=trunc_reason)
+        if self.goal == "decoded":
+            if self._segment(k) != self._anchor_seg:  # entered a new segment: re-base on the robot
+                self._set_anchor(k)
+            err = np.abs(self._q_joints - c.dec_joints[k])
+            info["decoded_joint_error"] = float(err.sum() / err.size)
         return self._get_obs(), float(reward), terminated, trunc_reason is not None, info
 
     # ------------------------------------------------------------------ pieces
@@ -506,6 +606,8 @@ class H1TrackingEnv(gym.Env):
         """Joint position targets (19, rad) of a clipped action for reference frame ``k``."""
         if self.pd_target == "reference":
             return self._clip.joints[k] + self.pd_action_scale * a
+        if self.pd_target == "decoded":
+            return self._clip.dec_joints[k] + self.pd_action_scale * a
         if self.pd_target == "nominal":
             return NOMINAL_POSE + self.pd_action_scale * a
         return self._range_mid + self._range_half * a
@@ -564,12 +666,49 @@ class H1TrackingEnv(gym.Env):
         out[41:44] = self._torso_angvel @ R  # R^T w_world
         out[44:63] = self._prev_action
 
+    def _segment(self, k: int) -> int:
+        """32-frame (30 Hz) segment of control frame k (as the latent goal's)."""
+        return int(math.floor(k * FPS / (SEGMENT_FRAMES * self.control_hz) + 1e-9))
+
+    def _set_anchor(self, k: int) -> None:
+        """Fix the planar map that puts the decoded root of frame k on the robot's root (x, y, yaw)."""
+        c, xm = self._clip, self._pelvis_xmat
+        dyaw = math.atan2(xm[3], xm[0]) - c.dec_yaw[k]
+        ca, sa = math.cos(dyaw), math.sin(dyaw)
+        x, y = c.dec_rows[k, 19], c.dec_rows[k, 20]
+        self._anchor[:] = (ca, sa, self._root_pos[0] - (ca * x - sa * y), self._root_pos[1] - (sa * x + ca * y))
+        self._anchor_seg = self._segment(k)
+
+    def decoded_qpos(self, frame: int | None = None) -> np.ndarray:
+        """(26,) qpos of the decoded motion at control ``frame`` (default: the current one) with the
+        current root anchor applied (where the policy is asked to be); ``goal="decoded"`` only."""
+        if self.goal != "decoded":
+            raise ValueError("decoded_qpos needs goal='decoded'")
+        k = self._frame if frame is None else int(frame)
+        q = np.array(self._clip.dec.qpos[k])
+        ca, sa, tx, ty = self._anchor
+        q[0], q[1] = ca * q[0] - sa * q[1] + tx, sa * q[0] + ca * q[1] + ty
+        half = 0.5 * math.atan2(sa, ca)  # rotation about z: q <- (cos h, 0, 0, sin h) * q
+        w, x, y, z = q[3:7]
+        ch, sh = math.cos(half), math.sin(half)
+        q[3:7] = (ch * w - sh * z, ch * x - sh * y, ch * y + sh * x, ch * z + sh * w)
+        return q
+
     def _write_reference_goal(self, out: np.ndarray) -> None:
-        """Write the ``goal="reference"`` numbers (28 per reference offset, module docstring) into ``out``."""
+        """Write the ``goal="reference"`` / ``"decoded"`` numbers (28 per reference offset, module
+        docstring) into ``out``."""
         c = self._clip
         fs = np.minimum(self._frame + self.reference_offsets, c.last)
         g = out.reshape(len(fs), REF_FRAME_DIM)
-        np.take(c.goal_rows, fs, axis=0, out=g)  # reference joints, root position, root rotation columns
+        if self.goal == "decoded":
+            np.take(c.dec_rows, fs, axis=0, out=g)  # decoded joints, root position, root rotation columns
+            ca, sa, tx, ty = self._anchor  # anchor: rotate the root position and rotation columns about z
+            for j, t in ((19, (tx, ty)), (22, (0.0, 0.0)), (25, (0.0, 0.0))):
+                x, y = g[:, j].copy(), g[:, j + 1].copy()
+                g[:, j] = ca * x - sa * y + t[0]
+                g[:, j + 1] = sa * x + ca * y + t[1]
+        else:
+            np.take(c.goal_rows, fs, axis=0, out=g)  # reference joints, root position, root rotation columns
         R = self._pelvis_xmat.reshape(3, 3)
         yaw = math.atan2(R[1, 0], R[0, 0])
         cy, sy = math.cos(yaw), math.sin(yaw)
@@ -591,7 +730,8 @@ class H1TrackingEnv(gym.Env):
         return latent, np.array([phase], dtype=np.float32)
 
     def _get_obs(self):
-        if self.goal == "reference":
+        flat = self.goal != "latent"
+        if flat:
             obs = np.empty(PROPRIO_DIM + REF_FRAME_DIM * len(self.reference_offsets))
             self._write_reference_goal(obs[PROPRIO_DIM:])
         else:
@@ -600,7 +740,7 @@ class H1TrackingEnv(gym.Env):
         if not np.isfinite(obs).all():  # non-finite numbers (unstable state) are observed as 0
             np.nan_to_num(obs, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         obs = obs.astype(np.float32)
-        if self.goal == "reference":
+        if flat:
             return obs
         latent, phase = self._latent_goal()
         return {"proprio": obs, "latent": latent, "phase": phase}

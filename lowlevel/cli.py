@@ -14,7 +14,7 @@ DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); 
 
 @app.command()
 def train(
-    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint that encodes the clips for --goal latent (default: the shipped models/motion_vae.pt)."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint that encodes the clips for --goal latent and encodes + decodes them for --goal decoded (default: the shipped models/motion_vae.pt)."),
     clips: str = typer.Option("walk*", "--clips", help="Glob(s) over clip names, comma-separated, within --split."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total environment steps (default: the preset's)."),
     preset: str = typer.Option("cpu", "--preset", help="cpu ([256, 256] MLP, 32 batched envs) | paper ([2048, 1024, 512] ELU)."),
@@ -25,9 +25,10 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="Physics threads of the batched vector env (default: the preset's; cpu 1, 2 may help when a core is idle)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("torque", "--action-mode", help="torque (19 motor torques, the paper's; default: learns faster at the cpu budget) | pd."),
-    pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference) | absolute (joint range)."),
+    pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference, refused with --goal decoded) | decoded (residual on the decoded joints; --goal decoded only) | absolute (joint range)."),
     pd_action_scale: Optional[float] = typer.Option(None, "--pd-action-scale", help="rad of PD target per unit action (default: 0.25 around the reference, 1.0 around the nominal pose)."),
-    goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames)."),
+    goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames) | decoded (the reference goal's layout, filled from the motion VAE's decoding of the clip's codes)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this low-level checkpoint's policy weights and VecNormalize statistics (identical observation and action spaces, e.g. a --goal reference teacher for --goal decoded)."),
     split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
@@ -38,7 +39,7 @@ def train(
 
     r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec, threads=threads,
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, pd_action_scale=pd_action_scale, split=split,
-                       data_root=data, ckpt_every=ckpt_every, progress=progress)
+                       data_root=data, ckpt_every=ckpt_every, progress=progress, init_from=init_from)
     typer.echo(json.dumps(r, indent=2))
 
 
@@ -50,7 +51,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval_lowlevel.json and training_curve.png (default: the checkpoint's folder)."),
     starts: int = typer.Option(8, "--starts", help="Episodes per clip, starting at frames spread evenly over the clip (frame 0 first)."),
     max_seconds: float = typer.Option(10.0, "--max-seconds", help="Episode length cap (s); 0 = up to the clip's end."),
-    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to encode clips not stored in the checkpoint (default: the path it was trained with)."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to encode clips not stored in the checkpoint and, for --goal decoded policies, to decode the codes (default: the path it was trained with; sha256-checked)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
     data: Optional[Path] = DataOpt,
 ) -> None:
@@ -76,7 +77,7 @@ def render(
     start: float = typer.Option(0.0, "--start", help="Start this many seconds into the clip (state set to the reference there)."),
     controller: str = typer.Option("policy", "--controller", help="policy | hold_pose | pd_tracking."),
     fps: int = typer.Option(30, "--fps"),
-    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae"),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE of latent / decoded policies (default: the path it was trained with)."),
 ) -> None:
     """MuJoCo offscreen MP4 of the robot with the reference motion as a translucent ghost."""
     from lowlevel.render import render_lowlevel

@@ -5,7 +5,9 @@ evenly over the clip (frame 0 first; the state is set to the reference frame, as
 episode lasting at most ``max_seconds`` (default 10 s) or until the clip's usable end:
 
     policy      the trained PPO policy, deterministic actions (mean), observations normalised
-                with the checkpoint's VecNormalize statistics
+                with the checkpoint's VecNormalize statistics (a ``goal="decoded"`` policy gets the
+                motion VAE's decoding of the clip's codes, rebuilt from the checkpoint's codes and
+                motion VAE file, sha256-checked; ``lowlevel.train.decoded_motions``)
     hold_pose   (a) PD control holding the start pose: env action_mode="pd",
                 pd_target="absolute", targets = the joint angles of the start frame
     pd_tracking (b) PD tracking of the reference joint angles, no learned policy: env
@@ -20,6 +22,10 @@ Metrics per episode (then averaged over the starts of a clip, and over clips):
     horizon_s         episode length asked for (s)
     joint_error_rad   mean over the episode's steps (a terminal one included) and the 19 joints
                       of |q - q_ref| (rad)
+    decoded_joint_error_rad
+                      ``goal="decoded"`` policies only (else NaN): the same mean of |q - q_decoded|,
+                      against the decoded motion the policy was asked to follow (how well it follows
+                      its goal; joint_error_rad is against the true clip)
     joint_error_common_rad
                       the same mean over the first n steps only, n = the fewest steps any of the
                       evaluated controllers ran from this start frame (rad): the errors of all
@@ -50,8 +56,8 @@ __all__ = ["evaluate_lowlevel", "run_episode", "add_common_window_error", "plot_
            "CONTROLLERS"]
 
 CONTROLLERS = ("policy", "hold_pose", "pd_tracking")
-METRICS = ("seconds_tracked", "horizon_s", "joint_error_rad", "joint_error_common_rad", "root_error_m",
-           "reward_per_step", "return_fraction", "finished")
+METRICS = ("seconds_tracked", "horizon_s", "joint_error_rad", "decoded_joint_error_rad", "joint_error_common_rad",
+           "root_error_m", "reward_per_step", "return_fraction", "finished")
 DEFAULT_STARTS = 8
 DEFAULT_MAX_SECONDS = 10.0
 
@@ -64,7 +70,7 @@ def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int
     obs, _ = env.reset(options={"clip": clip, "frame": frame})
     ref = env._clip.qpos  # noqa: SLF001 - reference qpos at the control rate
     d = env.data
-    jerr, rerr, rew = [], [], []
+    jerr, rerr, rew, derr = [], [], [], []
     reason = None
     steps = 0
     for _ in range(max_steps):
@@ -76,6 +82,8 @@ def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int
         jerr.append(float(np.mean(np.abs(d.qpos[7:] - ref[k, 7:]))))
         rerr.append(float(np.linalg.norm(d.qpos[:3] - ref[k, :3])))
         rew.append(float(r))
+        if "decoded_joint_error" in info:
+            derr.append(info["decoded_joint_error"])
         if term:
             reason = info["termination"]
             break
@@ -86,6 +94,7 @@ def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int
         "seconds_tracked": steps / hz if reason is None else (steps - 1) / hz,
         "horizon_s": max_steps / hz,
         "joint_error_rad": float(np.mean(jerr)) if jerr else float("nan"),
+        "decoded_joint_error_rad": float(np.mean(derr)) if derr else float("nan"),
         "root_error_m": float(np.mean(rerr)) if rerr else float("nan"),
         "reward_per_step": float(np.mean(rew)) if rew else float("nan"),
         "return_fraction": float(np.sum(rew[:-1] if reason is not None else rew)) / max_steps,
@@ -141,24 +150,29 @@ def _hold_pose_actor(env, clip: str, frame: int = 0) -> Callable[[Any], np.ndarr
     return lambda obs: a
 
 
-def make_policy_env(ck: dict, clip: str, codes: dict | None, max_episode_steps: int, **extra):
+def make_policy_env(ck: dict, clip: str, codes: dict | None, max_episode_steps: int, decoded: dict | None = None,
+                    **extra):
+    """The checkpoint's env on one clip; ``decoded``: {clip: decoded motion} for goal="decoded"."""
     from envs.tracking import H1TrackingEnv
     from lowlevel.train import env_kwargs
 
     cfg = ck["config"]
     kw = env_kwargs(cfg)
     kw["max_episode_steps"] = max_episode_steps
+    if decoded is not None:
+        kw["decoded_motion"] = {clip: decoded[clip]}
     kw.update(extra)
     return H1TrackingEnv([clip], latent_codes=codes, **kw)
 
 
 def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, data_root=None) -> dict | None:
-    """Latent codes of ``clips``: stored in the checkpoint or encoded with its motion VAE."""
+    """Latent codes of ``clips`` (goal "latent" or "decoded"; else None): stored in the checkpoint or
+    encoded with its motion VAE."""
     from daps.trainer import CheckpointError
     from lowlevel.train import encode_clips, file_sha256
 
     cfg = ck["config"]
-    if cfg["goal"] != "latent":
+    if cfg["goal"] not in ("latent", "decoded"):
         return None
     from lowlevel.train import checkpoint_codes
 
@@ -176,6 +190,16 @@ def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, 
         new, _ = encode_clips(path, missing, data_root, seed=info.get("seed", 0))
         out.update(new)
     return out
+
+
+def decoded_for(ck: dict, codes: dict | None, motion_vae: str | Path | None = None, data_root=None) -> dict | None:
+    """{clip: decoded motion} of ``codes`` for a goal="decoded" checkpoint (else None), decoded with
+    the motion VAE it was trained with (:func:`lowlevel.train.decoded_motions`, sha256-checked)."""
+    from lowlevel.train import decoded_motions
+
+    if ck["config"]["goal"] != "decoded":
+        return None
+    return decoded_motions(ck["config"], codes, motion_vae, data_root)
 
 
 def start_frames(last: int, starts: int) -> list[int]:
@@ -234,13 +258,14 @@ def evaluate_lowlevel(
     cfg = ck["config"]
     clips = select_clips(clips_pattern, split, data_root)
     codes = codes_for(ck, clips, motion_vae, data_root)
+    decoded = decoded_for(ck, codes, motion_vae, data_root)
     results: dict[str, dict] = {}
     bar = tqdm(total=len(clips) * len(controllers) * starts, desc="eval episodes", disable=not progress)
     for clip in clips:
         envs = {}
         if "policy" in controllers:
-            envs["policy"] = (make_policy_env(ck, clip, None if codes is None else {clip: codes[clip]}, 10**9),
-                              policy_actor(model, vecnorm))
+            envs["policy"] = (make_policy_env(ck, clip, None if codes is None else {clip: codes[clip]}, 10**9,
+                                              decoded=decoded), policy_actor(model, vecnorm))
         for name, target in (("hold_pose", "absolute"), ("pd_tracking", "reference")):
             if name in controllers:
                 env = H1TrackingEnv([clip], goal="reference", action_mode="pd", pd_target=target,
@@ -279,14 +304,16 @@ def evaluate_lowlevel(
 
 def format_table(report: dict[str, Any]) -> str:
     """Plain-text table: one row per clip and controller (means over its start frames), then the
-    means over clips."""
-    head = (f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'jerr_common':>11} "
-            f"{'root_err':>8} {'rew/step':>8} {'return':>7} {'finished':>8}")
+    means over clips.  ``jerr_dec``: joint error against the decoded motion ("-" where none)."""
+    head = (f"{'clip':<18} {'controller':<12} {'tracked_s':>9} {'horizon_s':>9} {'joint_err':>9} {'jerr_dec':>8} "
+            f"{'jerr_common':>11} {'root_err':>8} {'rew/step':>8} {'return':>7} {'finished':>8}")
     lines = [head, "-" * len(head)]
 
     def row(label, name, m):
+        dec = m.get("decoded_joint_error_rad", float("nan"))  # reports written before it existed lack it
+        dec = f"{dec:8.3f}" if dec == dec else f"{'-':>8}"
         return (f"{label:<18} {name:<12} {m['seconds_tracked']:9.2f} {m['horizon_s']:9.2f} {m['joint_error_rad']:9.3f} "
-                f"{m['joint_error_common_rad']:11.3f} {m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} "
+                f"{dec} {m['joint_error_common_rad']:11.3f} {m['root_error_m']:8.3f} {m['reward_per_step']:8.3f} "
                 f"{m['return_fraction']:7.3f} {m['finished']:8.2f}")
 
     for clip, res in report["clips"].items():

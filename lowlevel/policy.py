@@ -15,7 +15,8 @@ The 128 tokens are the current segment's 64 indices followed by the next segment
 stride-4 convolutions see 4 consecutive tokens of one code at a time (64 and 128 are divisible
 by 16, so no window straddles the two codes).
 
-Reference goal (``goal="reference"``, flat Box): SB3's default ``FlattenExtractor`` + the same MLPs.
+Reference or decoded goal (``goal="reference"`` / ``"decoded"``, the same flat Box): SB3's default
+``FlattenExtractor`` + the same MLPs.
 
 Presets (:data:`PRESETS`): ``paper`` keeps App. I's [2048, 1024, 512] ELU MLP; ``cpu`` uses
 [256, 256] with 32 batched environments (:class:`envs.batched.H1BatchedVecEnv`), about
@@ -150,13 +151,14 @@ def preset(name: str) -> dict[str, Any]:
 
 
 def policy_kwargs(cfg: dict[str, Any], goal: str) -> dict[str, Any]:
-    """SB3 ``policy_kwargs`` for a preset-like config and goal ("latent" or "reference")."""
+    """SB3 ``policy_kwargs`` for a preset-like config and goal ("latent", or "reference" / "decoded":
+    the same flat observation)."""
     kw: dict[str, Any] = dict(net_arch=dict(pi=list(cfg["net_arch"]), vf=list(cfg["net_arch"])),
                               activation_fn=nn.ELU, log_std_init=float(cfg["log_std_init"]))
     if goal == "latent":
         kw["features_extractor_class"] = LatentConvExtractor
         kw["features_extractor_kwargs"] = dict(embed_dim=int(cfg["embed_dim"]), conv_channels=int(cfg["conv_channels"]))
         kw["share_features_extractor"] = True
-    elif goal != "reference":
-        raise ValueError(f"goal must be 'latent' or 'reference', got {goal!r}")
+    elif goal not in ("reference", "decoded"):
+        raise ValueError(f"goal must be 'latent', 'reference' or 'decoded', got {goal!r}")
     return kw

@@ -1,7 +1,8 @@
 """Offscreen MuJoCo video of a low-level policy with the reference motion as a translucent ghost.
 
 The robot is simulated exactly as in :mod:`lowlevel.evaluate` (deterministic policy, clip from
-frame 0).  Every rendered frame draws the scene of the simulated robot and then adds, with
+frame 0; a ``goal="decoded"`` policy follows the decoding of its codes, the ghost still shows the
+true reference).  Every rendered frame draws the scene of the simulated robot and then adds, with
 ``mujoco.mjv_addGeoms``, the geoms of a second ``MjData`` posed at the reference frame; those
 ghost geoms get rgba alpha 0.3 (tinted blue).  The ghost is drawing only: it has no physics.
 
@@ -71,7 +72,7 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
 
     from envs.tracking import H1TrackingEnv
     from daps.io import atomic_write
-    from lowlevel.evaluate import (CONTROLLERS, _reference_actor, codes_for, make_policy_env,
+    from lowlevel.evaluate import (CONTROLLERS, _reference_actor, codes_for, decoded_for, make_policy_env,
                                    policy_actor, run_episode)
     from lowlevel.train import load_lowlevel, select_clips
 
@@ -86,7 +87,7 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
         raise ValueError(f"unknown clip {clip!r}")
     codes = codes_for(ck, [clip], motion_vae, ck["config"].get("data_root"))
     if controller == "policy":
-        env = make_policy_env(ck, clip, codes, 10**9)
+        env = make_policy_env(ck, clip, codes, 10**9, decoded=decoded_for(ck, codes, motion_vae, ck["config"].get("data_root")))
         actor = policy_actor(model, vecnorm)
     else:
         env = H1TrackingEnv([clip], goal="reference", action_mode="pd", max_episode_steps=10**9,

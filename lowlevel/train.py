@@ -1,6 +1,8 @@
 """PPO training of the latent-conditioned low-level imitation policy (stable-baselines3).
 
-``train_lowlevel`` encodes every selected clip once with the motion VAE (codes dict), builds the
+``train_lowlevel`` encodes every selected clip once with the motion VAE (codes dict; with
+``goal="decoded"`` it also decodes the codes once per clip, :func:`decode_clips`, and the env
+observes that decoded motion instead of the true reference), builds the
 vector environment of :class:`envs.tracking.H1TrackingEnv` (``vec``: "batched" =
 :class:`envs.batched.H1BatchedVecEnv`, all environments in this process with numpy-vectorised
 observation, reward and termination, the cpu preset's default; "subproc" = SB3 ``SubprocVecEnv``,
@@ -26,6 +28,13 @@ Run folder:
 
 ``resume=True`` continues from run_dir/checkpoint.pt: policy, optimiser, VecNormalize statistics
 and step count come back; the run then goes on until ``steps`` total environment steps.
+
+``init_from=CKPT`` starts a NEW run (step 0, fresh optimiser) from another low-level checkpoint's
+policy weights and VecNormalize statistics, e.g. a ``goal="reference"`` teacher fine-tuned on
+``goal="decoded"`` (the same observation layout).  The observation and action spaces must be
+identical (else ValueError naming the file and the mismatch); the network architecture
+(net_arch, embed_dim, conv_channels) is taken from that checkpoint's config.  The run config
+records ``init_from`` = {path, sha256, num_timesteps, goal, action_mode, pd_target} of the source.
 """
 from __future__ import annotations
 
@@ -49,8 +58,8 @@ CHECKPOINT_FORMAT = "daps-checkpoint-v1"
 CHECKPOINT_KIND = "lowlevel-ppo"
 CHECKPOINT_NAME = "checkpoint.pt"
 
-__all__ = ["train_lowlevel", "select_clips", "encode_clips", "make_env", "build_vec_env", "load_lowlevel",
-           "fix_exploration_std", "CHECKPOINT_KIND", "VEC_KINDS", "file_sha256"]
+__all__ = ["train_lowlevel", "select_clips", "encode_clips", "decode_clips", "decoded_motions", "make_env",
+           "build_vec_env", "load_lowlevel", "fix_exploration_std", "CHECKPOINT_KIND", "VEC_KINDS", "file_sha256"]
 
 
 # --------------------------------------------------------------------------- clips and codes
@@ -104,6 +113,49 @@ def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, 
     return codes, info
 
 
+def decode_clips(motion_vae_ckpt: str | Path, codes: dict[str, np.ndarray], data_root=None,
+                 control_hz: float = 100.0) -> dict:
+    """{clip: decoded motion as a ReferenceMotion at ``control_hz``} of latent codes {clip: (S, 64)}.
+
+    Per clip: :func:`motion_vae.codec.decode_codes` (S*32 CSV rows at 30 Hz; the root starts at
+    the clip's first frame's x, y and heading, which only places the motion in the world: the
+    env's root anchor removes any planar placement) -> ``csv_to_qpos`` ->
+    :func:`envs.tracking.decoded_reference` (resampled to the control rate as the clips, feet
+    grounded by the decoded motion's own median sole depth).  Deterministic (decoder means).
+    """
+    from envs.lafan1 import load_clip_csv, resolve_clip_dir, csv_to_qpos
+    from envs.tracking import decoded_reference
+    from motion_vae.codec import decode_codes
+    from motion_vae.models import load_motion_vae
+
+    model, _, stats, _ = load_motion_vae(motion_vae_ckpt, "cpu")
+    clip_dir = resolve_clip_dir(data_root)
+    out = {}
+    for c, z in codes.items():
+        first = load_clip_csv(clip_dir / f"{c}.csv")[:1]
+        rows = decode_codes(model, stats, np.asarray(z, dtype=np.int64), start_rows=first)
+        out[c] = decoded_reference(c, csv_to_qpos(rows), control_hz, ground_feet=True)
+    return out
+
+
+def decoded_motions(cfg: dict[str, Any], codes: dict[str, np.ndarray], motion_vae: str | Path | None = None,
+                    data_root=None) -> dict:
+    """Decoded motions (:func:`decode_clips`) of ``codes`` for a ``goal="decoded"`` run config,
+    with the motion VAE it was trained with (``motion_vae`` overrides the stored path; the file's
+    sha256 must match the stored one).
+
+    Raises FileNotFoundError (no file) or CheckpointError (another motion VAE).
+    """
+    info = cfg["motion_vae"]
+    path = Path(motion_vae) if motion_vae is not None else Path(info["path"])
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: motion VAE checkpoint of this policy not found (needed to decode its "
+                                "goal motion); pass --motion-vae")
+    if file_sha256(path) != info["sha256"]:
+        raise CheckpointError(f"{path}: not the motion VAE this policy was trained with (sha256 differs)")
+    return decode_clips(path, codes, data_root if data_root is not None else cfg.get("data_root"))
+
+
 # --------------------------------------------------------------------------- envs
 VEC_KINDS = ("batched", "subproc", "dummy")
 
@@ -123,7 +175,8 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
-    """One H1TrackingEnv (module-level so SubprocVecEnv can pickle ``partial(make_env, ...)``)."""
+    """One H1TrackingEnv (module-level so SubprocVecEnv can pickle ``partial(make_env, ...)``);
+    ``kwargs`` may hold ``decoded_motion``."""
     import torch as _torch
 
     _torch.set_num_threads(1)
@@ -132,22 +185,25 @@ def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
     return H1TrackingEnv(list(clips), latent_codes=codes, **kwargs)
 
 
-def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: int):
+def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: int, decoded: dict | None = None):
     """``VecMonitor`` over ``n_envs`` tracking environments of kind ``cfg["vec"]`` (VEC_KINDS;
     configs written before it existed mean "subproc", DummyVecEnv for one env), seeded ``seed + i``;
-    "batched" steps its physics on ``cfg["threads"]`` threads (default 1)."""
+    "batched" steps its physics on ``cfg["threads"]`` threads (default 1).  ``decoded``: the
+    decoded motions of a ``goal="decoded"`` run (:func:`decode_clips`)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     kind = cfg.get("vec", "subproc")
     if kind not in VEC_KINDS:
         raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {kind!r}")
+    kw = env_kwargs(cfg)
+    if decoded is not None:
+        kw["decoded_motion"] = decoded
     if kind == "batched":
         from envs.batched import H1BatchedVecEnv
 
-        venv = H1BatchedVecEnv(n_envs, list(cfg["clips"]), latent_codes=codes, threads=int(cfg.get("threads", 1)),
-                               **env_kwargs(cfg))
+        venv = H1BatchedVecEnv(n_envs, list(cfg["clips"]), latent_codes=codes, threads=int(cfg.get("threads", 1)), **kw)
     else:
-        fns = [partial(make_env, cfg["clips"], codes, env_kwargs(cfg)) for _ in range(n_envs)]
+        fns = [partial(make_env, cfg["clips"], codes, kw) for _ in range(n_envs)]
         venv = DummyVecEnv(fns) if kind == "dummy" or n_envs == 1 else SubprocVecEnv(fns)
     venv.seed(seed)
     return VecMonitor(venv)
@@ -305,12 +361,13 @@ def train_lowlevel(
     ckpt_every: int | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the low-level policy; returns a summary dict (steps, wall time, checkpoint).
 
     Args:
-        motion_vae_ckpt: motion VAE checkpoint used to encode the clips for goal="latent"
-            (None: the shipped models/motion_vae.pt).
+        motion_vae_ckpt: motion VAE checkpoint used to encode the clips for goal="latent" and to
+            encode + decode them for goal="decoded" (None: the shipped models/motion_vae.pt).
         clips_pattern: glob(s) over clip names, comma-separated ("walk*"), within ``split``.
         steps: total environment steps (default: the preset's).
         preset: "cpu" or "paper" (:data:`lowlevel.policy.PRESETS`).
@@ -328,7 +385,12 @@ def train_lowlevel(
             controller then sees) is kept for comparison; "torque" is the paper's setting.
         pd_action_scale: rad of PD target per unit action (None: the env's default for the target,
             :func:`envs.tracking.default_pd_action_scale`).
-        goal: "latent" (DAPS codes) or "reference" (next reference frames; no motion VAE needed).
+        goal: "latent" (DAPS codes), "reference" (next reference frames; no motion VAE needed) or
+            "decoded" (the reference goal's layout filled from the motion VAE's decoding of the
+            clip's codes; pair it with pd_target "decoded", "nominal" or "absolute": "reference"
+            is refused, it would leak the true reference).
+        init_from: start a new run from this low-level checkpoint's policy weights and
+            VecNormalize statistics (module docstring); not with ``resume``.
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
             preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std).
     """
@@ -342,10 +404,16 @@ def train_lowlevel(
     ckpt_path = run_dir / CHECKPOINT_NAME
     torch.set_num_threads(1)
 
+    src = None  # (model, vecnorm, checkpoint) of init_from
+    decoded = None
+    if resume and init_from is not None:
+        raise ValueError("--init-from starts a new run; --resume continues run_dir's own checkpoint (give one of them)")
     if resume:
         ck = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
         cfg = ck["config"]
         codes = checkpoint_codes(ck)
+        if cfg["goal"] == "decoded":
+            decoded = decoded_motions(cfg, codes)
         if steps is not None:
             cfg["steps"] = int(steps)
         if n_envs is not None:
@@ -357,10 +425,17 @@ def train_lowlevel(
     else:
         if ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists; pass resume=True (--resume) or use another run_dir")
-        if goal not in ("latent", "reference"):
-            raise ValueError(f"goal must be 'latent' or 'reference', got {goal!r}")
+        if goal not in ("latent", "reference", "decoded"):
+            raise ValueError(f"goal must be 'latent', 'reference' or 'decoded', got {goal!r}")
         if action_mode not in ("pd", "torque"):
             raise ValueError(f"action_mode must be 'pd' or 'torque', got {action_mode!r}")
+        if goal == "decoded" and pd_target == "reference":  # fail before encoding (the env refuses it too)
+            raise ValueError("pd_target 'reference' with goal 'decoded' would put the true reference into the "
+                             "controller; use --pd-target decoded (or nominal / absolute)")
+        if pd_target == "decoded" and goal != "decoded":
+            raise ValueError(f"pd_target 'decoded' needs goal 'decoded' (got goal {goal!r}, pd_target {pd_target!r})")
+        if init_from is not None:
+            src = load_lowlevel(init_from)  # CheckpointError for a missing / wrong file, before any work
         p = pol.preset(preset)
         ppo_kw = dict(p["ppo"])
         for k, v in (overrides or {}).items():
@@ -370,15 +445,25 @@ def train_lowlevel(
                 p[k] = v
             else:
                 raise ValueError(f"unknown override {k!r}")
+        init_info = None
+        if src is not None:  # the weights define the architecture
+            src_cfg = src[2]["config"]
+            for k in ("net_arch", "embed_dim", "conv_channels"):
+                p[k] = src_cfg[k]
+            init_info = {"path": str(Path(init_from).resolve()), "sha256": file_sha256(init_from),
+                         "num_timesteps": int(src[2]["num_timesteps"]), "goal": src_cfg["goal"],
+                         "action_mode": src_cfg["action_mode"], "pd_target": src_cfg["pd_target"]}
         clips = select_clips(clips_pattern, split, data_root)
         mvae = None
         codes = None
-        if goal == "latent":
+        if goal in ("latent", "decoded"):
             if motion_vae_ckpt is None:  # the shipped default model
                 from motion_vae.models import default_model_path
 
                 motion_vae_ckpt = default_model_path()
             codes, mvae = encode_clips(motion_vae_ckpt, clips, data_root)
+            if goal == "decoded":
+                decoded = decode_clips(motion_vae_ckpt, codes, data_root)
         cfg = {
             "preset": preset, "goal": goal, "action_mode": action_mode, "pd_target": pd_target,
             "pd_action_scale": None if pd_action_scale is None else float(pd_action_scale),
@@ -392,6 +477,7 @@ def train_lowlevel(
             "net_arch": list(p["net_arch"]), "embed_dim": p["embed_dim"], "conv_channels": p["conv_channels"],
             "log_std_init": p["log_std_init"], "fixed_std": bool(p["fixed_std"]), "ppo": ppo_kw, "motion_vae": mvae,
             "data_root": str(data_root) if data_root is not None else None,
+            "init_from": init_info,
         }
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:
             raise ValueError("n_envs and steps must be positive")
@@ -399,11 +485,16 @@ def train_lowlevel(
         raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {cfg['vec']!r}")
     if int(cfg.get("threads", 1)) < 1:
         raise ValueError(f"threads must be >= 1, got {cfg['threads']}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-
-    venv = build_vec_env(cfg, codes, cfg["n_envs"], cfg["seed"] + (7919 if resume else 0))
+    venv = build_vec_env(cfg, codes, cfg["n_envs"], cfg["seed"] + (7919 if resume else 0), decoded)
     try:
+        if src is not None:  # identical spaces, checked before anything is written
+            for what, a, b in (("observation", src[0].observation_space, venv.observation_space),
+                               ("action", src[0].action_space, venv.action_space)):
+                if a != b:
+                    raise ValueError(f"{init_from}: cannot initialise from this checkpoint: its {what} space {a} "
+                                     f"differs from this run's {b}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
         if resume:
             model, vecnorm, ck = load_lowlevel(ckpt_path)
             vecnorm.set_venv(venv)
@@ -411,12 +502,27 @@ def train_lowlevel(
             model.set_env(vecnorm, force_reset=True)
             _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
         else:
-            norm_keys = ["proprio"] if cfg["goal"] == "latent" else None
-            vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=norm_keys,
-                                   clip_obs=10.0, gamma=cfg["ppo"]["gamma"])
+            if src is not None:  # the source's observation / return statistics, updated further here
+                vecnorm = src[1]
+                vecnorm.set_venv(venv)
+                vecnorm.training, vecnorm.gamma = True, cfg["ppo"]["gamma"]
+            else:
+                norm_keys = ["proprio"] if cfg["goal"] == "latent" else None
+                vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=norm_keys,
+                                       clip_obs=10.0, gamma=cfg["ppo"]["gamma"])
             policy = "MultiInputPolicy" if cfg["goal"] == "latent" else "MlpPolicy"
             model = PPO(policy, vecnorm, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
                         device="cpu", verbose=0, **cfg["ppo"])
+            if src is not None:
+                # the source's policy weights, strictly (SB3's public set_parameters); the new run
+                # keeps its own fresh optimiser
+                try:
+                    model.set_parameters({"policy": src[0].policy.state_dict(),
+                                          "policy.optimizer": model.policy.optimizer.state_dict()},
+                                         exact_match=True, device="cpu")
+                except RuntimeError as e:
+                    raise ValueError(f"{init_from}: policy weights do not fit this run's network "
+                                     f"({str(e).splitlines()[0][:160]})") from None
             (run_dir / "progress.csv").unlink(missing_ok=True)
         fix_exploration_std(model, cfg)
         model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))

@@ -26,10 +26,36 @@ def _codes(vocab=16):
     return {c: rng.integers(0, vocab, size=(4, 64)) for c in CLIPS}  # 4 segments: episodes reach the clip end
 
 
+_DECODED = {}
+
+
+def _decoded(frames=400):
+    """A stand-in "decoded motion" per clip: the first 400 frames of the reference, rotated 0.3 rad
+    about z, moved (2, -1) m, drifting 0.2 m/s in x, joints off by 0.05 rad (shorter than the clip:
+    episodes also end at its end)."""
+    from envs.reference import make_reference
+
+    if not _DECODED:
+        for c in CLIPS:
+            q = np.array(load_reference(c).qpos[:frames])
+            cz, sz = np.cos(0.3), np.sin(0.3)
+            x, y = q[:, 0].copy(), q[:, 1].copy()
+            q[:, 0] = cz * x - sz * y + 2.0 + 0.002 * np.arange(frames)
+            q[:, 1] = sz * x + cz * y - 1.0
+            w, qx, qy, qz = q[:, 3:7].T.copy()
+            ch, sh = np.cos(0.15), np.sin(0.15)
+            q[:, 3:7] = np.stack([ch * w - sh * qz, ch * qx - sh * qy, ch * qy + sh * qx, ch * qz + sh * w], 1)
+            q[:, 7:] += 0.05
+            _DECODED[c] = make_reference(c, q, 100.0)
+    return dict(_DECODED)
+
+
 def _kwargs(goal, action_mode, pd_target="reference"):
     kw = dict(goal=goal, action_mode=action_mode, pd_target=pd_target, max_episode_steps=60)
     if goal == "latent":
         kw.update(latent_codes=_codes(), vocab_size=16)
+    if goal == "decoded":
+        kw.update(decoded_motion=_decoded())
     return kw
 
 
@@ -43,6 +69,7 @@ def _assert_obs_close(a, b, i=None):
 
 @pytest.mark.parametrize("goal, action_mode, pd_target, threads", [
     ("reference", "torque", "reference", 1), ("latent", "pd", "nominal", 2), ("reference", "pd", "reference", 1),
+    ("decoded", "pd", "decoded", 1),
 ])
 def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads):
     kw = _kwargs(goal, action_mode, pd_target)
@@ -56,7 +83,7 @@ def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, t
         assert venv.reset_infos[i]["frame"] == info["frame"] and venv.reset_infos[i]["clip"] == info["clip"]
     rng = np.random.default_rng(1)
     scale = 0.3 if action_mode == "torque" else 1.0  # random torques fall quickly: several auto-resets
-    ends = set()
+    ends, anchors = set(), set()
     for step in range(120):
         a = (scale * rng.uniform(-1, 1, size=(N, 19))).astype(np.float32)
         if step == 30:
@@ -71,6 +98,9 @@ def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, t
                 assert infos[i][key] == pytest.approx(info[key], rel=1e-6, abs=1e-9), (step, i, key)
             for key in ("clip", "frame", "termination", "truncation"):  # labels and counters: exact
                 assert infos[i][key] == info[key], (step, i, key)
+            if goal == "decoded":
+                assert infos[i]["decoded_joint_error"] == pytest.approx(info["decoded_joint_error"], rel=1e-6, abs=1e-9)
+                anchors.add(e._anchor_seg)  # noqa: SLF001
             if term or trunc:
                 ends.add(info["termination"] or info["truncation"])
                 assert infos[i]["TimeLimit.truncated"] == (trunc and not term)
@@ -80,7 +110,11 @@ def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, t
             else:
                 assert "terminal_observation" not in infos[i]
             _assert_obs_close(o, obs, i)
+            if goal == "decoded":  # the root anchors (after the auto-reset, if any)
+                np.testing.assert_allclose(venv._anchor[i], e._anchor, rtol=1e-9, atol=1e-9)  # noqa: SLF001
     assert "unstable" in ends and len(ends) >= 2, ends  # auto-reset paths were exercised
+    if goal == "decoded":
+        assert len(anchors) >= 2 and "clip_end" in ends  # re-anchoring at segment starts; the decoded end
     venv.close()
 
 

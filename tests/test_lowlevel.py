@@ -164,6 +164,71 @@ def test_bad_input(mvae, trained, tmp_path):
         evaluate_lowlevel(trained[0] / "checkpoint.pt", "nosuchclip")
 
 
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny goal="reference" PD-residual run (the teacher of the decoded product)."""
+    from lowlevel.train import train_lowlevel
+
+    run = tmp_path_factory.mktemp("teacher")
+    train_lowlevel(None, "walk1_subject1", steps=64, run_dir=run, n_envs=1, goal="reference", action_mode="pd",
+                   pd_target="reference", overrides=TINY, progress=False)
+    return run / "checkpoint.pt"
+
+
+def test_decoded_goal_from_a_teacher_trains_checkpoints_evaluates_and_resumes(mvae, teacher, tmp_path):
+    from lowlevel.evaluate import evaluate_lowlevel, format_table
+    from lowlevel.train import file_sha256, load_lowlevel, train_lowlevel
+
+    run = tmp_path / "dec"
+    r = train_lowlevel(mvae, "walk1_subject1", steps=128, run_dir=run, n_envs=2, goal="decoded", action_mode="pd",
+                       pd_target="decoded", ckpt_every=64, overrides=TINY, progress=False, init_from=teacher)
+    assert r["num_timesteps"] == 128 and r["start_step"] == 0
+    model, vecnorm, ck = load_lowlevel(run / "checkpoint.pt")
+    cfg = ck["config"]
+    assert cfg["goal"] == "decoded" and set(ck["codes"]) == {"walk1_subject1"} and cfg["motion_vae"]["sha256"]
+    assert cfg["init_from"] == {"path": str(teacher.resolve()), "sha256": file_sha256(teacher), "num_timesteps": 64,
+                                "goal": "reference", "action_mode": "pd", "pd_target": "reference"}
+    t_model, t_vecnorm, _ = load_lowlevel(teacher)
+    assert model.observation_space == t_model.observation_space
+    assert vecnorm.obs_rms.count > t_vecnorm.obs_rms.count  # the teacher's statistics, updated further
+    # started from the teacher's weights: 2 Adam steps of lr 3e-4 move them by < 1e-2 (a fresh init differs by ~0.1-1)
+    diff = max(float((a - b).abs().max()) for a, b in zip(model.policy.state_dict().values(),
+                                                           t_model.policy.state_dict().values()))
+    assert diff < 1e-2
+
+    rep = evaluate_lowlevel(run / "checkpoint.pt", "walk1_subject1", out=tmp_path, max_seconds=0.2, starts=2)
+    res = rep["clips"]["walk1_subject1"]
+    assert 0 <= res["policy"]["decoded_joint_error_rad"] < 1 and 0 <= res["policy"]["joint_error_rad"] < 1
+    assert np.isnan(res["pd_tracking"]["decoded_joint_error_rad"])  # the references follow the true clip
+    table = format_table(rep)
+    assert "jerr_dec" in table and f"{res['policy']['decoded_joint_error_rad']:8.3f}" in table
+
+    r2 = train_lowlevel(None, steps=256, run_dir=run, resume=True, progress=False)  # decodes again from the file
+    assert r2["start_step"] == 128 and r2["num_timesteps"] == 256
+
+
+def test_decoded_goal_and_init_from_bad_input(mvae, trained, teacher, tmp_path):
+    from lowlevel.train import train_lowlevel
+
+    with pytest.raises(ValueError, match="true reference"):  # refused before any encoding
+        train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "a", goal="decoded", action_mode="pd",
+                       pd_target="reference", progress=False)
+    with pytest.raises(ValueError, match="needs goal 'decoded'"):
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "b", goal="reference", action_mode="pd",
+                       pd_target="decoded", progress=False)
+    # a latent-goal checkpoint cannot start a reference-goal run: one line naming the file and the spaces
+    with pytest.raises(ValueError, match=r"checkpoint.pt: cannot initialise .* observation space Dict") as err:
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "c", n_envs=1, goal="reference",
+                       action_mode="pd", pd_target="nominal", overrides=TINY, progress=False,
+                       init_from=trained[0] / "checkpoint.pt")
+    assert len(str(err.value).splitlines()) == 1 and not (tmp_path / "c").exists()
+    with pytest.raises(ValueError, match="init-from starts a new run"):
+        train_lowlevel(None, steps=64, run_dir=trained[0], resume=True, init_from=teacher, progress=False)
+    with pytest.raises(CheckpointError, match="not found"):
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "d", goal="reference",
+                       init_from=tmp_path / "missing.pt", progress=False)
+
+
 def _cli(*args, env=None):
     exe = [sys.executable, "-c", "from daps.cli import main; main()"]
     return subprocess.run(exe + list(args), capture_output=True, text=True, timeout=300, env=env)

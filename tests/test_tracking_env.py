@@ -360,3 +360,108 @@ def test_nominal_pd_targets_the_nominal_pose_plus_action():
     assert np.abs(q[11:] - (NOMINAL_POSE[11:] + a[11:])).max() < 0.15
     with pytest.raises(ValueError, match="pd_target"):
         H1TrackingEnv([CLIP], action_mode="pd", pd_target="sideways")
+
+
+# ---------------------------------------------------------------- decoded goal
+
+
+def _planar_moved(qpos, yaw, dx, dy, joint_offset=0.0):
+    """qpos (T, 26) rotated by ``yaw`` about z, moved by (dx, dy), joints + ``joint_offset``."""
+    q = np.array(qpos)
+    c, s = math.cos(yaw), math.sin(yaw)
+    x, y = q[:, 0].copy(), q[:, 1].copy()
+    q[:, 0], q[:, 1] = c * x - s * y + dx, s * x + c * y + dy
+    w, qx, qy, qz = q[:, 3:7].T.copy()
+    ch, sh = math.cos(yaw / 2), math.sin(yaw / 2)
+    q[:, 3:7] = np.stack([ch * w - sh * qz, ch * qx - sh * qy, ch * qy + sh * qx, ch * qz + sh * w], 1)
+    q[:, 7:] += joint_offset
+    return q
+
+
+def test_decoded_goal_with_the_true_motion_equals_the_reference_goal():
+    ref_env = H1TrackingEnv([CLIP], action_mode="pd", pd_target="reference")
+    dec_env = H1TrackingEnv([CLIP], goal="decoded", action_mode="pd", decoded_motion={CLIP: _REF})
+    assert dec_env.pd_target == "decoded" and dec_env.pd_action_scale == 0.25
+    assert dec_env.observation_space == ref_env.observation_space  # same network input as the teacher's
+    check_env(dec_env, skip_render_check=True)
+    for frame in (0, 250):
+        o_ref, _ = ref_env.reset(options={"frame": frame})
+        o_dec, _ = dec_env.reset(options={"frame": frame})
+        np.testing.assert_allclose(o_dec, o_ref, atol=1e-6)  # at RSI the anchor is the identity
+        seg = dec_env._segment(frame)  # noqa: SLF001
+        a = np.full(19, 0.1)
+        while True:  # same PD targets (decoded = reference): equal until the next segment starts
+            o_ref, r_ref, *_ = ref_env.step(a)
+            o_dec, r_dec, term, trunc, info = dec_env.step(a)
+            assert not (term or trunc)
+            assert r_dec == pytest.approx(r_ref, abs=1e-12)  # reward against the true reference
+            assert info["decoded_joint_error"] == pytest.approx(np.abs(dec_env.data.qpos[7:] - _REF.qpos[info["frame"], 7:]).mean())
+            if dec_env._segment(info["frame"]) != seg:  # noqa: SLF001
+                break
+            np.testing.assert_allclose(o_dec, o_ref, atol=1e-5)
+        # entering a new segment re-bases the decoded root on the robot (x, y, heading)
+        q = dec_env.decoded_qpos()
+        np.testing.assert_allclose(q[:2], dec_env.data.qpos[:2], atol=1e-12)
+        assert q[2] == _REF.qpos[info["frame"], 2] and np.array_equal(q[7:], _REF.qpos[info["frame"], 7:])
+        R_dec, R_robot = np.zeros(9), dec_env.data.xmat[1]
+        mujoco.mju_quat2Mat(R_dec, q[3:7])
+        assert math.atan2(R_dec[3], R_dec[0]) == pytest.approx(math.atan2(R_robot[3], R_robot[0]), abs=1e-9)
+        assert np.abs(o_dec - o_ref).max() > 1e-3  # the reference goal still sees the drifted true root
+
+
+def test_decoded_goal_anchoring_and_pd_target():
+    short = make_reference("short", _REF.qpos[:300], 100.0)
+    base = H1TrackingEnv([short], action_mode="pd", pd_target="reference")
+    o_ref, _ = base.reset(options={"frame": 40})
+    # a planar rigid motion of the whole decoded trajectory is removed by the anchor
+    moved = make_reference("short", _planar_moved(short.qpos, 0.7, 3.0, -2.0), 100.0)
+    env = H1TrackingEnv([short], goal="decoded", action_mode="pd", decoded_motion={"short": moved})
+    o_dec, _ = env.reset(options={"frame": 40})
+    np.testing.assert_allclose(o_dec, o_ref, atol=1e-6)
+    # decoded joints 0.1 rad off: only the goal's joint numbers differ, by exactly that
+    off = make_reference("short", _planar_moved(short.qpos, 0.0, 0.0, 0.0, 0.1), 100.0)
+    env = H1TrackingEnv([short], goal="decoded", action_mode="pd", decoded_motion={"short": off})
+    o_dec, _ = env.reset(options={"frame": 40})
+    diff = (o_dec - o_ref)[PROPRIO_DIM:].reshape(3, REF_FRAME_DIM)
+    np.testing.assert_allclose(diff[:, :19], 0.1, atol=1e-6)
+    np.testing.assert_allclose(diff[:, 19:], 0.0, atol=1e-6)
+    assert np.array_equal(o_dec[:PROPRIO_DIM], o_ref[:PROPRIO_DIM])
+    a = np.linspace(-1, 1, 19)  # PD target = decoded joints of frame k + 1 + 0.25 action
+    np.testing.assert_allclose(env._pd_target(a, 41), off.qpos[41, 7:] + 0.25 * a)  # noqa: SLF001
+    _, _, _, _, info = env.step(np.zeros(19))
+    assert env.data.ctrl == pytest.approx(off.qpos[41, 7:])
+    assert info["decoded_joint_error"] == pytest.approx(np.abs(env.data.qpos[7:] - off.qpos[41, 7:]).mean())
+    # a decoded motion shorter than the clip ends the usable part there
+    env = H1TrackingEnv([CLIP], goal="decoded", decoded_motion={CLIP: short})
+    assert env.last_frame(CLIP) == 299
+
+
+def test_decoded_motion_given_at_30hz_is_resampled_and_grounded_like_a_clip():
+    from envs.lafan1 import csv_to_qpos, load_clip_csv, resolve_clip_dir
+
+    qpos30 = csv_to_qpos(load_clip_csv(resolve_clip_dir() / f"{CLIP}.csv"))
+    env = H1TrackingEnv([CLIP], goal="decoded", decoded_motion={CLIP: qpos30})
+    np.testing.assert_array_equal(env._clips[0].dec.qpos, _REF.qpos)  # noqa: SLF001 - load_reference's pipeline
+    o_dec, _ = env.reset(options={"frame": 10})
+    o_ref, _ = H1TrackingEnv([CLIP]).reset(options={"frame": 10})
+    np.testing.assert_allclose(o_dec, o_ref, atol=1e-6)
+
+
+def test_decoded_goal_bad_input():
+    dec = {CLIP: _REF}
+    with pytest.raises(ValueError, match="leak|true reference"):
+        H1TrackingEnv([CLIP], goal="decoded", action_mode="pd", pd_target="reference", decoded_motion=dec)
+    with pytest.raises(ValueError, match="needs goal='decoded'"):
+        H1TrackingEnv([CLIP], action_mode="pd", pd_target="decoded")
+    with pytest.raises(ValueError, match="decoded_motion"):
+        H1TrackingEnv([CLIP], goal="decoded")
+    with pytest.raises(ValueError, match="no decoded motion"):
+        H1TrackingEnv([CLIP], goal="decoded", decoded_motion={"other": _REF})
+    with pytest.raises(ValueError, match="fps"):
+        H1TrackingEnv([CLIP], goal="decoded", decoded_motion={CLIP: make_reference(CLIP, _REF.qpos[:50], 30.0)})
+    with pytest.raises(ValueError, match=r"\(T >= 2, 26\)"):
+        H1TrackingEnv([CLIP], goal="decoded", decoded_motion={CLIP: np.zeros((10, 19))})
+    with pytest.raises(ValueError, match="goal must be"):
+        H1TrackingEnv([CLIP], goal="codes")
+    with pytest.raises(ValueError, match="decoded_qpos"):
+        H1TrackingEnv([CLIP]).decoded_qpos()
