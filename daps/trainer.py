@@ -9,6 +9,12 @@ Reads top to bottom like a CleanRL script. Every run lives in one folder:
 
 Exact resume: model, objective (log eta), both optimisers, the step, the torch generator that
 draws latent samples and the numpy generator that draws data all come back from the checkpoint.
+
+Data-parallel under torchrun (`daps.distributed`): every process trains on its shard of each
+global batch (per-process batch x processes) and averages gradients before each step, so all keep
+identical parameters, eta and optimiser states. Rank 0 alone validates, logs, shows progress and
+writes the checkpoint, which then also holds every rank's latent-sample generator; it resumes only
+with the same number of processes.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from daps import distributed
 from daps.io import atomic_write
 
 CHECKPOINT_FORMAT = "daps-checkpoint-v1"
@@ -120,6 +127,16 @@ def _without_steps(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "steps"}
 
 
+class _NoLog:
+    """What processes other than rank 0 log to: nothing."""
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class MetricsLog:
     """Append-only CSV plus TensorBoard scalars; on resume, rows after the resumed step are dropped."""
 
@@ -187,7 +204,11 @@ def train(
     Args:
         kind: checkpoint kind tag (e.g. "motion_vae"); resume refuses other kinds.
         sample_batch: draws one training batch (B, *event) on the model's device from a numpy RNG.
-        evaluate: validation metrics of the model, run every `eval_every` steps and at the end.
+            Under torchrun the RNG is identical on every process and sample_batch must return this
+            process's shard of one global batch and consume the same draws everywhere
+            (`daps.distributed.shard_indices`).
+        evaluate: validation metrics of the model, run every `eval_every` steps and at the end
+            (rank 0 only under torchrun).
         config: the full run configuration (JSON-able); stored in the checkpoint, and resume
             refuses a checkpoint whose config differs in anything but `steps` (a run can be
             extended over several sittings; schedules that depend on the total are then
@@ -197,12 +218,16 @@ def train(
             excluded) are spent: evaluate, checkpoint, return. The step reached is in the
             checkpoint; `resume` continues from it.
     Returns:
-        The last training metrics merged with the final validation metrics ("val/..." keys).
+        The last training metrics (means over processes) merged with the final validation metrics
+        ("val/..." keys); the same on every process.
     Raises:
-        CheckpointError: resume from a checkpoint of another kind or config.
+        CheckpointError: resume from a checkpoint of another kind or config, or one written by
+            another number of processes.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    world, rank = distributed.world_size(), distributed.rank()
+    main = rank == 0
     if next(model.parameters()).device.type == "cpu":
         keep_freed_memory()
     ckpt_path = run_dir / "checkpoint.pt"
@@ -217,7 +242,8 @@ def train(
     # DAPS has log eta; deterministic objectives (FSQ) have no parameters of their own
     objective_params = list(objective.parameters())
     eta_opt = torch.optim.AdamW(objective_params, lr=optim.eta_lr, weight_decay=optim.eta_weight_decay) if objective_params else None
-    torch_gen = torch.Generator(device=device).manual_seed(seed)
+    synced = vae_params + [p for p in objective_params if p.requires_grad]  # gradients averaged over processes
+    torch_gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(seed, rank))  # own latent noise per rank
     np_rng = np.random.default_rng(seed)
     start, elapsed0 = 0, 0.0
 
@@ -229,39 +255,51 @@ def train(
             raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new run dir")
         if ckpt["step"] > steps:
             raise CheckpointError(f"{ckpt_path}: checkpoint is at step {ckpt['step']}, past the {steps} steps asked for")
+        if ckpt.get("world_size", 1) != world:
+            raise CheckpointError(
+                f"{ckpt_path}: checkpoint was written by {ckpt.get('world_size', 1)} process(es), not {world}; "
+                "the global batch and random streams differ, resume with as many (torchrun --nproc_per_node)"
+            )
         model.load_state_dict(ckpt["model"])
         objective.load_state_dict(ckpt["objective"])
         opt.load_state_dict(ckpt["optimizer"])
         if eta_opt is not None:
             eta_opt.load_state_dict(ckpt["eta_optimizer"])
-        torch_gen.set_state(ckpt["rng"]["torch"])
+        torch_gen.set_state(ckpt["rng"]["torch_ranks"][rank] if world > 1 else ckpt["rng"]["torch"])
         np_rng.bit_generator.state = ckpt["rng"]["numpy"]
         start = ckpt["step"]
         elapsed0 = ckpt.get("train_seconds", 0.0)
+
+    distributed.broadcast_state_(model, objective)  # start from rank 0's weights everywhere, as DDP does
 
     def train_seconds() -> float:
         """Wall time spent in training steps over every sitting (validation excluded)."""
         return elapsed0 + time.perf_counter() - t0 - eval_seconds
 
     def save(step: int) -> None:
-        atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "kind": kind,
-                "config": config,
-                "step": step,
-                "train_seconds": train_seconds(),
-                "model": model.state_dict(),
-                "objective": objective.state_dict(),
-                "optimizer": opt.state_dict(),
-                "eta_optimizer": eta_opt.state_dict() if eta_opt is not None else {},
-                "rng": {"torch": torch_gen.get_state(), "numpy": np_rng.bit_generator.state},
-                "extra": extra or {},
-            },
-            ckpt_path,
-        )
+        """Write the checkpoint from rank 0; collective under torchrun (gathers the ranks' generators)."""
+        rng_states = distributed.gather_objects(torch_gen.get_state())
+        if not main:
+            return
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "kind": kind,
+            "config": config,
+            "step": step,
+            "train_seconds": train_seconds(),
+            "model": model.state_dict(),
+            "objective": objective.state_dict(),
+            "optimizer": opt.state_dict(),
+            "eta_optimizer": eta_opt.state_dict() if eta_opt is not None else {},
+            "rng": {"torch": torch_gen.get_state(), "numpy": np_rng.bit_generator.state},
+            "extra": extra or {},
+        }
+        if world > 1:  # absent in one process: its checkpoints stay as they were
+            ckpt["world_size"] = world
+            ckpt["rng"]["torch_ranks"] = rng_states
+        atomic_torch_save(ckpt, ckpt_path)
 
-    log, eval_log = MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)
+    log, eval_log = (MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)) if main else (_NoLog(), _NoLog())
     metrics: dict[str, float] = {}
     val_metrics: dict[str, float] = {}
     skipped, eval_seconds = 0, 0.0
@@ -275,9 +313,9 @@ def train(
         eval_log.write(step, {"train_seconds": train_seconds(), **values})
         return values
 
-    if evaluate is not None and start == 0:
+    if evaluate is not None and start == 0 and main:
         run_eval(0)  # the untrained model: the baseline every curve starts from
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not (progress and main), dynamic_ncols=True)
     for step in bar:
         model.train()
         x = sample_batch(np_rng)
@@ -286,8 +324,11 @@ def train(
         opt.zero_grad(set_to_none=True)
         if eta_opt is not None:
             eta_opt.zero_grad(set_to_none=True)
-        if torch.isfinite(loss_vae) and torch.isfinite(loss_eta):
+        finite = bool(torch.isfinite(loss_vae) and torch.isfinite(loss_eta))
+        if finite:
             (loss_vae + loss_eta).backward()  # disjoint parameters: each optimiser sees its own loss
+        # torchrun: mean gradient over processes (= the global batch's), step only if every loss was finite
+        if distributed.average_gradients_(synced, finite):
             if optim.agc_clip > 0:
                 adaptive_grad_clip_(vae_params, optim.agc_clip)
             opt.step()
@@ -297,14 +338,15 @@ def train(
             skipped += 1  # like optax.apply_if_finite: drop a non-finite update, keep training
 
         done = step + 1
-        out_of_time = time_limit_s is not None and train_seconds() >= time_limit_s
+        out_of_time = time_limit_s is not None and distributed.rank0_decides(train_seconds() >= time_limit_s)
         last = done == steps or out_of_time
         if done % log_every == 0 or last:
+            metrics = distributed.mean_over_processes(metrics)
             metrics["steps_per_s"] = (done - start) / (train_seconds() - elapsed0)
             metrics["skipped_steps"] = skipped
             log.write(done, metrics)
             bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("log_p", "ess_frac", "eta") if k in metrics})
-        if evaluate is not None and ((eval_every and done % eval_every == 0) or last):
+        if evaluate is not None and ((eval_every and done % eval_every == 0) or last) and main:
             val_metrics = run_eval(done)
         if done % ckpt_every == 0 or last:
             save(done)
@@ -313,6 +355,7 @@ def train(
     bar.close()
     log.close()
     eval_log.close()
+    val_metrics = distributed.broadcast_object(val_metrics)
     metrics.update({f"val/{k}": v for k, v in val_metrics.items()})
     metrics["train_seconds"] = train_seconds()
     return metrics

@@ -31,13 +31,17 @@ def train(
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """Train one method and print the final validation metrics."""
+    """Train one method and print the final validation metrics. Data-parallel under torchrun:
+    --batch-size per process (README)."""
+    from daps.distributed import is_main
     from image_bench.config import apply_overrides, preset_config
     from image_bench.train import train_image_vae
 
     cfg = apply_overrides(preset_config(preset, method, dataset), steps=steps, batch_size=batch_size, seed=seed)
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_image_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
+    if not is_main():  # torchrun: rank 0 reports
+        return
     typer.echo(json.dumps({k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}, indent=2))
     typer.echo(f"checkpoint: {run_dir / 'checkpoint.pt'}")
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from daps.distributed import shard_indices
+
 DATASETS = {
     # name: (environment variable, default folders)
     "fashion-mnist": ("DAPS_FASHION_MNIST_DIR", ("/usr/share/datasets/fashion-mnist",)),
@@ -143,9 +145,10 @@ class ImageSplit:
     def _model_input(self, images: np.ndarray) -> np.ndarray:
         return standardise(images, self.mean, self.std)
 
-    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """A batch (batch, H, W[, C]) float32 drawn uniformly with replacement (the authors' sampling)."""
-        return self._model_input(self.images[rng.integers(0, len(self.images), batch)])
+    def sample(self, rng: np.random.Generator, batch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """A batch (batch, H, W[, C]) float32 drawn uniformly with replacement (the authors' sampling):
+        shard `rank` of a global batch of batch x world (`daps.distributed.shard_indices`)."""
+        return self._model_input(self.images[shard_indices(rng, len(self.images), batch, rank, world)])
 
     def fixed(self, n: int) -> np.ndarray:
         """The first n images (all if n <= 0 or n > N) as float32 model inputs: a fixed validation set."""
@@ -205,9 +208,12 @@ class ImageFolderSplit:
     def _model_input(self, images: np.ndarray) -> np.ndarray:
         return standardise(images, self.mean, self.std)
 
-    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """A batch (batch, size, size, 3) float32 drawn uniformly with replacement, augmented if train."""
-        idx = rng.integers(0, len(self.files), batch)
+    def sample(self, rng: np.random.Generator, batch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """A batch (batch, size, size, 3) float32 drawn uniformly with replacement, augmented if train:
+        shard `rank` of a global batch of batch x world (`daps.distributed.shard_indices`)."""
+        idx = shard_indices(rng, len(self.files), batch, rank, world)
+        if world > 1:  # augment from a child stream: `rng` must advance alike on every rank
+            rng = np.random.default_rng([int(rng.integers(2**63)), rank])
         return self._model_input(np.stack([self.load(self.files[i], rng) for i in idx]))
 
     def fixed(self, n: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from daps.device import resolve_device
+from daps import distributed
 from daps.objectives.registry import build_objective
 from daps.trainer import CheckpointError, load_checkpoint, train
 from image_bench.config import CHECKPOINT_KIND, ImageTrainConfig
@@ -36,15 +36,18 @@ def train_image_vae(
 ) -> dict[str, float]:
     """Train (or resume) one method on one dataset in `run_dir` (checkpoint, metrics.csv, eval.csv,
     tb/); returns the final train + val metrics. Raises ImageDataError for bad data,
-    CheckpointError when resuming another kind or config."""
-    dev = resolve_device(device)
+    CheckpointError when resuming another kind or config. Under torchrun (WORLD_SIZE > 1) each
+    process trains on its shard of a global batch of cfg.batch_size x WORLD_SIZE (`daps.distributed`)."""
+    dev = distributed.setup(device)  # joins the torchrun process group, if any, before the model exists
     data = data or load_image_dataset(cfg.dataset, data_root)
     cfg = copy.deepcopy(cfg)
     model, objective = build_run(cfg, dev)
     val_x = torch.from_numpy(data.val.fixed(cfg.val_images)).to(dev)
 
+    shard = distributed.shard_kwargs()  # {} in one process
+
     def sample_batch(rng):
-        return torch.from_numpy(data.train.sample(rng, cfg.batch_size)).to(dev)
+        return torch.from_numpy(data.train.sample(rng, cfg.batch_size, **shard)).to(dev)
 
     def evaluate(m):
         return evaluate_images(m, val_x, cfg.beta_final, to_unit=data.to_unit)

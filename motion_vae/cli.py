@@ -30,7 +30,9 @@ def train(
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """Train the motion VAE (DAPS by default) and print the final validation metrics."""
+    """Train the motion VAE (DAPS by default) and print the final validation metrics.
+    Data-parallel under torchrun: --batch-size per process (README)."""
+    from daps.distributed import is_main
     from motion_vae.config import apply_overrides, preset_config, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
@@ -41,6 +43,8 @@ def train(
         cfg = set_st_warmup(cfg, st_warmup_steps)
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
+    if not is_main():  # torchrun: rank 0 reports
+        return
     val = {k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}
     typer.echo(json.dumps(val, indent=2))
     typer.echo(f"checkpoint: {run_dir / 'checkpoint.pt'}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daps.distributed import shard_indices
 from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, resolve_clip_dir, split_clips
 from motion_vae.features import compute_features, feature_names
 
@@ -106,9 +107,10 @@ class SegmentSampler:
         start = idx - np.concatenate([[0], self.cum[:-1]])[clip]
         return np.stack([self.clips[c][s : s + self.length] for c, s in zip(clip, start)])
 
-    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """(batch, length, C) random training windows."""
-        return self.windows(rng.integers(0, self.num_windows, size=batch))
+    def sample(self, rng: np.random.Generator, batch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """(batch, length, C) random training windows: shard `rank` of a global batch of
+        batch x world drawn from `rng` (`daps.distributed.shard_indices`; world 1: all of it)."""
+        return self.windows(shard_indices(rng, self.num_windows, batch, rank, world))
 
     def fixed(self, n: int, seed: int = 0) -> np.ndarray:
         """(n, length, C) windows drawn once from a seeded RNG: the same set every time."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from daps.device import resolve_device
+from daps import distributed
 from daps.objectives.daps import DAPS
 from daps.objectives.fsq import FSQObjective
 from daps.trainer import train
@@ -30,13 +30,15 @@ def train_motion_vae(
     """Train (or resume) a motion VAE in `run_dir`; returns the final train + val metrics.
 
     time_limit_s: stop early after this much training wall time (see `daps.trainer.train`).
+    Under torchrun (WORLD_SIZE > 1) each process trains on its shard of a global batch of
+    cfg.batch_size x WORLD_SIZE on cuda:LOCAL_RANK (or the CPU), see `daps.distributed`.
 
     Raises DataError for bad data, CheckpointError when resuming another kind or config,
     ValueError for a straight-through warm start on an encoder without the lattice head.
     """
     if cfg.daps.st_warmup_steps and not (cfg.model.recognition == "na" and cfg.model.lattice):
         raise ValueError("st_warmup_steps needs the DAPS-NA encoder on the lattice (recognition 'na', lattice true)")
-    dev = resolve_device(device)
+    dev = distributed.setup(device)  # joins the torchrun process group, if any, before the model exists
     data = data or load_motion_dataset(data_root, cfg.model.segment_length)
     cfg = copy.deepcopy(cfg)
     cfg.model.num_features = data.stats.num_features
@@ -45,8 +47,10 @@ def train_motion_vae(
     objective = (FSQObjective() if cfg.model.recognition == "fsq" else DAPS(cfg.daps)).to(dev)
     val_x = torch.from_numpy(data.val.fixed(cfg.val_segments, seed=0)).to(dev)
 
+    shard = distributed.shard_kwargs()  # {} in one process
+
     def sample_batch(rng):
-        return torch.from_numpy(data.train.sample(rng, cfg.batch_size)).to(dev)
+        return torch.from_numpy(data.train.sample(rng, cfg.batch_size, **shard)).to(dev)
 
     def evaluate(m):
         return evaluate_segments(m, val_x, data.stats, beta_final=cfg.daps.beta.end_value)

@@ -12,6 +12,8 @@ R^k = log p_phi(x|z^k) (nats):
     ESS_b      = 1 / sum_k (w~^k)^2                               Eq. 8
     L_eta      = (mean_b ESS_b - rho K)^2,  eta = exp(log_eta)    trust region, App. A.2
 
+Under torchrun, mean_b in L_eta runs over the global batch (`daps.distributed.global_mean`).
+
 The encoder and decoder losses touch disjoint parameters (R is stop-gradient in the weights,
 z is sampled outside the graph), so one optimiser step on L_theta + L_phi is the paper's
 coordinate-wise update; eta has its own optimiser on L_eta (facts Sec. 1).
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from daps.distributed import global_mean
 from daps.metrics import codebook_usage, effective_sample_size, elbo
 from daps.objectives.fsq import straight_through_log_p
 from daps.schedules import BetaSchedule
@@ -111,7 +114,8 @@ class DAPS(nn.Module):
         loss_phi = -reward.mean()
 
         ess = effective_sample_size(daps_log_weights(advantage, lq, self.eta, beta))
-        loss_eta = (ess.mean() - self.cfg.ess_target * K).square()
+        ess_mean = global_mean(ess.mean())  # under torchrun: the global batch's, so every rank adapts eta alike
+        loss_eta = (ess_mean - self.cfg.ess_target * K).square()
 
         used, perplexity = codebook_usage(z, model.vocab_size)
         metrics = {
@@ -123,7 +127,7 @@ class DAPS(nn.Module):
             "log_p": r.mean().item(),
             "kl": kl.mean().item(),
             "log_q": lq.mean().item(),
-            "ess_frac": (ess.mean() / K).item(),
+            "ess_frac": (ess_mean / K).item(),
             "eta": self.eta.item(),
             "beta": beta,
             "advantage": advantage.mean().item(),

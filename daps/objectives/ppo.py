@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from daps.distributed import global_mean
 from daps.objectives.common import batch_metrics
 from daps.relaxed import log_prob_with_kl
 from daps.schedules import BetaSchedule
@@ -88,7 +89,7 @@ class PPO(nn.Module):
         loss_phi = -reward.mean()
 
         with torch.no_grad():
-            old_kl = approx_kl.item()
+            old_kl = global_mean(approx_kl).item()  # torchrun: the global batch's, so every rank adapts alike
             if old_kl > 1.5 * cfg.kl_target:
                 self.kl_coef.mul_(2.0)
             elif old_kl < cfg.kl_target / 1.5:
