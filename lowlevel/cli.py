@@ -12,6 +12,16 @@ app = typer.Typer(help="Latent-conditioned low-level imitation policy for the H1
 DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
 
 
+def _policy_file(ckpt: Optional[Path]) -> Path:
+    """The given policy file, or the shipped default; FileNotFoundError (one line) if absent."""
+    from lowlevel.card import default_model_path
+
+    path = ckpt if ckpt is not None else default_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: low-level policy not found" + ("" if ckpt is not None else " (no shipped default; pass --ckpt)"))
+    return path
+
+
 @app.command()
 def train(
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE checkpoint that encodes the clips for --goal latent and encodes + decodes them for --goal decoded (default: the shipped models/motion_vae.pt)."),
@@ -45,7 +55,7 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(..., "--ckpt", help="checkpoint.pt written by `train`."),
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="checkpoint.pt written by `train`, or an export (default: the shipped models/lowlevel.pt)."),
     clips: str = typer.Option("walk2_subject4", "--clips", help="Glob(s) over clip names, comma-separated."),
     split: str = typer.Option("all", "--split", help="train | val | all."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval_lowlevel.json and training_curve.png (default: the checkpoint's folder)."),
@@ -59,6 +69,7 @@ def evaluate(
     start frames: JSON + table."""
     from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
 
+    ckpt = _policy_file(ckpt)
     out = out or ckpt.parent
     report = evaluate_lowlevel(ckpt, clips, out=out, split=split, max_seconds=max_seconds or None, starts=starts,
                                motion_vae=motion_vae, data_root=data, progress=progress)
@@ -70,7 +81,7 @@ def evaluate(
 
 @app.command()
 def render(
-    ckpt: Path = typer.Option(..., "--ckpt", help="checkpoint.pt written by `train`."),
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="checkpoint.pt written by `train`, or an export (default: the shipped models/lowlevel.pt)."),
     clip: str = typer.Option(..., "--clip", help="Clip name, e.g. walk2_subject4."),
     out: Path = typer.Option(..., "--out", help="Output .mp4."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Render at most this many seconds."),
@@ -82,5 +93,37 @@ def render(
     """MuJoCo offscreen MP4 of the robot with the reference motion as a translucent ghost."""
     from lowlevel.render import render_lowlevel
 
-    r = render_lowlevel(ckpt, clip, out, seconds=seconds, fps=fps, motion_vae=motion_vae, controller=controller, start=start)
+    r = render_lowlevel(_policy_file(ckpt), clip, out, seconds=seconds, fps=fps, motion_vae=motion_vae, controller=controller, start=start)
     typer.echo(f"wrote {r['out']} ({r['frames']} frames; tracked {r['seconds_tracked']:.2f} s, termination: {r['termination'] or 'none'})")
+
+
+@app.command()
+def export(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Training checkpoint (RUN/checkpoint.pt)."),
+    out: Path = typer.Option(..., "--out", help="Policy file to write (e.g. models/lowlevel.pt)."),
+) -> None:
+    """Tensor-only policy file for shipping (loads with weights_only): policy weights, observation
+    statistics, config, training-clip codes; no optimiser."""
+    from lowlevel.card import export_lowlevel
+
+    path = export_lowlevel(ckpt, out)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command()
+def card(
+    model: Path = typer.Option(..., "--model", help="Exported policy (models/lowlevel.pt)."),
+    eval_json: Path = typer.Option(..., "--eval-json", help="eval_lowlevel.json written by `daps lowlevel eval` of that policy."),
+    command: str = typer.Option(..., "--command", help="The exact training command(s), for the record."),
+    run_dir: Path = typer.Option(..., "--run-dir", help="The training run folder (its progress.csv gives the wall time)."),
+    out: Path = typer.Option(..., "--out", help="Card to write (models/lowlevel.md)."),
+    commit: Optional[str] = typer.Option(None, "--commit", help="Commit of the training code (default: this checkout's HEAD)."),
+    machine: Optional[str] = typer.Option(None, "--machine", help="Training machine (default: this one)."),
+    notes: str = typer.Option("", "--notes", help="Extra Markdown lines."),
+) -> None:
+    """Write the policy's model card: command, commit, clips, steps, wall time, machine, evaluation, slice check."""
+    from lowlevel.card import write_card
+    from motion_vae.card import describe_machine, git_commit
+
+    c = write_card(model, eval_json, command, out, run_dir, commit or git_commit(), machine or describe_machine(), notes)
+    typer.echo(f"wrote {out} (slice: {c['slice_seconds_tracked']:.2f} s tracked, joint error {c['slice_joint_error_rad']:.4f} rad)")

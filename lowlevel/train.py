@@ -242,10 +242,17 @@ def checkpoint_codes(ck: dict) -> dict[str, np.ndarray] | None:
 def load_lowlevel(ckpt: str | Path, env=None):
     """(PPO model, VecNormalize (statistics only, training off), checkpoint dict) from a checkpoint.
 
+    An export of ``daps lowlevel export`` (models/lowlevel.pt) loads too: then the model is SB3's
+    policy object (same ``predict``) and the dict has no optimiser (:func:`lowlevel.card.load_exported`).
+
     Raises CheckpointError for a missing/corrupt file or a checkpoint of another kind.
     """
     from stable_baselines3 import PPO
 
+    from lowlevel.card import is_exported, load_exported
+
+    if Path(ckpt).is_file() and is_exported(ckpt):
+        return load_exported(ckpt)
     ck = load_checkpoint(Path(ckpt), CHECKPOINT_KIND)
     try:
         model = PPO.load(io.BytesIO(ck["ppo_zip"]), env=env, device="cpu")

@@ -264,3 +264,40 @@ def test_render_writes_mp4(trained, tmp_path):
     assert p.returncode == 0, p.stderr
     assert out.stat().st_size > 1000
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary left behind
+
+
+@pytest.mark.parametrize("goal", ["latent", "reference", "decoded"])
+def test_export_loads_weights_only_and_evaluates_like_its_checkpoint(goal, mvae, trained, teacher, tmp_path):
+    from lowlevel.card import EXPORT_KIND, export_lowlevel, is_exported
+    from lowlevel.evaluate import evaluate_lowlevel
+    from lowlevel.train import train_lowlevel
+
+    if goal == "latent":
+        ckpt = trained[0] / "checkpoint.pt"
+    elif goal == "reference":
+        ckpt = teacher
+    else:
+        train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "dec", n_envs=1, goal="decoded", action_mode="pd",
+                       pd_target="decoded", overrides=TINY, progress=False, init_from=teacher)
+        ckpt = tmp_path / "dec" / "checkpoint.pt"
+    out = export_lowlevel(ckpt, tmp_path / "policy.pt")
+    raw = torch.load(out, map_location="cpu", weights_only=True)  # tensors and plain values only
+    assert raw["kind"] == EXPORT_KIND and "ppo_zip" not in raw and "vecnormalize" not in raw
+    assert is_exported(out) and not is_exported(ckpt)
+    reports = [evaluate_lowlevel(p, "walk1_subject1", max_seconds=0.3, starts=2, controllers=("policy",))["summary"]["policy"]
+               for p in (ckpt, out)]
+    for key in ("seconds_tracked", "joint_error_rad", "reward_per_step", "return_fraction"):
+        assert reports[1][key] == reports[0][key], key  # the same deterministic actions, step by step
+
+
+def test_export_bad_input(trained, tmp_path):
+    from lowlevel.card import load_exported
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_exported(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="not a low-level policy export"):
+        load_exported(trained[0] / "checkpoint.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"kind": "something-else"}, bad)
+    with pytest.raises(CheckpointError, match="not a low-level policy export"):
+        load_exported(bad)

@@ -28,3 +28,22 @@ def test_default_motion_vae_is_what_commands_load_without_a_checkpoint():
     assert cfg.model.block_size == 64 and cfg.model.vocab_size == 1024 and stats.num_features == cfg.model.num_features
     assert next(model.parameters()).dtype == torch.float32
     assert ckpt["extra"]["val_clips"] == ["dance2_subject2", "fight1_subject2", "run2_subject1", "walk2_subject4"]
+
+
+def test_default_lowlevel_policy_matches_its_card():
+    from lowlevel.card import EXPORT_KIND, default_model_path as lowlevel_path, slice_metrics as ll_slice
+    from lowlevel.train import file_sha256
+
+    path = lowlevel_path()
+    if not path.is_file():
+        pytest.skip("no shipped low-level policy (models/lowlevel.pt)")
+    card = read_card(path.with_suffix(".md"))
+    assert card["model_file"] == path.name and card["size_bytes"] == path.stat().st_size
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["kind"] == EXPORT_KIND and raw["num_timesteps"] == card["env_steps"]
+    assert card["motion_vae_sha256"] == file_sha256(default_model_path())  # trained on the shipped motion VAE's codes
+    m = ll_slice(path)
+    assert m["slice_starts"] == card["slice_starts"] and m["slice_seconds"] == card["slice_seconds"]
+    # deterministic policy in a deterministic simulator: equal on this machine, close elsewhere
+    assert m["slice_seconds_tracked"] == pytest.approx(card["slice_seconds_tracked"], abs=0.05)
+    assert m["slice_joint_error_rad"] == pytest.approx(card["slice_joint_error_rad"], abs=5e-3)
