@@ -25,7 +25,9 @@ is True when it was truncated, not terminated.  ``infos[i]`` also holds the rewa
 (:data:`envs.rewards.REWARD_TERMS`), ``termination``, ``truncation``, ``clip`` and ``frame`` of the
 single environment (with ``goal="decoded"`` also ``decoded_joint_error``).  Observations: an (N, D)
 float32 array for ``goal="reference"`` and ``goal="decoded"``, a dict of (N, ...) arrays for
-``goal="latent"``.  ``seed(s)`` applies ``s + i`` at the next ``reset()``.
+``goal="latent"``.  ``seed(s)`` applies ``s + i`` at the next ``reset()``.  ``root_velocity_obs=True``
+appends the root's heading-frame linear velocity and height to every proprio (63 -> 67), vectorised
+as the rest.
 
 ``goal="decoded"``: the decoded motions are concatenated like the clips (their own row offsets:
 a decoded motion may be longer than its clip); each environment's root anchor (the planar map
@@ -337,12 +339,20 @@ class H1BatchedVecEnv(VecEnv):
         e0 = self.envs[0]
         n = len(idx)
         R_imu = self._imu_xmat[idx].reshape(n, 3, 3)
-        proprio = np.concatenate([
+        parts = [
             self._qpos[idx, 7:], self._qvel[idx, 6:],
             -R_imu[:, 2],  # gravity direction in the imu frame: R^T (0, 0, -1)
             np.einsum("ni,nij->nj", self._torso_angvel[idx], R_imu),  # R^T w_world
             self._prev_action[idx],
-        ], axis=1)
+        ]
+        if e0.root_velocity_obs:  # root linear velocity in the heading frame (3) and root height (1)
+            xm = self._pelvis_xmat[idx]
+            yaw = np.arctan2(xm[:, 3], xm[:, 0])
+            cy, sy = np.cos(yaw), np.sin(yaw)
+            v = self._qvel[idx, :3]  # free joint: world-frame linear velocity
+            parts.append(np.stack([cy * v[:, 0] + sy * v[:, 1], -sy * v[:, 0] + cy * v[:, 1], v[:, 2],
+                                   self._qpos[idx, 2]], axis=1))
+        proprio = np.concatenate(parts, axis=1)
         flat = e0.goal != "latent"
         if flat:
             obs = np.concatenate([proprio, self._reference_goal(idx).reshape(n, -1)], axis=1)

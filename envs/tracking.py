@@ -47,6 +47,10 @@ Observation (float32)
                    | gravity direction (unit vector) in the imu/torso frame (3)
                    | torso angular velocity in the imu/torso frame (3, rad/s)
                    | previous action (19, as given, clipped to [-1, 1]; zeros after reset) ]
+    ``root_velocity_obs=True`` (opt-in; default off keeps the 63 numbers): proprio (67) = the 63
+        above followed by [ root (pelvis) linear velocity in the heading frame (world rotated by
+        minus the root yaw; the free joint's qvel[0:3]) (3, m/s) | root height above the floor
+        (pelvis z, qpos[2]) (1, m) ].  Everything below that says 63 then means 67 (``proprio_dim``).
     ``goal="reference"``: Box (63 + 28 * len(reference_offsets),) = [proprio | goal], the goal
         holding for each offset o in ``reference_offsets`` (default (1, 2, 5) control frames)
         the reference frame f = min(k + o, last) as 28 numbers:
@@ -101,13 +105,16 @@ from .reference import EE_SITES, ReferenceMotion, load_reference, make_reference
 from .rewards import imitation_reward
 
 __all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_ACTION_SCALE", "default_pd_action_scale",
-           "NOMINAL_POSE", "PROPRIO_DIM", "REF_FRAME_DIM",
+           "NOMINAL_POSE", "PROPRIO_DIM", "ROOT_VELOCITY_DIM", "REF_FRAME_DIM",
            "default_clips", "decoded_reference", "GOALS", "PD_TARGETS"]
 
 GOALS = ("reference", "latent", "decoded")
 PD_TARGETS = ("reference", "nominal", "absolute", "decoded")
 
 PROPRIO_DIM = 63
+#: Numbers appended to proprio by ``root_velocity_obs=True``: root linear velocity in the heading
+#: frame (3) and root height (1).
+ROOT_VELOCITY_DIM = 4
 REF_FRAME_DIM = 28
 SEGMENT_FRAMES = 32  # 30 Hz frames per DAPS latent segment
 
@@ -301,6 +308,8 @@ class H1TrackingEnv(gym.Env):
         min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
         ground_feet: lift each named clip so its typical stance foot stands on the floor
             (:func:`envs.reference.load_reference`; clips given as ReferenceMotion are used as they are).
+        root_velocity_obs: append the root's linear velocity in the heading frame and its height
+            to proprio (63 -> 67 numbers, ``self.proprio_dim``; module docstring).  Default off.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
@@ -328,6 +337,7 @@ class H1TrackingEnv(gym.Env):
         max_mean_joint_error: float = 0.5,
         max_qvel: float = 1000.0,
         ground_feet: bool = True,
+        root_velocity_obs: bool = False,
         render_mode: str | None = None,
     ):
         super().__init__()
@@ -367,6 +377,9 @@ class H1TrackingEnv(gym.Env):
         self.latent_block_size = int(latent_block_size)
         self.render_mode = render_mode
         self._renderer = None
+        self.root_velocity_obs = bool(root_velocity_obs)
+        #: proprio numbers: 63, or 67 with root_velocity_obs
+        self.proprio_dim = PROPRIO_DIM + (ROOT_VELOCITY_DIM if self.root_velocity_obs else 0)
 
         self.model = load_h1_model()
         self.model.opt.timestep = 1.0 / (self.control_hz * self.frame_skip)
@@ -424,11 +437,11 @@ class H1TrackingEnv(gym.Env):
         # Spaces.
         self.action_space = spaces.Box(-1.0, 1.0, shape=(len(JOINT_NAMES),), dtype=np.float32)
         if goal in ("reference", "decoded"):
-            dim = PROPRIO_DIM + REF_FRAME_DIM * len(self.reference_offsets)
+            dim = self.proprio_dim + REF_FRAME_DIM * len(self.reference_offsets)
             self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         else:
             self.observation_space = spaces.Dict({
-                "proprio": spaces.Box(-np.inf, np.inf, shape=(PROPRIO_DIM,), dtype=np.float32),
+                "proprio": spaces.Box(-np.inf, np.inf, shape=(self.proprio_dim,), dtype=np.float32),
                 "latent": spaces.Box(0.0, float(self.vocab_size - 1), shape=(2, self.latent_block_size),
                                      dtype=np.float32),
                 "phase": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
@@ -658,13 +671,22 @@ class H1TrackingEnv(gym.Env):
         return None
 
     def _write_proprio(self, out: np.ndarray) -> None:
-        """Write the 63 proprioceptive numbers (module docstring) into ``out``."""
+        """Write the 63 (67 with ``root_velocity_obs``) proprioceptive numbers (module docstring) into ``out``."""
         R = self._imu_xmat.reshape(3, 3)
         out[0:19] = self._q_joints
         out[19:38] = self._qdot_joints
         out[38:41] = -R[2]  # R^T (0, 0, -1)
         out[41:44] = self._torso_angvel @ R  # R^T w_world
         out[44:63] = self._prev_action
+        if self.root_velocity_obs:
+            xm = self._pelvis_xmat
+            yaw = math.atan2(xm[3], xm[0])  # heading of the pelvis x axis, as the reference goal's
+            cy, sy = math.cos(yaw), math.sin(yaw)
+            vx, vy, vz = self._qvel[0], self._qvel[1], self._qvel[2]  # free joint: world-frame linear velocity
+            out[63] = cy * vx + sy * vy  # (vx, vy) rotated by -yaw
+            out[64] = -sy * vx + cy * vy
+            out[65] = vz
+            out[66] = self._root_pos[2]
 
     def _segment(self, k: int) -> int:
         """32-frame (30 Hz) segment of control frame k (as the latent goal's)."""
@@ -732,11 +754,11 @@ class H1TrackingEnv(gym.Env):
     def _get_obs(self):
         flat = self.goal != "latent"
         if flat:
-            obs = np.empty(PROPRIO_DIM + REF_FRAME_DIM * len(self.reference_offsets))
-            self._write_reference_goal(obs[PROPRIO_DIM:])
+            obs = np.empty(self.proprio_dim + REF_FRAME_DIM * len(self.reference_offsets))
+            self._write_reference_goal(obs[self.proprio_dim:])
         else:
-            obs = np.empty(PROPRIO_DIM)
-        self._write_proprio(obs[:PROPRIO_DIM])
+            obs = np.empty(self.proprio_dim)
+        self._write_proprio(obs[:self.proprio_dim])
         if not np.isfinite(obs).all():  # non-finite numbers (unstable state) are observed as 0
             np.nan_to_num(obs, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         obs = obs.astype(np.float32)

@@ -5,7 +5,7 @@ Latent goal (``goal="latent"``, Dict observation of :class:`envs.tracking.H1Trac
     latent (2, 64) float indices -> long -> nn.Embedding(vocab, E)  -> (B, 128, E)
         -> Conv1d(E, C, k=4, stride=4) -> ELU -> Conv1d(C, C, k=4, stride=4) -> ELU -> (B, C, 8)
         -> flatten (8 C)
-    features = [ conv features (8 C) | proprio (63) | phase (1) ]
+    features = [ conv features (8 C) | proprio (63; 67 with root_velocity_obs) | phase (1) ]
 
 then SB3's ``MlpExtractor`` builds separate policy and value MLPs (``net_arch=dict(pi=..., vf=...)``,
 ``activation_fn=nn.ELU``), a linear action-mean head (19 torques / PD targets) with a

@@ -168,6 +168,8 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         kw["pd_action_scale"] = float(cfg["pd_action_scale"])
     if cfg.get("data_root"):
         kw["data_root"] = cfg["data_root"]
+    if cfg.get("root_velocity_obs"):  # configs written before it existed: off
+        kw["root_velocity_obs"] = True
     if cfg["goal"] == "latent":
         kw["vocab_size"] = int(cfg["motion_vae"]["vocab_size"])
         kw["latent_block_size"] = int(cfg["motion_vae"]["block_size"])
@@ -369,6 +371,7 @@ def train_lowlevel(
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     init_from: str | Path | None = None,
+    root_velocity_obs: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) the low-level policy; returns a summary dict (steps, wall time, checkpoint).
 
@@ -398,6 +401,10 @@ def train_lowlevel(
             is refused, it would leak the true reference).
         init_from: start a new run from this low-level checkpoint's policy weights and
             VecNormalize statistics (module docstring); not with ``resume``.
+        root_velocity_obs: the env's proprio also holds the root's linear velocity in the heading
+            frame and its height (63 -> 67 numbers, :class:`envs.tracking.H1TrackingEnv`); stored in
+            the config (key ``root_velocity_obs``, absent = off) so evaluation and export rebuild it.
+            On resume the stored value wins.
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
             preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std).
     """
@@ -485,6 +492,7 @@ def train_lowlevel(
             "log_std_init": p["log_std_init"], "fixed_std": bool(p["fixed_std"]), "ppo": ppo_kw, "motion_vae": mvae,
             "data_root": str(data_root) if data_root is not None else None,
             "init_from": init_info,
+            "root_velocity_obs": bool(root_velocity_obs),
         }
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:
             raise ValueError("n_envs and steps must be positive")

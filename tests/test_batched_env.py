@@ -50,8 +50,10 @@ def _decoded(frames=400):
     return dict(_DECODED)
 
 
-def _kwargs(goal, action_mode, pd_target="reference"):
+def _kwargs(goal, action_mode, pd_target="reference", root_velocity_obs=False):
     kw = dict(goal=goal, action_mode=action_mode, pd_target=pd_target, max_episode_steps=60)
+    if root_velocity_obs:
+        kw["root_velocity_obs"] = True
     if goal == "latent":
         kw.update(latent_codes=_codes(), vocab_size=16)
     if goal == "decoded":
@@ -67,12 +69,13 @@ def _assert_obs_close(a, b, i=None):
         np.testing.assert_allclose(a, b if i is None else b[i], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("goal, action_mode, pd_target, threads", [
-    ("reference", "torque", "reference", 1), ("latent", "pd", "nominal", 2), ("reference", "pd", "reference", 1),
-    ("decoded", "pd", "decoded", 1),
+@pytest.mark.parametrize("goal, action_mode, pd_target, threads, root_vel", [
+    ("reference", "torque", "reference", 1, False), ("latent", "pd", "nominal", 2, False),
+    ("reference", "pd", "reference", 1, False), ("decoded", "pd", "decoded", 1, False),
+    ("reference", "pd", "reference", 1, True),
 ])
-def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads):
-    kw = _kwargs(goal, action_mode, pd_target)
+def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads, root_vel):
+    kw = _kwargs(goal, action_mode, pd_target, root_vel)
     venv = H1BatchedVecEnv(N, CLIPS, threads=threads, **kw)
     singles = [H1TrackingEnv(CLIPS, **kw) for _ in range(N)]
     venv.seed(7)
@@ -148,3 +151,57 @@ def test_sb3_wrappers_and_ppo_run_on_top():
     model.learn(64)
     assert model.num_timesteps == 64
     venv.close()
+
+
+def _yaw_quat(psi):
+    return np.array([np.cos(psi / 2), 0.0, 0.0, np.sin(psi / 2)])
+
+
+def test_root_velocity_obs_numbers():
+    """root_velocity_obs appends [root linear velocity in the heading frame (3) | root height (1)] to
+    proprio (63 -> 67), single and batched env alike; everything else is unchanged."""
+    psi, v_head, z = 0.7, np.array([0.5, -0.2, 0.1]), 1.05
+    c, s_ = np.cos(psi), np.sin(psi)
+    qpos = np.array(load_reference(CLIPS[0]).qpos[20])
+    qpos[2], qpos[3:7] = z, _yaw_quat(psi)  # upright, heading psi
+    qvel = np.zeros(25)
+    qvel[:3] = [c * v_head[0] - s_ * v_head[1], s_ * v_head[0] + c * v_head[1], v_head[2]]  # world frame
+    qvel[3:6] = [0.0, 0.0, 0.3]
+    kw = _kwargs("reference", "pd", "reference")
+    on = H1TrackingEnv(CLIPS, root_velocity_obs=True, **kw)
+    off = H1TrackingEnv(CLIPS, **kw)
+    assert on.proprio_dim == 67 and off.proprio_dim == 63
+    assert on.observation_space.shape == (67 + 3 * 28,) and off.observation_space.shape == (63 + 3 * 28,)
+
+    def observe(env, qp, qv):  # the env's observation of the state (qp, qv) at clip 0, frame 20
+        env.reset(options={"clip": CLIPS[0], "frame": 20})
+        env.state_reward(qp, qv)  # sets the state (mj_forward)
+        return env._get_obs()  # noqa: SLF001
+
+    o_on, o_off = observe(on, qpos, qvel), observe(off, qpos, qvel)
+    np.testing.assert_allclose(o_on[63:67], [*v_head, z], atol=1e-6)
+    assert np.array_equal(o_on[:63], o_off[:63]) and np.array_equal(o_on[67:], o_off[63:])
+    venv = H1BatchedVecEnv(2, CLIPS, root_velocity_obs=True, **kw)
+    venv.set_options({"clip": CLIPS[0], "frame": 20})
+    venv.reset()
+    venv.env_method("state_reward", qpos, qvel)
+    for i in range(2):
+        venv._gather(i)  # noqa: SLF001
+    np.testing.assert_allclose(venv._observe(np.arange(2)), np.stack([o_on, o_on]), rtol=1e-6, atol=1e-6)  # noqa: SLF001
+    venv.close()
+    # rotating the robot and its velocity by the same yaw leaves the numbers as they are
+    q2, v2 = qpos.copy(), qvel.copy()
+    q2[3:7] = _yaw_quat(psi + 1.2)
+    c2, s2 = np.cos(1.2), np.sin(1.2)
+    v2[:2] = [c2 * qvel[0] - s2 * qvel[1], s2 * qvel[0] + c2 * qvel[1]]
+    np.testing.assert_allclose(observe(on, q2, v2)[63:67], [*v_head, z], atol=1e-6)
+    # free fall from 3 m, holding the pose, no velocity: after 0.1 s the root falls at g t (heading
+    # frame z = world z) and has dropped g t^2 / 2; no horizontal velocity appears
+    qpos[2] = 3.0
+    o = observe(on, qpos, np.zeros(25))
+    np.testing.assert_allclose(o[63:67], [0.0, 0.0, 0.0, 3.0], atol=1e-9)
+    for _ in range(10):
+        o, *_ = on.step(np.zeros(19))
+    g, t = 9.81, 0.1
+    np.testing.assert_allclose(o[63:66], [0.0, 0.0, -g * t], atol=0.03)
+    assert o[66] == pytest.approx(3.0 - 0.5 * g * t * t, abs=0.01)

@@ -301,3 +301,37 @@ def test_export_bad_input(trained, tmp_path):
     torch.save({"kind": "something-else"}, bad)
     with pytest.raises(CheckpointError, match="not a low-level policy export"):
         load_exported(bad)
+
+
+def test_root_velocity_obs_is_stored_and_rebuilt_by_eval_export_and_resume(teacher, tmp_path):
+    """--root-velocity-obs: stored in the config (absent = off), the checkpoint's env, its export and a
+    resume observe 67 proprio numbers; a 63-number teacher cannot initialise such a run."""
+    from typer.testing import CliRunner
+
+    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.cli import app
+    from lowlevel.evaluate import evaluate_lowlevel, make_policy_env
+    from lowlevel.train import env_kwargs, load_lowlevel, train_lowlevel
+
+    assert "--root-velocity-obs" in CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    run = tmp_path / "rv"
+    kw = dict(n_envs=2, goal="reference", action_mode="pd", pd_target="reference", overrides=TINY, progress=False)
+    train_lowlevel(None, "walk1_subject1", steps=64, run_dir=run, root_velocity_obs=True, **kw)
+    model, _, ck = load_lowlevel(run / "checkpoint.pt")
+    cfg = ck["config"]
+    assert cfg["root_velocity_obs"] is True and env_kwargs(cfg)["root_velocity_obs"] is True
+    assert model.observation_space.shape == (67 + 3 * 28,)
+    env = make_policy_env(ck, "walk1_subject1", None, 10)
+    assert env.root_velocity_obs and env.observation_space == model.observation_space
+    _, _, t_ck = load_lowlevel(teacher)  # written without the key: off
+    assert "root_velocity_obs" not in env_kwargs(t_ck["config"])
+    assert make_policy_env(t_ck, "walk1_subject1", None, 10).observation_space.shape == (63 + 3 * 28,)
+    out = export_lowlevel(run / "checkpoint.pt", tmp_path / "policy.pt")
+    assert load_exported(out)[0].observation_space == model.observation_space
+    reports = [evaluate_lowlevel(p, "walk1_subject1", max_seconds=0.3, starts=2, controllers=("policy",))["summary"]["policy"]
+               for p in (run / "checkpoint.pt", out)]
+    assert reports[1]["joint_error_rad"] == reports[0]["joint_error_rad"]
+    assert train_lowlevel(None, steps=128, run_dir=run, resume=True, progress=False)["num_timesteps"] == 128
+    with pytest.raises(ValueError, match="cannot initialise"):
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "x", root_velocity_obs=True,
+                       init_from=teacher, **kw)
