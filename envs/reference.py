@@ -44,7 +44,8 @@ from envs.lafan1 import FPS, csv_to_qpos, load_clip_csv, resolve_clip_dir
 
 from .model import load_h1_model
 
-__all__ = ["EE_SITES", "FOOT_GEOMS", "ReferenceMotion", "make_reference", "load_reference", "resample_qpos"]
+__all__ = ["EE_SITES", "FOOT_GEOMS", "ReferenceMotion", "make_reference", "load_reference", "resample_qpos",
+           "interpolate_qpos"]
 
 #: End-effector sites, in the order of ``ReferenceMotion.site_pos[:, i]``.
 EE_SITES: tuple[str, ...] = ("left_foot", "right_foot", "left_hand", "right_hand")
@@ -102,6 +103,28 @@ def resample_qpos(qpos: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarra
         return qpos.copy()
     n = int(np.floor((T - 1) / src_fps * dst_fps + 1e-9)) + 1
     s = np.arange(n) * (src_fps / dst_fps)
+    i0 = np.minimum(np.floor(s).astype(np.int64), T - 2)
+    a = s - i0
+    lo, hi = qpos[i0], qpos[i0 + 1]
+    out = lo + a[:, None] * (hi - lo)
+    out[:, 3:7] = _slerp(lo[:, 3:7], hi[:, 3:7], a)
+    return out
+
+
+def interpolate_qpos(qpos: np.ndarray, fps: float, times: np.ndarray) -> np.ndarray:
+    """qpos (T, 26) sampled at ``fps`` (frame i at time i / fps, s), evaluated at ``times`` (N,) s.
+
+    As :func:`resample_qpos` (linear for positions and joint angles, slerp for the root
+    quaternion w, x, y, z) but at arbitrary times; times outside [0, (T-1) / fps] are clamped to
+    the first / last frame.  Returns (N, 26) float64.  ValueError for a bad shape or T < 1.
+    """
+    qpos = np.asarray(qpos, dtype=np.float64)
+    if qpos.ndim != 2 or qpos.shape[1] != 26 or qpos.shape[0] < 1:
+        raise ValueError(f"interpolate_qpos: expected qpos (T >= 1, 26), got {qpos.shape}")
+    T = qpos.shape[0]
+    s = np.clip(np.asarray(times, dtype=np.float64) * fps, 0.0, T - 1)
+    if T == 1:
+        return np.repeat(qpos, len(s), axis=0)
     i0 = np.minimum(np.floor(s).astype(np.int64), T - 2)
     a = s - i0
     lo, hi = qpos[i0], qpos[i0 + 1]

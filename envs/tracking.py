@@ -7,7 +7,12 @@ reference clip (:mod:`envs.reference`) resampled to the control rate.
 Episode
     Reference state initialisation (RSI): a uniformly random clip from ``clips``
     and a uniformly random start frame; qpos/qvel are set to the reference.
-    ``reset(options={"clip": name, "frame": k})`` forces a clip / start frame.
+    ``reset(options={"clip": name, "frame": k})`` forces a clip / start frame;
+    ``options["qpos"]`` (26,) / ``options["qvel"]`` (25,, default zeros) start the robot in that
+    state instead of the reference frame's (the clip and frame still give the goal).
+    ``set_motion(reference, decoded)`` replaces the current clip's motion mid-episode, keeping the
+    simulator state and frame counter: a motion stream that grows while it is tracked (the physics
+    path of ``daps command`` appends each generated segment's decoding).
     Control step ``k -> k + 1`` advances the reference by one control frame; the
     reward compares the state after the step with reference frame ``k + 1``
     (:func:`envs.rewards.imitation_reward`, DeepMimic).
@@ -266,12 +271,13 @@ class _Clip:
     __slots__ = ("ref", "name", "qpos", "qvel", "goal_rows", "joints", "ee_rel", "com", "tilt", "codes", "last",
                  "dec", "dec_rows", "dec_joints", "dec_yaw")
 
-    def __init__(self, ref: ReferenceMotion):
+    def __init__(self, ref: ReferenceMotion, cached: bool = True):
         self.ref = ref
         self.name = ref.name
         self.qpos = np.ascontiguousarray(ref.qpos)
         self.qvel = np.ascontiguousarray(ref.qvel)
-        self.goal_rows, self.ee_rel = _clip_tables(ref)
+        # a motion replaced mid-episode (set_motion) is used once: not kept in the shared cache
+        self.goal_rows, self.ee_rel = (_clip_tables if cached else _clip_tables.__wrapped__)(ref)
         self.joints = self.goal_rows[:, :19]  # reference joint angles (a view)
         self.com = ref.com
         self.tilt = ref.torso_tilt
@@ -518,6 +524,56 @@ class H1TrackingEnv(gym.Env):
             raise ValueError(f"unknown clip {clip!r}; env clips: {names}")
         return self._clips[names.index(clip)].last
 
+    def set_motion(self, reference: ReferenceMotion, decoded: ReferenceMotion | None = None, *,
+                   reanchor: bool = True):
+        """Replace the motion of the clip being tracked, mid-episode; returns the new observation.
+
+        The simulator state, frame counter, step count and previous action are kept: only what the
+        robot is compared with and (goal="decoded") asked to follow changes, from the current frame
+        on.  For a motion stream that grows while it is tracked: append a segment, pass the whole
+        stream, step on (``daps command``'s physics path, :mod:`highlevel.physics`).
+
+        Args:
+            reference: the clip's new reference motion at ``control_hz``, named as the current clip
+                (frames are indexed from the episode's frame 0, like the old one); it must reach past
+                the current frame.  Reward and termination are computed against it.
+            decoded: goal="decoded" only: the new decoded motion (default: ``reference`` itself, the
+                decoded motion then being its own reference); the usable end moves to the shorter.
+            reanchor: goal="decoded": fix the root anchor anew at the current frame on the new
+                decoded motion (its decoded root at this frame is mapped onto the robot's root), as on
+                entering a segment.  False keeps the anchor of the old motion.
+
+        Raises:
+            ValueError: goal="latent" (codes are attached at construction), another name or fps,
+                or a motion that ends at or before the current frame.
+        """
+        if self.goal == "latent":
+            raise ValueError("set_motion: not available with goal='latent' (its codes are fixed at construction)")
+        c = self._clip
+        if not isinstance(reference, ReferenceMotion):
+            raise ValueError(f"set_motion: reference must be a ReferenceMotion, got {type(reference).__name__}")
+        if reference.name != c.name:
+            raise ValueError(f"set_motion: the new motion is named {reference.name!r}, the episode tracks {c.name!r}")
+        new = _Clip(reference, cached=False)
+        if self.goal == "decoded":
+            dec = reference if decoded is None else decoded
+            new.dec = dec
+            new.dec_rows, new.dec_yaw = _decoded_tables.__wrapped__(dec)
+            new.dec_joints = new.dec_rows[:, :19]
+            new.last = min(new.last, dec.num_frames - 1)
+        elif decoded is not None:
+            raise ValueError("set_motion: decoded motion given but goal is not 'decoded'")
+        for m in (reference, decoded):
+            if m is not None and abs(m.fps - self.control_hz) > 1e-9:
+                raise ValueError(f"set_motion: motion {m.name!r} has fps {m.fps}, expected control_hz {self.control_hz}")
+        if new.last <= self._frame:
+            raise ValueError(f"set_motion: the new motion ends at frame {new.last}, not after the current frame {self._frame}")
+        self._clips[self._clips.index(c)] = new
+        self._clip = new
+        if self.goal == "decoded" and reanchor:
+            self._set_anchor(self._frame)
+        return self._get_obs()
+
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -540,10 +596,21 @@ class H1TrackingEnv(gym.Env):
         self._steps = 0
         self._prev_action[:] = 0.0
         self._torque[:] = 0.0
+        qpos0, qvel0 = c.qpos[frame], c.qvel[frame]
+        if "qpos" in options:  # a given start state instead of the reference frame's
+            qpos0 = np.asarray(options["qpos"], dtype=np.float64)
+            qvel0 = np.asarray(options.get("qvel", np.zeros(self.model.nv)), dtype=np.float64)
+            if qpos0.shape != (self.model.nq,) or qvel0.shape != (self.model.nv,):
+                raise ValueError(f"reset: options qpos/qvel must have shapes ({self.model.nq},) / ({self.model.nv},), "
+                                 f"got {qpos0.shape} / {qvel0.shape}")
+            if not (np.isfinite(qpos0).all() and np.isfinite(qvel0).all()):
+                raise ValueError("reset: options qpos/qvel contain NaN or inf")
+        elif "qvel" in options:
+            raise ValueError("reset: options qvel needs qpos")
         d = self.data
         mujoco.mj_resetData(self.model, d)
-        d.qpos[:] = c.qpos[frame]
-        d.qvel[:] = c.qvel[frame]
+        d.qpos[:] = qpos0
+        d.qvel[:] = qvel0
         mujoco.mj_forward(self.model, d)
         if self.goal == "decoded":
             self._set_anchor(frame)

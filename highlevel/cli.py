@@ -142,6 +142,9 @@ def command(
     segments_per_prompt: Optional[int] = typer.Option(None, "--segments-per-prompt", help="Instead of --seconds: 32-frame segments per prompt."),
     out: Path = typer.Option(Path("command.mp4"), "--out", help="MP4 to write; the codes go to the same name with .json."),
     kinematic: bool = typer.Option(False, "--kinematic", help="Decode the codes to joint angles and play them without physics."),
+    lowlevel: Optional[Path] = typer.Option(None, "--lowlevel", help="Low-level policy (goal \"decoded\"; checkpoint or export) for the physics path (default: models/lowlevel.pt)."),
+    start: str = typer.Option("nominal", "--start", help="Physics start, at rest: nominal (Unitree's standing pose) | decoded (segment 0's first decoded frame) | zero (all joints 0)."),
+    physics: bool = typer.Option(False, "--physics", help="Require the physics path (error without a low-level policy); the default whenever models/lowlevel.pt exists."),
     model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
     speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s); with --turn gives the COM goal."),
     turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left)."),
@@ -152,14 +155,28 @@ def command(
     width: int = typer.Option(480, "--width", help="Video width (pixels)."),
     height: int = typer.Option(352, "--height", help="Video height (pixels)."),
 ) -> None:
-    """Text -> 64 latent codes every 32-frame segment -> motion -> MP4 + JSON; --then switches prompts mid-run."""
+    """Text -> 64 latent codes every 32-frame segment -> the H1 in MuJoCo driven by the low-level policy
+    (or, --kinematic, the decoded motion without physics) -> MP4 + JSON; --then switches prompts mid-run."""
     from highlevel.command import run_command
 
-    rec = run_command([prompt, *(then or [])], seconds, out, kinematic, model, speed, turn, temperature, top_k, seed,
-                      text_cache, width=width, height=height, segments_per_prompt=segments_per_prompt)
+    if kinematic and physics:
+        raise ValueError("give --kinematic or --physics, not both")
+    mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    rec = run_command([prompt, *(then or [])], seconds, out, mode, model, speed, turn, temperature, top_k, seed,
+                      text_cache, width=width, height=height, segments_per_prompt=segments_per_prompt, lowlevel=lowlevel,
+                      start_pose=start)
+    if rec.get("notice"):
+        typer.echo(rec["notice"], err=True)
     for p in rec["prompts"]:
         a = p["achieved"] or {}
+        if not p["segments"]:
+            typer.echo(f'"{p["prompt"]}": not reached (the robot fell before)')
+            continue
         typer.echo(f'"{p["prompt"]}": segments {p["first_segment"]}-{p["first_segment"] + p["segments"] - 1}, root speed '
                    f'{a.get("root_speed_m_s")} m/s, turn {a.get("turn_rate_rad_s")} rad/s')
+    ph = rec.get("physics")
+    if ph:
+        fell = f"fell at {ph['fell_at_s']} s ({ph['termination']})" if ph["fell"] else "did not fall"
+        typer.echo(f"physics: {fell} over {ph['seconds_simulated']} s simulated, COM speed {ph['com_speed_m_s']} m/s")
     typer.echo(f"{len(rec['segments'])} segments, {rec['frames']} frames")
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")

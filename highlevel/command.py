@@ -1,4 +1,4 @@
-"""`daps command "walk forward" [--then "turn left" ...] --kinematic`: text -> codes every segment -> motion -> MP4 + JSON.
+"""`daps command "walk forward" [--then "turn left" ...]`: text -> codes every segment -> motion -> MP4 + JSON.
 
 Every 32 frames (1.07 s at 30 Hz) the high-level prior samples the next segment's 64 codes from
 the current prompt's embedding, the root window and the previous segment's codes (absent for the
@@ -12,14 +12,25 @@ masked (text alone).
 Each segment's codes go to a *follower* (`SegmentFollower`), the hook between the levels: it
 turns codes into the motion achieved over that segment, which becomes the history of the next.
 `KinematicFollower` (--kinematic) decodes them with the motion VAE (root integrated from the
-decoded velocities, each segment continuing from the last frame of the one before); a physics
-follower (the low-level policy tracking the codes in MuJoCo, reporting falls) plugs in at the same
-place and is not built yet (no shipped low-level policy in models/).
+decoded velocities, each segment continuing from the last frame of the one before);
+`highlevel.physics.PhysicsFollower` (the default when a low-level policy exists: models/lowlevel.pt
+or --lowlevel) has a goal="decoded" low-level policy follow their decoding with the simulated H1
+in MuJoCo, the robot's state carried from segment to segment, and returns the robot's own motion;
+it reports falls, and the run ends with the segment in which the robot fell.
 
-Outputs: OUT.mp4 (current prompt drawn on each frame) and OUT.json (prompts and their segment
-spans, codes per segment; achieved root speed = net horizontal displacement / time, path speed =
-path length / time, turn rate = net heading change / time, for the whole run and per prompt),
-both written atomically; the JSON first, so it exists even where rendering is unavailable.
+Path: --kinematic plays the codes without physics; --lowlevel POLICY or --physics ask for physics
+(one-line error without a usable policy: missing file, a goal other than "decoded", another motion
+VAE); with neither, physics runs if models/lowlevel.pt exists, else the kinematic path with a
+one-line notice on stderr.
+
+Outputs: OUT.mp4 (current prompt drawn on each frame; physics: the simulated robot with the
+decoded motion it is asked to follow as a translucent blue ghost, "FELL" from the fall on, the
+last frame held 0.5 s) and OUT.json (prompts and their segment spans, codes per segment; achieved
+root speed = net horizontal displacement / time, path speed = path length / time, turn rate = net
+heading change / time, for the whole run and per prompt; physics: "physics" with the fall
+(fell_at_s, seconds_before_fall, termination), COM speed, and per segment the robot's and the
+decoded motion's speed / turn, decoded joint error, seconds survived), both written atomically; the
+JSON first, so it exists even where rendering is unavailable.
 """
 from __future__ import annotations
 
@@ -69,8 +80,10 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
     return [min(n_prompts - 1, int((SEG * j + 1e-6) // per)) for j in range(segments)], frames
 
 
-def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool) -> None:
-    """Raise ValueError (one line naming the flag) for bad command-line values."""
+def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool | None = True,
+               lowlevel: str | Path | None = None) -> None:
+    """Raise ValueError (one line naming the flag) for bad command-line values (kinematic True with
+    a low-level policy given: contradictory)."""
     if not prompts or not prompts[0] or not prompts[0].strip():
         raise ValueError("PROMPT is empty: describe the motion, e.g. daps command \"walk forward\"")
     if any(not p or not p.strip() for p in prompts[1:]):
@@ -79,8 +92,8 @@ def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, ki
         raise ValueError(f"--out {out}: must end in .mp4")
     if temperature < 0 or top_k < 0:
         raise ValueError(f"--temperature and --top-k must be >= 0, got {temperature} and {top_k}")
-    if not kinematic:
-        raise ValueError("the physics path needs a shipped low-level policy (none in models/ yet); use --kinematic")
+    if kinematic is True and lowlevel is not None:
+        raise ValueError("give --kinematic or --lowlevel/--physics, not both")
 
 
 def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0) -> np.ndarray:
@@ -119,7 +132,8 @@ class SegmentFollower:
     rollouts; history (B, H >= 32, 26) CSV rows (root xyz m, root quaternion x y z w, 19 joint
     angles rad) of the motion achieved so far (a standing start before segment 0). Returns the
     rows (B, 32, 26) achieved while following the codes. `record()`: extra JSON fields of the run
-    (a physics follower would report falls and COM there).
+    (the physics follower reports falls and COM there). `done()`: True when no rollout can go on
+    (the physics follower: every robot has fallen); generation then stops early.
     """
 
     kinematic = True
@@ -129,6 +143,9 @@ class SegmentFollower:
 
     def record(self) -> dict:
         return {}
+
+    def done(self) -> bool:
+        return False
 
 
 class KinematicFollower(SegmentFollower):
@@ -148,7 +165,8 @@ class KinematicFollower(SegmentFollower):
 def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
                    turn: float | None = None, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                    batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26).
+    """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
+    `segments`, or fewer when the follower is done() earlier (every physics rollout fell).
 
     emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
     None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
@@ -180,6 +198,8 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         codes.append(z)
         rows.append(seg)
         hist, prev = np.concatenate([hist, seg], 1)[:, -64:], z
+        if follower.done():
+            break
     return np.stack(codes, 1), np.concatenate(rows, 1)
 
 
@@ -203,9 +223,17 @@ def achieved(rows: np.ndarray) -> dict:
             "mean_root_height_m": round(m["height"], 3)}
 
 
-def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float = 30.0, width: int = 480, height: int = 352) -> int:
-    """Write an MP4 of CSV rows (T, 26) played kinematically (no physics); returns frames written.
-    prompt: one string, or one per frame (T,) drawn on its frame."""
+def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float = 30.0, width: int = 480, height: int = 352,
+                ghost: np.ndarray | None = None, mode: str = "kinematic", notes: list[str] | None = None,
+                hold: int = 0) -> int:
+    """Write an MP4 of CSV rows (T, 26) posed frame by frame (MuJoCo kinematics, no simulation:
+    for the physics path the rows are the simulated robot's states); returns frames written.
+
+    prompt: one string, or one per frame (T,), drawn on its frame as '"PROMPT" (MODE)'; ghost:
+    optional qpos (T, 26) (quaternion w, x, y, z) drawn as a translucent blue robot
+    (`lowlevel.render.GhostRenderer`); notes: optional per-frame second line (e.g. "FELL at 2.1 s",
+    "" for none); hold: the last frame repeated this many more times.
+    """
     import imageio.v2 as imageio
     import mujoco
     from PIL import Image, ImageDraw
@@ -223,14 +251,18 @@ def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float
     labels = [prompt] * len(qpos) if isinstance(prompt, str) else list(prompt)
     frames = []
     try:
-        for q, label in zip(qpos, labels):
+        for i, (q, label) in enumerate(zip(qpos, labels)):
             data.qpos[:] = q
             mujoco.mj_kinematics(model, data)
-            img = Image.fromarray(gr.render(data, None))
-            ImageDraw.Draw(img).text((10, 10), f'"{label}" (kinematic)', fill=(255, 255, 255))
+            img = Image.fromarray(gr.render(data, None if ghost is None else ghost[i]))
+            draw = ImageDraw.Draw(img)
+            draw.text((10, 10), f'"{label}" ({mode})', fill=(255, 255, 255))
+            if notes is not None and notes[i]:
+                draw.text((10, 26), notes[i], fill=(255, 80, 80))
             frames.append(np.asarray(img))
     finally:
         gr.close()
+    frames.extend(frames[-1:] * hold)
 
     def write(tmp):
         with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7, macro_block_size=16) as w:
@@ -241,20 +273,57 @@ def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float
     return len(frames)
 
 
-def run_command(prompt: str | list[str], seconds: float | None, out: str | Path, kinematic: bool = True,
+def choose_path(kinematic: bool | None, lowlevel: str | Path | None) -> tuple[Path | None, str | None]:
+    """(low-level policy path or None for the kinematic path, notice or None).
+
+    kinematic True: kinematic. A lowlevel path, or kinematic False (--physics): physics with that
+    path (default models/lowlevel.pt); a missing file is left to `load_command_policy` to refuse.
+    kinematic None (no flag): physics if models/lowlevel.pt exists, else kinematic with a notice.
+    """
+    from lowlevel.card import default_model_path
+
+    if kinematic is True:
+        return None, None
+    if lowlevel is not None:
+        return Path(lowlevel), None
+    default = default_model_path()
+    if kinematic is False or default.is_file():
+        return default, None
+    return None, (f"notice: no low-level policy at {default}: playing the codes without physics (--kinematic); "
+                  "pass --lowlevel POLICY for the physics path")
+
+
+def run_command(prompt: str | list[str], seconds: float | None, out: str | Path, kinematic: bool | None = True,
                 model: str | Path | None = None, speed: float | None = None, turn: float | None = None,
                 temperature: float = 1.0, top_k: int = 0, seed: int = 0, text_cache: str | Path | None = None,
                 video: bool = True, width: int = 480, height: int = 352, segments_per_prompt: int | None = None,
-                motion_vae: str | Path | None = None) -> dict:
+                motion_vae: str | Path | None = None, lowlevel: str | Path | None = None,
+                start_pose: str = "nominal") -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
-    segments each). Raises ValueError / CheckpointError (one line)."""
+    segments each). kinematic: True = no physics; False = physics required (lowlevel or
+    models/lowlevel.pt); None = physics when a policy exists (lowlevel or models/lowlevel.pt), else
+    kinematic with a notice (rec["notice"]). lowlevel: a goal="decoded" low-level policy (training
+    checkpoint or export). start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
+    `highlevel.physics.PhysicsFollower`). A physics run ends with the segment in which the robot
+    fell: rec["frames"] and rec["segments"] are then fewer than planned, and a prompt never
+    reached has "segments": 0. Raises ValueError / CheckpointError / FileNotFoundError (one line).
+    """
     out = Path(out)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    check_args(prompts, out, temperature, top_k, kinematic)
+    check_args(prompts, out, temperature, top_k, kinematic, lowlevel)
     plan, n_frames = prompt_schedule(len(prompts), seconds, segments_per_prompt)
     if not (16 <= width <= 640 and 16 <= height <= 480):
         raise ValueError(f"--width/--height must lie in 16..640 x 16..480 (the model's offscreen buffer), got {width} x {height}")
+    from highlevel.physics import START_POSES
+
+    if start_pose not in START_POSES:
+        raise ValueError(f"--start must be one of {', '.join(START_POSES)}, got {start_pose!r}")
+    ll_path, notice = choose_path(kinematic, lowlevel)
+    if ll_path is not None:
+        from highlevel.physics import check_policy_file
+
+        check_policy_file(ll_path)  # before the slow loads
     import torch
 
     from highlevel.ship import load_highlevel
@@ -265,33 +334,68 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     path = Path(model) if model else default_highlevel_path()
     prior, cfg, ck, vae_path = load_highlevel(path, motion_vae)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
+    if ll_path is not None:
+        from highlevel.physics import PhysicsFollower, load_command_policy
+
+        ll_model, vecnorm, ll_ck = load_command_policy(ll_path, vae_path)
+        follower: SegmentFollower = PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, start_pose, ll_path)
+    else:
+        follower = KinematicFollower(vae, stats)
     prompts = [p.strip() for p in prompts]
     table = EmbeddingCache(text_cache).encode(prompts)
     emb = table[plan]  # (S, 384)
-    follower = KinematicFollower(vae, stats)
-    codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1)
+    try:
+        codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1)
+    except BaseException:
+        getattr(follower, "close", lambda: None)()
+        raise
     codes, rows = codes[0], rows[0][:n_frames]
+    n_frames = len(rows)
     spans = []
     for i, p in enumerate(prompts):
-        segs = [j for j, k in enumerate(plan) if k == i]
+        segs = [j for j, k in enumerate(plan[: len(codes)]) if k == i]
+        if not segs:  # not reached: the robot fell before
+            spans.append({"index": i, "prompt": p, "first_segment": None, "segments": 0, "first_frame": None,
+                          "frames": 0, "achieved": None})
+            continue
         f0, f1 = SEG * segs[0], min(n_frames, SEG * (segs[-1] + 1))
         spans.append({"index": i, "prompt": p, "first_segment": segs[0], "segments": len(segs), "first_frame": f0,
                       "frames": f1 - f0, "achieved": achieved(rows[max(0, f0 - 1) : f1]) if f1 - f0 >= 2 else None})
+    extra = follower.record()
+    phys = extra.get("physics")
+    seg_phys = phys.pop("segments", None) if phys else None
     rec = {"prompt": prompts[0], "prompts": spans, "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
            "segments_per_prompt": segments_per_prompt, "frames": len(rows), "kinematic": follower.kinematic, "model": str(path),
            "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k,
            "commanded": {"speed_m_s": speed, "turn_rad_s": turn},
-           "achieved": achieved(rows), **follower.record(),
-           "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist()}
+           "achieved": achieved(rows), **extra,
+           "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist(),
+                         **({"physics": seg_phys[j]} if seg_phys else {})}
                         for j, c in enumerate(codes)],
-           "mp4": str(out) if video else None}
+           "planned_segments": len(plan), "mp4": str(out) if video else None}
+    if notice:
+        rec["notice"] = notice
     json_path = out.with_suffix(".json")
     atomic_write_text(json_path, json.dumps(rec, indent=1) + "\n")
     if video:
         labels = [prompts[plan[f // SEG]] for f in range(len(rows))]
+        ghost = notes = None
+        hold = 0
+        if not follower.kinematic:
+            ghost = follower.ghost_qpos(0)[: len(rows)]
+            f_fall = follower.fall_frame30(0)
+            if f_fall is not None:
+                msg = f"FELL at {phys['fell_at_s']:.2f} s ({phys['termination']})"
+                notes = ["" if f < f_fall else msg for f in range(len(rows))]
+                hold = int(FPS // 2)
         try:
-            rec["video_frames"] = render_rows(rows, out, labels, width=width, height=height)
+            rec["video_frames"] = render_rows(rows, out, labels, width=width, height=height, ghost=ghost,
+                                              mode="kinematic" if follower.kinematic else "physics", notes=notes, hold=hold)
         except Exception as e:  # noqa: BLE001 - the GL stack raises many types
             raise ValueError(f"rendering {out} failed (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {type(e).__name__}); "
                              f"codes written to {json_path}") from None
+        finally:
+            getattr(follower, "close", lambda: None)()
+    else:
+        getattr(follower, "close", lambda: None)()
     return rec

@@ -288,7 +288,9 @@ def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
     (["", "--kinematic"], "PROMPT is empty"),
     (["walk", "--seconds", "-1", "--kinematic"], "--seconds must be a positive"),
     (["walk", "--kinematic", "--model", "/nonexistent/highlevel.pt"], "/nonexistent/highlevel.pt: high-level model not found"),
-    (["walk"], "physics path needs a shipped low-level policy"),
+    (["walk", "--lowlevel", "/nonexistent/lowlevel.pt"], "/nonexistent/lowlevel.pt: low-level policy not found"),
+    (["walk", "--kinematic", "--lowlevel", "/nonexistent/lowlevel.pt"], "not both"),
+    (["walk", "--kinematic", "--physics"], "not both"),
     (["walk", "--kinematic", "--then", " "], "--then prompt is empty"),
     (["walk", "--kinematic", "--then", "run", "--seconds", "2", "--segments-per-prompt", "1"], "not both"),
 ])
