@@ -151,16 +151,19 @@ def slice_metrics(path: str | Path, data_root=None) -> dict[str, Any]:
             "slice_joint_error_rad": float(np.mean([e["joint_error_rad"] for e in eps]))}
 
 
-def _training_wall_s(run_dir: Path) -> float | None:
-    """Wall time of the last progress.csv row (s, all sittings), or None."""
+def _num(x) -> str:
+    """3 decimals, or "-" for a metric a controller does not have (None / NaN)."""
+    return "-" if x is None or x != x else f"{x:.3f}"
+
+
+def _training_wall_s(run_dir: Path, steps: int) -> float | None:
+    """Training wall time (s, all sittings) of progress.csv's last row at or before ``steps``
+    (a run stopped between checkpoints logged rollouts the checkpoint does not hold), or None."""
     p = run_dir / "progress.csv"
     if not p.is_file():
         return None
-    rows = list(csv.DictReader(p.open()))
-    for key in ("wall_s", "time_s", "wall_time_s"):
-        if rows and key in rows[-1]:
-            return float(rows[-1][key])
-    return None
+    rows = [r for r in csv.DictReader(p.open()) if int(float(r["timesteps"])) <= steps]
+    return float(rows[-1]["wall_s"]) if rows else None
 
 
 def write_card(model_path: str | Path, eval_json: str | Path, command: str, out: str | Path, run_dir: str | Path,
@@ -171,7 +174,7 @@ def write_card(model_path: str | Path, eval_json: str | Path, command: str, out:
     _, _, raw = load_exported(model_path)
     cfg = raw["config"]
     ev = json.loads(Path(eval_json).read_text())
-    wall = _training_wall_s(Path(run_dir))
+    wall = _training_wall_s(Path(run_dir), int(raw["num_timesteps"]))
     card = {
         "model_file": Path(model_path).name, "size_bytes": Path(model_path).stat().st_size,
         "command": command, "commit": commit, "machine": machine,
@@ -185,7 +188,7 @@ def write_card(model_path: str | Path, eval_json: str | Path, command: str, out:
     }
     rows = "\n".join(
         f"| {name} | {m['seconds_tracked']:.2f} | {m['joint_error_rad']:.3f} | {m.get('joint_error_common_rad', float('nan')):.3f} "
-        f"| {m.get('decoded_joint_error_rad', float('nan')):.3f} | {m['root_error_m']:.3f} | {m['reward_per_step']:.3f} "
+        f"| {_num(m.get('decoded_joint_error_rad'))} | {m['root_error_m']:.3f} | {m['reward_per_step']:.3f} "
         f"| {m['return_fraction']:.3f} | {m['finished'] * m['episodes']:.0f} / {m['episodes']} |"
         for name, m in ev["summary"].items())
     hours = "?" if wall is None else f"{wall / 3600:.2f} h"
@@ -207,6 +210,7 @@ joint error against the true clip; `decoded` = against the motion VAE's decoded 
 | controller | seconds tracked | joint error (rad) | common window (rad) | vs decoded (rad) | root error (m) | reward / step | return fraction | finished |
 |---|---|---|---|---|---|---|---|---|
 {rows}
+
 {notes}
 The JSON below is read by `tests/test_shipped_models.py`, which reruns the short slice
 (`slice_*`: {SLICE_CLIP}, start frames {list(SLICE_USE)} of {SLICE_STARTS}, {SLICE_SECONDS} s each).
