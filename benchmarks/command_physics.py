@@ -1,0 +1,54 @@
+"""Seconds before a fall of `daps command`'s physics path, per prompt, over seeds (README figures).
+
+Runs what `daps command PROMPT --seed S` runs (high-level prior -> codes per segment -> decoded
+goal -> low-level policy in MuJoCo), in one process so the models load once:
+
+    python benchmarks/command_physics.py --prompts "walk forward|stand still|run forward|dance|turn left" --seeds 10
+
+Defaults: the shipped models/highlevel.pt and models/lowlevel.pt, nominal standing start,
+at most 6 segments (6.4 s). Prints one line per rollout and the mean per prompt.
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from highlevel.command import generate_batch
+from highlevel.physics import PhysicsFollower, load_command_policy
+from highlevel.ship import load_highlevel
+from highlevel.text import EmbeddingCache
+from lowlevel.card import default_model_path as default_lowlevel
+from motion_vae.models import load_motion_vae
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", default="walk forward|stand still|run forward|dance|turn left", help="'|'-separated")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--segments", type=int, default=6)
+    ap.add_argument("--start", default="nominal", help="nominal | decoded | zero")
+    ap.add_argument("--highlevel", default=None, help="default: models/highlevel.pt")
+    ap.add_argument("--lowlevel", default=str(default_lowlevel()))
+    ap.add_argument("--text-cache", default="runs/highlevel_cache/text_embeddings.npz")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    prior, _, _, vae_path = load_highlevel(a.highlevel)
+    vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
+    policy, vecnorm, ck = load_command_policy(a.lowlevel, vae_path)
+    prompts = a.prompts.split("|")
+    for prompt, emb in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts)):
+        before = []
+        for seed in range(a.seeds):
+            follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start)
+            t = time.time()
+            generate_batch(prior, follower, emb, a.segments, seed=seed)
+            r = follower.record()["physics"]
+            before.append(r["seconds_before_fall"])
+            print(f"{prompt!r:24} seed {seed}: {r['seconds_before_fall']:.2f} s before a fall ({r['termination'] or 'none'}), "
+                  f"COM speed {r['com_speed_m_s']} m/s, {time.time() - t:.1f} s wall", flush=True)
+        print(f"== {prompt!r}: mean {np.mean(before):.2f} s before a fall over {a.seeds} seeds", flush=True)
+
+
+if __name__ == "__main__":
+    main()
