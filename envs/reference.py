@@ -102,8 +102,13 @@ def resample_qpos(qpos: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarra
     if T == 1 or src_fps == dst_fps:
         return qpos.copy()
     n = int(np.floor((T - 1) / src_fps * dst_fps + 1e-9)) + 1
-    s = np.arange(n) * (src_fps / dst_fps)
-    i0 = np.minimum(np.floor(s).astype(np.int64), T - 2)
+    return _at_frames(qpos, np.arange(n) * (src_fps / dst_fps))
+
+
+def _at_frames(qpos: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """qpos (T >= 2, 26) at fractional frame indices s (N,) in [0, T-1]: linear for positions and
+    joint angles, slerp for the root quaternion.  Returns (N, 26) float64."""
+    i0 = np.minimum(np.floor(s).astype(np.int64), len(qpos) - 2)
     a = s - i0
     lo, hi = qpos[i0], qpos[i0 + 1]
     out = lo + a[:, None] * (hi - lo)
@@ -125,12 +130,7 @@ def interpolate_qpos(qpos: np.ndarray, fps: float, times: np.ndarray) -> np.ndar
     s = np.clip(np.asarray(times, dtype=np.float64) * fps, 0.0, T - 1)
     if T == 1:
         return np.repeat(qpos, len(s), axis=0)
-    i0 = np.minimum(np.floor(s).astype(np.int64), T - 2)
-    a = s - i0
-    lo, hi = qpos[i0], qpos[i0 + 1]
-    out = lo + a[:, None] * (hi - lo)
-    out[:, 3:7] = _slerp(lo[:, 3:7], hi[:, 3:7], a)
-    return out
+    return _at_frames(qpos, s)
 
 
 def _lowest_sole_point(model: mujoco.MjModel, data: mujoco.MjData, foot_geoms: list[int]) -> float:
