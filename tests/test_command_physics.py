@@ -20,16 +20,6 @@ TINY = dict(n_steps=64, batch_size=64, n_epochs=1, net_arch=[32, 32], embed_dim=
 
 
 @pytest.fixture(scope="module")
-def text_cache(tmp_path_factory):
-    from highlevel.text import EmbeddingCache, TextEncoder
-
-    cache = EmbeddingCache(tmp_path_factory.mktemp("text") / "emb.npz")
-    cache._encoder = TextEncoder()
-    cache.encode(PROMPTS)
-    return cache
-
-
-@pytest.fixture(scope="module")
 def highlevel_ckpt(tmp_path_factory, text_cache):
     from highlevel.train import preset_config, train_prior
 

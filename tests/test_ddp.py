@@ -23,24 +23,11 @@ import torch.multiprocessing as mp
 from daps.distributed import shard_indices
 from daps.trainer import CheckpointError, load_checkpoint
 from image_bench.config import CHECKPOINT_KIND, apply_overrides, preset_config
-from image_bench.data import load_image_dataset, write_idx
+from image_bench.data import load_image_dataset
 from image_bench.train import build_run, train_image_vae
 
 WORLD = 2
 CONSTANT_BETA = {"kind": "constant", "initial": 0.5, "final": 0.5, "end_fraction": 1.0}
-
-
-def make_idx(root, n_train=40, n_val=8):
-    """MNIST-shaped blobs in IDX files (uint8, 28 x 28)."""
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    for stem, n in (("train-images-idx3-ubyte", n_train), ("t10k-images-idx3-ubyte", n_val)):
-        img = np.zeros((n, 28, 28), np.uint8)
-        for i in range(n):
-            r, c = rng.integers(4, 20, 2)
-            img[i, r : r + 8, c : c + 6] = rng.integers(100, 256)
-        write_idx(root / f"{stem}.gz", img)
-    return root
 
 
 def tiny(method, steps, batch_size):
@@ -75,9 +62,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ddp_runs(tmp_path_factory):
+def ddp_runs(tmp_path_factory, make_idx_dataset):
     """Train in 2 forked processes; returns (folder of their runs, the IDX root)."""
-    idx_root = make_idx(tmp_path_factory.mktemp("idx"))
+    idx_root = make_idx_dataset(tmp_path_factory.mktemp("idx"), n_val=8)
     out = tmp_path_factory.mktemp("ddp")
     # fork: the workers inherit the imported modules (a spawned one spends ~10 s of a busy machine
     # importing torch and vector_quantize_pytorch); they set one thread before any torch work

@@ -18,17 +18,6 @@ PROMPTS = ["walk forward", "walk ahead", "fall down and get up"]
 
 
 @pytest.fixture(scope="module")
-def text_cache(tmp_path_factory):
-    """One encoder for the whole module, behind a file cache that the CLI test reads too."""
-    from highlevel.text import EmbeddingCache, TextEncoder
-
-    cache = EmbeddingCache(tmp_path_factory.mktemp("text") / "emb.npz")
-    cache._encoder = TextEncoder()
-    cache.encode(PROMPTS)
-    return cache
-
-
-@pytest.fixture(scope="module")
 def vae():
     from motion_vae.models import load_motion_vae
 

@@ -16,22 +16,8 @@ from image_bench.models import ImagePatcher
 from image_bench.train import load_image_vae, train_image_vae
 
 
-def make_idx_dataset(root, n_train=40, n_val=12, gz=True, seed=0):
-    """A tiny MNIST-shaped dataset: blobs of random brightness in IDX files (uint8, 28 x 28)."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    suffix = ".gz" if gz else ""
-    for stem, n in (("train-images-idx3-ubyte", n_train), ("t10k-images-idx3-ubyte", n_val)):
-        img = np.zeros((n, 28, 28), np.uint8)
-        for i in range(n):
-            r, c = rng.integers(4, 20, 2)
-            img[i, r : r + 8, c : c + 6] = rng.integers(100, 256)
-        write_idx(root / f"{stem}{suffix}", img)
-    return root
-
-
 @pytest.fixture(scope="module")
-def idx_root(tmp_path_factory):
+def idx_root(tmp_path_factory, make_idx_dataset):
     return make_idx_dataset(tmp_path_factory.mktemp("fmnist"))
 
 
@@ -64,7 +50,7 @@ def test_malformed_idx_files_give_one_line_naming_the_file(tmp_path, content, me
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_dataset_loading_binarises_and_names_missing_or_misshapen_files(tmp_path, monkeypatch):
+def test_dataset_loading_binarises_and_names_missing_or_misshapen_files(tmp_path, monkeypatch, make_idx_dataset):
     root = make_idx_dataset(tmp_path / "raw", gz=False)
     monkeypatch.setenv("DAPS_MNIST_DIR", str(root))
     data = load_image_dataset("mnist")
