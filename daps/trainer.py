@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,6 +46,9 @@ class OptimConfig:
 
     recognition_lr: the encoder's own learning rate (None = lr). A slower encoder than decoder
     keeps the codes' entropy while the decoder learns to read them (a two-timescale update).
+    decay_steps: warmup-stable-decay schedule: both learning rates stay constant, then fall
+        linearly to min_lr_factor x their value over the last decay_steps steps of the run (0 =
+        constant throughout). A run extended with --resume decays at its new end.
     """
 
     lr: float = 3e-4
@@ -54,6 +57,19 @@ class OptimConfig:
     agc_clip: float = 1.0
     eta_lr: float = 1e-3
     eta_weight_decay: float = 0.0
+    decay_steps: int = 0
+    min_lr_factor: float = 0.1
+
+
+def lr_factor(step: int, steps: int, optim: OptimConfig) -> float:
+    """Multiplier of the VAE learning rates at `step` (0-based) of a `steps`-step run: 1, then a
+    linear fall to optim.min_lr_factor over the last optim.decay_steps steps."""
+    if optim.decay_steps <= 0:
+        return 1.0
+    left = steps - step  # steps still to take, this one included
+    if left > optim.decay_steps:
+        return 1.0
+    return optim.min_lr_factor + (1.0 - optim.min_lr_factor) * max(left - 1, 0) / optim.decay_steps
 
 
 def adaptive_grad_clip_(params: list[nn.Parameter], clip: float, eps: float = 1e-3) -> None:
@@ -123,8 +139,14 @@ def load_checkpoint(path: Path, kind: str) -> dict:
 
 
 def _without_steps(config: dict) -> dict:
-    """The run config less its length: resuming with a larger `steps` continues the same run."""
-    return {k: v for k, v in config.items() if k != "steps"}
+    """The run config less its length: resuming with a larger `steps` continues the same run.
+
+    Optimiser fields added since a checkpoint was written compare at their defaults, so older
+    runs still resume."""
+    out = {k: v for k, v in config.items() if k != "steps"}
+    if isinstance(out.get("optim"), dict):
+        out["optim"] = {**{f.name: f.default for f in fields(OptimConfig)}, **out["optim"]}
+    return out
 
 
 class _NoLog:
@@ -236,8 +258,9 @@ def train(
     rec_ids = {id(p) for p in model.recognition.parameters()}
     groups = [
         {"params": [p for p in vae_params if id(p) in rec_ids], "lr": optim.lr if optim.recognition_lr is None else optim.recognition_lr},
-        {"params": [p for p in vae_params if id(p) not in rec_ids]},
+        {"params": [p for p in vae_params if id(p) not in rec_ids], "lr": optim.lr},
     ]
+    base_lrs = [g["lr"] for g in groups]
     opt = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
     # DAPS has log eta; deterministic objectives (FSQ) have no parameters of their own
     objective_params = list(objective.parameters())
@@ -318,6 +341,9 @@ def train(
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not (progress and main), dynamic_ncols=True)
     for step in bar:
         model.train()
+        factor = lr_factor(step, steps, optim)
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * factor  # set every step: a resumed optimiser state carries the old lr
         x = sample_batch(np_rng)
         loss_vae, loss_eta, metrics = objective.loss(model, x, step, steps, torch_gen)
 
@@ -343,6 +369,7 @@ def train(
         if done % log_every == 0 or last:
             metrics = distributed.mean_over_processes(metrics)
             metrics["steps_per_s"] = (done - start) / (train_seconds() - elapsed0)
+            metrics["lr"] = opt.param_groups[-1]["lr"]
             metrics["skipped_steps"] = skipped
             log.write(done, metrics)
             bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("log_p", "ess_frac", "eta") if k in metrics})

@@ -27,6 +27,9 @@ def train(
     st_warmup_steps: Optional[int] = typer.Option(
         None, "--st-warmup-steps", help="Straight-through (FSQ) warm-start steps before DAPS (daps-na on the lattice); 0 = none."
     ),
+    decay_steps: Optional[int] = typer.Option(
+        None, "--decay-steps", help="Learning rates fall linearly to 0.1x over the run's last N steps (0 = constant); default: the preset's."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -41,6 +44,10 @@ def train(
         cfg = set_method(cfg, method)
     if st_warmup_steps is not None:
         cfg = set_st_warmup(cfg, st_warmup_steps)
+    if decay_steps is not None:
+        if decay_steps < 0:
+            raise typer.BadParameter(f"must be >= 0, got {decay_steps}", param_hint="--decay-steps")
+        cfg.optim.decay_steps = decay_steps
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports

@@ -351,3 +351,30 @@ def test_straight_through_warm_start_then_daps(tmp_path, data):
     bad.daps.st_warmup_steps = 1
     with pytest.raises(ValueError, match="lattice"):
         train_motion_vae(bad, tmp_path / "bad", device="cpu", progress=False, data=data)
+
+
+def test_learning_rate_decays_over_the_last_steps():
+    from daps.trainer import OptimConfig, lr_factor
+
+    o = OptimConfig(lr=1e-3, decay_steps=4, min_lr_factor=0.1)
+    f = [lr_factor(s, 10, o) for s in range(10)]
+    assert f[:6] == [1.0] * 6 and f[-1] == pytest.approx(0.1)  # constant, then down to the floor at the last step
+    assert all(a > b for a, b in zip(f[5:], f[6:]))
+    assert lr_factor(9, 10, OptimConfig()) == 1.0  # default: constant
+
+
+def test_decay_reaches_the_optimiser_and_old_checkpoints_still_resume(tmp_path, data):
+    cfg = tiny_config(steps=3)
+    train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    ckpt_path = tmp_path / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    for k in ("decay_steps", "min_lr_factor"):  # a checkpoint written before these fields existed
+        del ckpt["config"]["optim"][k]
+    torch.save(ckpt, ckpt_path)
+    train_motion_vae(tiny_config(steps=5), tmp_path, device="cpu", progress=False, data=data, resume=True)
+    assert load_checkpoint(ckpt_path, "motion_vae")["step"] == 5
+    decayed = tiny_config(steps=4)
+    decayed.optim.decay_steps, decayed.optim.min_lr_factor = 2, 0.25
+    train_motion_vae(decayed, tmp_path / "decay", device="cpu", progress=False, data=data)
+    groups = load_checkpoint(tmp_path / "decay" / "checkpoint.pt", "motion_vae")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([0.25 * decayed.optim.lr] * 2)
