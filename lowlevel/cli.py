@@ -41,17 +41,25 @@ def train(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this low-level checkpoint's policy weights and VecNormalize statistics (identical observation and action spaces, e.g. a --goal reference teacher for --goal decoded)."),
     root_velocity_obs: bool = typer.Option(False, "--root-velocity-obs", help="Also observe the root's linear velocity in the heading frame and its height (proprio 63 -> 67 numbers; stored in the run config)."),
     split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
+    settings: Optional[list[str]] = typer.Option(
+        None, "--set", help="KEY=VALUE overriding a PPO argument (learning_rate, gamma, target_kl=None, n_epochs, ...) or a preset key "
+        "(log_std_init, net_arch=[512,256], ...); repeatable; stored in the run config."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
-    from lowlevel.train import train_lowlevel
+    from lowlevel.train import parse_settings, train_lowlevel
+
+    try:
+        overrides = parse_settings(settings or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--set") from None
 
     r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec, threads=threads,
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, pd_action_scale=pd_action_scale, split=split,
                        data_root=data, ckpt_every=ckpt_every, progress=progress, init_from=init_from,
-                       root_velocity_obs=root_velocity_obs)
+                       root_velocity_obs=root_velocity_obs, overrides=overrides)
     typer.echo(json.dumps(r, indent=2))
 
 

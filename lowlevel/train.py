@@ -349,6 +349,23 @@ def _truncate_progress(path: Path, step: int) -> None:
 
 
 # --------------------------------------------------------------------------- training
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["gamma=0.995", "target_kl=None"]`` -> ``{"gamma": 0.995, "target_kl": None}``: each value
+    read as a Python literal (number, None, True, list). Raises ValueError naming a malformed item."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{item!r}: the value is not a Python literal (number, None, True/False, list)") from None
+    return out
+
+
 def train_lowlevel(
     motion_vae_ckpt: str | Path | None,
     clips_pattern: str = "walk*",
@@ -422,6 +439,8 @@ def train_lowlevel(
     decoded = None
     if resume and init_from is not None:
         raise ValueError("--init-from starts a new run; --resume continues run_dir's own checkpoint (give one of them)")
+    if resume and overrides:
+        raise ValueError("--set changes a new run's config; a resumed run keeps the config stored in its checkpoint")
     if resume:
         ck = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
         cfg = ck["config"]

@@ -335,3 +335,19 @@ def test_root_velocity_obs_is_stored_and_rebuilt_by_eval_export_and_resume(teach
     with pytest.raises(ValueError, match="cannot initialise"):
         train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "x", root_velocity_obs=True,
                        init_from=teacher, **kw)
+
+
+def test_set_overrides_parse_store_and_refuse_resume(trained, tmp_path):
+    from lowlevel.train import parse_settings, train_lowlevel
+
+    assert parse_settings(["gamma=0.995", "target_kl=None", "net_arch=[64, 32]"]) == {
+        "gamma": 0.995, "target_kl": None, "net_arch": [64, 32]}
+    for bad in (["gamma"], ["=1"], ["gamma=fast"]):
+        with pytest.raises(ValueError, match="KEY=VALUE|literal"):
+            parse_settings(bad)
+    run, _ = trained
+    with pytest.raises(ValueError, match="resumed run keeps"):
+        train_lowlevel(None, "walk1_subject1", steps=256, run_dir=run, resume=True, overrides={"gamma": 0.9}, progress=False)
+    p = _cli("lowlevel", "train", "--goal", "reference", "--clips", "walk1_subject1", "--run-dir", str(tmp_path / "r"),
+             "--set", "gamma=fast")
+    assert p.returncode == 2 and "gamma=fast" in p.stderr and not (tmp_path / "r").exists()
