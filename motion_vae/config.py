@@ -9,9 +9,8 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
             minutes on 2 CPU cores (README command 1).
   cpu-long  the paper's width and depth (H 128, 2 layers per stack), batch 16: 40k warm-start
             steps, then 2.5k DAPS steps over which the learning rates fall to 0.1x (a few hours
-            on 2 cores; resumable across sittings). The
-            shipped models/motion_vae.pt is from the earlier recipe (H 64 x 1, 30k DAPS steps from
-            scratch; its card names the commit) until a run of this one beats it.
+            on 2 cores; resumable across sittings). The shipped models/motion_vae.pt is a run
+            of it (its card names the commit and the sittings).
 """
 from __future__ import annotations
 
