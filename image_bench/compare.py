@@ -14,17 +14,14 @@ interrupted comparison continues where it stopped.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.device import resolve_device
-from daps.io import atomic_write, atomic_write_text
-from daps.metrics import mean_and_standard_error
+from daps.io import atomic_write_text
 from daps.objectives.registry import method_spec
 from image_bench.config import apply_overrides, preset_config
 from image_bench.data import load_image_dataset
@@ -32,15 +29,15 @@ from image_bench.evaluate import save_grid
 from image_bench.models import prior_samples
 from image_bench.train import load_image_vae, train_image_vae
 
-TABLE_METRICS = (  # (key, header, decimals, stochastic methods only)
-    ("beta_elbo", "beta-ELBO", 2, True),
-    ("elbo", "ELBO", 2, True),
-    ("log_p", "log p", 2, False),
-    ("l2", "L2", 3, False),
-    ("psnr_db", "PSNR dB", 2, False),
-    ("codebook_used", "codes used", 3, False),
-    ("code_perplexity", "perplexity", 1, False),
-    ("steps_per_s", "steps/s", 1, False),
+TABLE_COLUMNS = (
+    Column("beta_elbo", "beta-ELBO", 2, True),
+    Column("elbo", "ELBO", 2, True),
+    Column("log_p", "log p", 2),
+    Column("l2", "L2", 3),
+    Column("psnr_db", "PSNR dB", 2),
+    Column("codebook_used", "codes used", 3),
+    Column("code_perplexity", "perplexity", 1),
+    Column("steps_per_s", "steps/s", 1),
 )
 
 
@@ -48,75 +45,6 @@ def run_name(method: str) -> str:
     """Folder name of a method ("daps:1.0" -> "daps_beta1.0")."""
     name, _, beta = method.partition(":")
     return f"{name}_beta{beta}" if beta else name
-
-
-def read_eval_csv(path: Path) -> list[dict[str, float]]:
-    """Rows of a run's eval.csv as floats. Raises FileNotFoundError naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no validation log (did the run fail?)")
-    with path.open() as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-
-
-def summarize(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
-    """Per method, per metric: [mean, standard error] over the seeds' final values."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        out[method] = {}
-        for key, *_ in TABLE_METRICS:
-            vals = [r[key] for r in mine if key in r]
-            if vals:
-                out[method][key] = list(mean_and_standard_error(vals))
-    return out
-
-
-def markdown_table(summary: dict, seeds: int, bits: dict[str, float]) -> str:
-    """Markdown table of mean +- standard error; "-" where a metric is undefined (ELBO of a
-    deterministic quantiser, as paper Table 1)."""
-    head = ["method", "bits"] + [h for _, h, _, _ in TABLE_METRICS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method, m in summary.items():
-        stochastic = method_spec(method.split(":")[0]).stochastic
-        cells = [method, f"{bits[method]:.1f}"]
-        for key, _, dec, needs_q in TABLE_METRICS:
-            if key not in m or (needs_q and not stochastic):
-                cells.append("-")
-            else:
-                mean, se = m[key]
-                cells.append(f"{mean:.{dec}f} +- {se:.{dec}f}" if seeds > 1 else f"{mean:.{dec}f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_curves(curves: dict[str, list[list[dict]]], path: Path, title: str) -> None:
-    """PNG: validation log p (mean +- SE over seeds) against steps (left) and training seconds (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for i, (method, runs) in enumerate(curves.items()):
-        n = min(len(r) for r in runs)
-        steps = np.array([row["step"] for row in runs[0][:n]])
-        logp = np.array([[row["log_p"] for row in r[:n]] for r in runs])  # (seeds, n)
-        secs = np.array([[row.get("train_seconds", np.nan) for row in r[:n]] for r in runs]).mean(0)
-        mean = logp.mean(0)
-        se = logp.std(0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros(n)
-        for ax, x in zip(axes, (steps, secs)):
-            ax.plot(x, mean, color=f"C{i}", label=method, lw=1.6)
-            ax.fill_between(x, mean - se, mean + se, color=f"C{i}", alpha=0.2, lw=0)
-    axes[0].set_xlabel("training step")
-    axes[1].set_xlabel("training wall time [s] (validation excluded)")
-    axes[0].set_ylabel("validation log p(x|z) [nats / image]")
-    axes[0].legend(fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
 
 
 def compare(
@@ -149,33 +77,23 @@ def compare(
             if progress:
                 print(f"[{i * seeds + seed + 1}/{total}] {method} seed {seed} -> {run_dir}", flush=True)
             train_image_vae(cfg, run_dir, data=data, device=str(dev), resume=True, progress=progress)
-            evals = read_eval_csv(run_dir / "eval.csv")
-            train_log = read_eval_csv(run_dir / "metrics.csv")
-            final = evals[-1]
-            secs = final.get("train_seconds", float("nan"))
-            rows.append({"method": method, "seed": seed, "step": int(final["step"]), "train_seconds": secs,
-                         "steps_per_s": final["step"] / secs if secs > 0 else float("nan"),
-                         "final_train_log_p": train_log[-1].get("log_p", float("nan")) if train_log else float("nan"),
-                         **{k: v for k, v in final.items() if k not in ("step", "train_seconds")}})
+            row, evals = final_row(method, seed, run_dir)
+            rows.append(row)
             curves[method].append(evals)
-    summary = summarize(rows)
+    summary = summarize(rows, TABLE_COLUMNS)
     bits = {m: cfgs[m].model.bits for m in methods}
+    stochastic = {m: method_spec(m.split(":")[0]).stochastic for m in methods}
     cfg0 = cfgs[methods[0]]
     header = (f"{dataset}, preset {preset}: {cfg0.model.block_size} tokens x {cfg0.model.vocab_size} codes, "
               f"{steps or cfg0.steps} steps at batch {batch_size or cfg0.batch_size}, {seeds} seed(s); "
               f"validation on {cfg0.val_images} test images, one code sample each (nats / image)")
-    table = f"<!-- {header} -->\n" + markdown_table(summary, seeds, bits)
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out_dir / "results.csv", buf.getvalue())
+    table = f"<!-- {header} -->\n" + markdown_table(summary, seeds, TABLE_COLUMNS, bits, stochastic)
+    write_rows_csv(out_dir / "results.csv", rows)
     result = {"dataset": dataset, "preset": preset, "seeds": seeds, "methods": methods, "bits": bits,
               "steps": steps or cfg0.steps, "batch_size": batch_size or cfg0.batch_size, "runs": rows, "summary": summary}
     atomic_write_text(out_dir / "results.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out_dir / "table.md", table)
-    plot_curves(curves, out_dir / "curves.png", header.split(";")[0])
+    plot_curves(curves, out_dir / "curves.png", header.split(";")[0], (("log_p", "validation log p(x|z) [nats / image]"),))
     _pictures(methods, out_dir, data, dev)
     return result
 

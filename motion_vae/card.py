@@ -32,7 +32,7 @@ def slice_metrics(model_path: str | Path, data_root: str | Path | None = None) -
     clip_dir, L = resolve_clip_dir(data_root), cfg.model.segment_length
     val = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in ckpt["extra"]["val_clips"]}, L)
     x = torch.from_numpy(val.fixed(1000, seed=0)[:SLICE])
-    m = evaluate_segments(model, x, stats, beta_final=cfg.daps.beta.end_value)
+    m = evaluate_segments(model, x, stats, beta_final=cfg.beta_final)
     return {"slice_segments": SLICE, "slice_joint_rmse_rad": m["joint_rmse_rad"], "slice_log_p": m["log_p"]}
 
 

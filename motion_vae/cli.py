@@ -21,7 +21,7 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the preset's number of steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size."),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    method: Optional[str] = typer.Option(None, "--method", help="daps (AR encoder) | daps-na | fsq; default: the preset's."),
+    method: Optional[str] = typer.Option(None, "--method", help="daps (AR encoder) | daps-na | fsq | vqvae | gumbel | grmck; default: the preset's."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from run_dir/checkpoint.pt (a larger --steps extends the run)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time (all sittings); resumable."),
     st_warmup_steps: Optional[int] = typer.Option(
@@ -169,3 +169,34 @@ def roundtrip(
     typer.echo(f"{'':>12s}  {'joint RMSE rad':>14s}  {'root height RMSE m':>18s}  {'root xy drift m':>15s}")
     for name, e in res.items():
         typer.echo(f"{name:>12s}  {e['joint_rmse_rad']:14.3f}  {e['root_height_rmse_m']:18.3f}  {e['root_xy_drift_m']:15.3f}")
+
+
+@app.command("compare")
+def compare_cmd(
+    methods: str = typer.Option("daps-na,fsq,vqvae,gumbel", "--methods", help="Comma-separated: daps, daps-na, fsq, vqvae, gumbel, grmck."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds 0 .. N-1 per method."),
+    preset: str = typer.Option("cpu", "--preset", help="Sizes, batch and learning rates shared by all methods (cpu | cpu-long | paper | official)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Equal wall time: stop each run after this much training."),
+    segments: int = typer.Option(1000, "--segments", help="Fixed validation segments scored at the end of each run."),
+    out: Path = typer.Option(Path("runs/motion_compare"), "--out", help="Output folder (runs/, table.md, results.csv/json, curves.png); resumable."),
+    data: Optional[Path] = DataOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Every method x seed at 640 bits and equal wall time: CSV/JSON, Markdown table (mean +- SE), curves."""
+    from motion_vae.compare import compare
+    from motion_vae.config import METHODS, preset_config
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        raise typer.BadParameter(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose {', '.join(METHODS)}", param_hint="--methods")
+    try:
+        preset_config(preset)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--preset") from None
+    for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
+        if v <= 0:
+            raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
+    compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device)
+    typer.echo((out / "table.md").read_text())
+    typer.echo(f"wrote {out / 'table.md'}, results.csv, results.json and curves.png")

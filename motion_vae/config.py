@@ -5,8 +5,8 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
   official  the authors' code: beta 3 -> 0.01, ESS target 0.33 K, AdamW 3e-4 / wd 1e-4 with
             unit-wise adaptive gradient clipping 1.0, eta's own AdamW at 1e-3 (wd 1e-4).
   cpu       DAPS-NA on the FSQ lattice (H 64, 1 layer per stack), batch 16, K 8, beta 1: a
-            straight-through (FSQ) warm start of 10k steps, then 1500 DAPS steps, within 15
-            minutes on 2 CPU cores (README command 1).
+            straight-through (FSQ) warm start of 10k steps, then 1500 DAPS steps over which the
+            learning rates fall to 0.1x, within 15 minutes on 2 CPU cores (README command 1).
   cpu-long  the paper's width and depth (H 128, 2 layers per stack), batch 16: 40k warm-start
             steps, then 2.5k DAPS steps over which the learning rates fall to 0.1x (a few hours
             on 2 cores; resumable across sittings). The shipped models/motion_vae.pt is a run
@@ -31,11 +31,16 @@ class MotionTrainConfig:
 
     model.num_features is 0 until the data is loaded (then C, the kept feature columns).
     val_segments: validation windows scored during training (fixed, seeded).
+    method: a name of `METHODS` ("" in checkpoints written before the field: DAPS, or FSQ for
+    the fsq encoder). daps: the objective of daps / daps-na; objective: the config dict of the
+    other stochastic baselines (gumbel, grmck; `daps.objectives.registry.objective_config`).
     """
 
     preset: str = "cpu"
     model: MotionVAEConfig = field(default_factory=lambda: MotionVAEConfig(num_features=0))
     daps: DAPSConfig = field(default_factory=DAPSConfig)
+    method: str = ""
+    objective: dict = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 256
     steps: int = 250_000
@@ -47,6 +52,13 @@ class MotionTrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def beta_final(self) -> float:
+        """The beta the validation beta-ELBO is reported with: the end of the method's schedule
+        (DAPS's for the deterministic quantisers, whose KL is the constant T log V)."""
+        beta = self.objective.get("beta")
+        return BetaSchedule(**beta).end_value if beta else self.daps.beta.end_value
 
     @classmethod
     def from_dict(cls, d: dict) -> "MotionTrainConfig":
@@ -62,6 +74,7 @@ def preset_config(name: str) -> MotionTrainConfig:
     if name == "paper":
         return MotionTrainConfig(
             preset=name,
+            method="daps",
             daps=DAPSConfig(num_samples=8, ess_target=0.5, beta=BetaSchedule("exp", 2.0, 0.01)),
             optim=OptimConfig(lr=3e-4, weight_decay=1e-4, agc_clip=1.0, eta_lr=1e-3, eta_weight_decay=0.0),
             batch_size=256,
@@ -70,6 +83,7 @@ def preset_config(name: str) -> MotionTrainConfig:
     if name == "official":
         return MotionTrainConfig(
             preset=name,
+            method="daps",
             daps=DAPSConfig(num_samples=8, ess_target=0.33, beta=BetaSchedule("exp", 3.0, 0.01)),
             optim=OptimConfig(lr=3e-4, weight_decay=1e-4, agc_clip=1.0, eta_lr=1e-3, eta_weight_decay=1e-4),
             batch_size=256,
@@ -84,6 +98,7 @@ def preset_config(name: str) -> MotionTrainConfig:
         long = name == "cpu-long"
         return MotionTrainConfig(
             preset=name,
+            method="daps-na",
             model=MotionVAEConfig(
                 num_features=0, embed_dim=128 if long else 64, num_layers=2 if long else 1, recognition="na", lattice=True
             ),
@@ -91,9 +106,10 @@ def preset_config(name: str) -> MotionTrainConfig:
                 num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0),
                 st_warmup_steps=40_000 if long else 10_000,
             ),
-            # cpu-long: the learning rates fall 10x over the DAPS phase (0.0066 rad, 82 nats at 30k steps)
+            # the learning rates fall 10x over the DAPS phase (docs/motion_vae_cpu_study.md, session 4:
+            # cpu-long 0.0066 rad and 82 nats better at 30k steps; cpu 0.234 against 0.250 rad)
             optim=OptimConfig(
-                lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=2_500 if long else 0
+                lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=2_500 if long else 1_500
             ),
             batch_size=16,
             steps=42_500 if long else 11_500,
@@ -119,22 +135,53 @@ def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
     return cfg
 
 
-METHODS = {"daps": "ar", "daps-na": "na", "fsq": "fsq"}
+# method -> encoder family; gumbel / grmck run on the plain AR encoder, vqvae on the NA stack
+METHODS = {"daps": "ar", "daps-na": "na", "fsq": "fsq", "vqvae": "vq", "gumbel": "ar", "grmck": "ar"}
+
+# steps of the `cpu` budget (~15 min of training on one CPU thread at H 64 x 1, batch 16) per method,
+# from each method's measured steps/s; `compare --max-minutes` caps them at equal wall time
+CPU_STEPS = {"fsq": 24_000, "vqvae": 18_000, "gumbel": 3_000, "grmck": 1_500, "daps": 1_300}
+
+
+def method_name(cfg: MotionTrainConfig) -> str:
+    """The run's method; checkpoints without the field are DAPS (or FSQ on the fsq encoder)."""
+    if cfg.method:
+        return cfg.method
+    return {"fsq": "fsq", "na": "daps-na"}.get(cfg.model.recognition, "daps")
+
+
+def baseline_objective(method: str) -> dict:
+    """Objective config of a gumbel / grmck run on LAFAN1 (facts Sec. 7: beta 2 -> 0.01, tau 1,
+    one sample; GR-MCK k 10); {} for the others."""
+    from daps.objectives.registry import config_dict, objective_config
+
+    if method not in ("gumbel", "grmck"):
+        return {}
+    values = dict(num_samples=1, beta=BetaSchedule("exp", 2.0, 0.01), tau=BetaSchedule("constant", 1.0, 1.0))
+    if method == "grmck":
+        values["rao_samples"] = 10
+    return config_dict(objective_config(method, values))
 
 
 def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
-    """Switch the estimator, keeping the preset's sizes, batch and budget: daps (AR encoder),
-    daps-na (independent categoricals) or fsq (deterministic, straight-through). The lattice
-    head belongs to DAPS encoders and is dropped for FSQ, whose codes are the same grid.
-    Raises ValueError for another name."""
+    """Switch the estimator, keeping the preset's sizes, batch and learning rates: daps (AR
+    encoder), daps-na (independent categoricals), fsq or vqvae (deterministic, straight-through),
+    gumbel or grmck (relaxed AR samples, paper Table 1 baselines). The lattice head belongs to
+    DAPS encoders and is kept only for them. The `cpu` presets' step budget is set per method
+    (`CPU_STEPS`). Raises ValueError for another name."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
     cfg = copy.deepcopy(cfg)
+    cfg.method = method
     cfg.model.recognition = METHODS[method]
-    if method == "fsq":
+    cfg.objective = baseline_objective(method)
+    if method not in ("daps", "daps-na"):
         cfg.model.lattice, cfg.model.aligned_input = False, False
     if method != "daps-na":
         cfg.daps.st_warmup_steps = 0  # the warm start is DAPS-NA's on the lattice
+    if cfg.preset == "cpu" and method in CPU_STEPS:
+        cfg.steps = CPU_STEPS[method]
+        cfg.optim.decay_steps = 0  # the preset's decay spans DAPS-NA's DAPS phase only
     return cfg
 
 

@@ -144,7 +144,7 @@ def evaluate_checkpoint(
     L = cfg.model.segment_length
     val = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in val_names}, L)
     x = torch.from_numpy(val.fixed(num_segments, seed=0)).to(dev)
-    metrics = evaluate_segments(model, x, stats, beta_final=cfg.daps.beta.end_value)
+    metrics = evaluate_segments(model, x, stats, beta_final=cfg.beta_final)
     metrics.update({"num_segments": num_segments, "step": ckpt["step"], "bits": cfg.model.bits})
 
     out_dir = Path(out_dir)

@@ -20,13 +20,15 @@ from daps.generative import DiscreteVAE, GaussianLikelihood, TransformerGenerato
 from daps.nn import ConvResampler, TransformerConfig
 from daps.trainer import CheckpointError, load_checkpoint
 from daps.recognition import ARRecognition, NARecognition
+from daps.vq import VQCodeEmbedding, VQRecognition
 
 
 @dataclass
 class MotionVAEConfig:
     """num_features: C, standardised feature columns per frame. segment_length: frames (30 Hz).
-    recognition: "ar" (DAPS), "na" (DAPS-NA) or "fsq" (the deterministic FSQ baseline, with
-    fsq_levels multiplying to vocab_size). variance: fixed sigma^2 in standardised units, unless
+    recognition: "ar" (DAPS, Gumbel, GR-MCK), "na" (DAPS-NA), "fsq" (the deterministic FSQ
+    baseline, with fsq_levels multiplying to vocab_size) or "vq" (VQ-VAE: vocab_size codebook
+    vectors of embed_dim, commitment vq_commitment; facts Sec. 7: 0.5 on LAFAN). variance: fixed sigma^2 in standardised units, unless
     learned_variance (then clipped to [0.01, 1]). init_logit_std: the DAPS encoder's initial logit
     scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
@@ -48,6 +50,7 @@ class MotionVAEConfig:
     init_logit_std: float = 0.0
     lattice: bool = False
     aligned_input: bool = False
+    vq_commitment: float = 0.5
 
     def __post_init__(self) -> None:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
@@ -77,10 +80,14 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
         recognition = NARecognition(tcfg, ConvResampler(l, c, t, h), None, cfg.init_logit_std, levels)
     elif cfg.recognition == "fsq":
         recognition = FSQRecognition(tcfg, ConvResampler(l, c, t, h), cfg.fsq_levels)
+    elif cfg.recognition == "vq":
+        recognition = VQRecognition(tcfg, ConvResampler(l, c, t, h), h, cfg.vq_commitment)
     else:
-        raise ValueError(f"recognition must be 'ar', 'na' or 'fsq', got {cfg.recognition!r}")
+        raise ValueError(f"recognition must be 'ar', 'na', 'fsq' or 'vq', got {cfg.recognition!r}")
     head = nn.Sequential(ConvResampler(t, h, l, h), nn.Linear(h, c * likelihood.num_params))
     embed = FSQCodeEmbedding(cfg.fsq_levels, h) if cfg.recognition == "fsq" or cfg.lattice else None
+    if cfg.recognition == "vq":
+        embed = VQCodeEmbedding(recognition.vq)  # the decoder reads the codebook vectors
     generator = TransformerGenerator(tcfg, head, embed)
     return DiscreteVAE(recognition, generator, likelihood)
 

@@ -8,13 +8,20 @@ import torch
 
 from daps import distributed
 from daps.objectives.daps import DAPS
-from daps.objectives.fsq import FSQObjective
+from daps.objectives.registry import build_objective
 from daps.trainer import train
 from motion_vae.card import describe_machine, git_commit
-from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig
+from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig, method_name
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_segments
 from motion_vae.models import build_motion_vae
+
+
+def build_run_objective(cfg: MotionTrainConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """The objective of the run's method: DAPS (cfg.daps) for daps / daps-na, else the registry's
+    (`daps.objectives.registry`) with cfg.objective."""
+    name = method_name(cfg)
+    return DAPS(cfg.daps) if name in ("daps", "daps-na") else build_objective(name, cfg.objective, model)
 
 
 def train_motion_vae(
@@ -44,7 +51,7 @@ def train_motion_vae(
     cfg.model.num_features = data.stats.num_features
     torch.manual_seed(cfg.seed)
     model = build_motion_vae(cfg.model).to(dev)
-    objective = (FSQObjective() if cfg.model.recognition == "fsq" else DAPS(cfg.daps)).to(dev)
+    objective = build_run_objective(cfg, model).to(dev)
     val_x = torch.from_numpy(data.val.fixed(cfg.val_segments, seed=0)).to(dev)
 
     shard = distributed.shard_kwargs()  # {} in one process
@@ -53,7 +60,7 @@ def train_motion_vae(
         return torch.from_numpy(data.train.sample(rng, cfg.batch_size, **shard)).to(dev)
 
     def evaluate(m):
-        return evaluate_segments(m, val_x, data.stats, beta_final=cfg.daps.beta.end_value)
+        return evaluate_segments(m, val_x, data.stats, beta_final=cfg.beta_final)
 
     return train(
         kind=CHECKPOINT_KIND,

@@ -27,6 +27,7 @@ def mvae(tmp_path_factory):
     cfg = preset_config("cpu")
     cfg.model = MotionVAEConfig(num_features=0, vocab_size=64, embed_dim=32, num_heads=2, num_layers=1)
     cfg.daps.st_warmup_steps = 0  # a tiny AR encoder without the lattice: no straight-through warm start
+    cfg.optim.decay_steps = 0  # a few steps at the full rate (the preset decays over its last 1500)
     cfg.batch_size, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every, cfg.val_segments = 8, 1, 1, 0, 1, 16
     data = load_motion_dataset(train_clips=["walk1_subject1"], val_clips=["walk2_subject4"], max_frames=300)
     run = tmp_path_factory.mktemp("mvae")

@@ -29,6 +29,7 @@ def tiny_config(steps=4, **kw):
     cfg.model = MotionVAEConfig(num_features=0, vocab_size=64, embed_dim=32, num_heads=2, num_layers=1)
     cfg.batch_size, cfg.steps, cfg.log_every, cfg.eval_every, cfg.ckpt_every, cfg.val_segments = 8, steps, 1, 0, 2, 32
     cfg.daps.st_warmup_steps = 0  # the warm start belongs to the lattice encoder, not this AR one
+    cfg.optim.decay_steps = 0  # a few steps at the full rate (the preset decays over its last 1500)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
