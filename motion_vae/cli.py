@@ -39,9 +39,10 @@ def train(
     from motion_vae.config import apply_overrides, preset_config, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
-    cfg = apply_overrides(preset_config(preset), steps=steps, batch_size=batch_size, seed=seed)
-    if method is not None:
+    cfg = preset_config(preset)
+    if method is not None:  # before the overrides: it sets the method's own step budget
         cfg = set_method(cfg, method)
+    cfg = apply_overrides(cfg, steps=steps, batch_size=batch_size, seed=seed)
     if st_warmup_steps is not None:
         cfg = set_st_warmup(cfg, st_warmup_steps)
     if decay_steps is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.io import atomic_write_text
 from motion_vae.config import METHODS, apply_overrides, preset_config, set_method
-from motion_vae.dataset import load_motion_dataset
+from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint
 from motion_vae.train import train_motion_vae
 
@@ -50,11 +50,13 @@ def compare(
     data_root: str | Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    data: MotionDataset | None = None,
 ) -> dict:
     """Train every method x seed (0 .. seeds-1) from the preset (`motion_vae.config.set_method`:
     same sizes, batch and learning rates; each method's own step budget), each stopped after
     max_minutes of training if given; score every final model on `segments` fixed validation
-    segments; write the files of the module docstring. Returns the results.json content.
+    segments; write the files of the module docstring. data: the loaded dataset (default: read
+    from data_root with the standard split). Returns the results.json content.
     Raises ValueError for unknown methods or presets, DataError for bad data."""
     if seeds < 1 or not methods:
         raise ValueError("compare needs at least one method and one seed")
@@ -63,7 +65,7 @@ def compare(
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose {', '.join(METHODS)}")
     cfgs = {m: set_method(preset_config(preset), m) for m in methods}  # validates the preset before training
     out_dir = Path(out_dir)
-    data = load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length)
+    data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length)
     limit = max_minutes * 60 if max_minutes is not None else None
     rows, curves, total = [], {}, len(methods) * seeds
     for i, method in enumerate(methods):

@@ -255,16 +255,17 @@ def test_time_limit_stops_early_with_a_checkpoint(tmp_path, data):
     assert rows[-1]["step"] == str(ckpt["step"]) and float(rows[-1]["train_seconds"]) >= 1.0
 
 
-@pytest.mark.parametrize("method", ["daps-na", "fsq"])
+@pytest.mark.parametrize("method", ["daps-na", "fsq", "vqvae", "gumbel", "grmck"])
 def test_other_methods_train_evaluate_and_round_trip(tmp_path, data, method):
     from motion_vae.config import set_method
 
-    cfg = set_method(tiny_config(steps=2), method)
-    cfg.model.fsq_levels, cfg.model.lattice = (4, 4, 4), method == "daps-na"
+    cfg = set_method(tiny_config(), method)
+    cfg.steps, cfg.model.fsq_levels, cfg.model.lattice = 2, (4, 4, 4), method == "daps-na"
     m = train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
     assert np.isfinite(m["val/log_p"]) and np.isfinite(m["val/code_info_nats"])
     model, cfg2, stats, _ = load_motion_vae(tmp_path / "checkpoint.pt")
-    assert cfg2.model.recognition == {"daps-na": "na", "fsq": "fsq"}[method]
+    assert cfg2.model.recognition == {"daps-na": "na", "fsq": "fsq", "vqvae": "vq", "gumbel": "ar", "grmck": "ar"}[method]
+    assert cfg2.method == method and (cfg2.objective.get("beta") is not None) == (method in ("gumbel", "grmck"))
     rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:70]
     codes = encode_clip(model, stats, rows)
     assert codes.shape == (3, 64) and decode_codes(model, stats, codes, rows).shape == (96, 26)
@@ -379,3 +380,43 @@ def test_decay_reaches_the_optimiser_and_old_checkpoints_still_resume(tmp_path, 
     train_motion_vae(decayed, tmp_path / "decay", device="cpu", progress=False, data=data)
     groups = load_checkpoint(tmp_path / "decay" / "checkpoint.pt", "motion_vae")["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == pytest.approx([0.25 * decayed.optim.lr] * 2)
+
+
+def test_checkpoints_without_a_method_field_are_daps_or_fsq():
+    from motion_vae.config import MotionTrainConfig, method_name, set_method
+
+    for method, legacy in (("daps-na", "daps-na"), ("fsq", "fsq"), ("daps", "daps")):
+        d = set_method(preset_config("cpu"), method).to_dict()
+        del d["method"], d["objective"]  # as written before the fields existed
+        assert method_name(MotionTrainConfig.from_dict(d)) == legacy
+    assert preset_config("cpu").beta_final == 1.0 and set_method(preset_config("cpu"), "gumbel").beta_final == 0.01
+
+
+@pytest.mark.slow
+def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeypatch):
+    import motion_vae.compare as mc
+    from motion_vae.config import CPU_STEPS
+
+    def tiny(name):
+        cfg = tiny_config(val_segments=16)
+        cfg.model.fsq_levels = (4, 4, 4)  # 64 codes, the tiny vocabulary
+        return cfg
+
+    monkeypatch.setattr(mc, "preset_config", tiny)
+    monkeypatch.setitem(CPU_STEPS, "fsq", 3)  # the cpu budget of each method, cut to 3 steps
+    monkeypatch.setitem(CPU_STEPS, "gumbel", 3)
+    res = mc.compare(["fsq", "gumbel"], 2, "cpu", tmp_path, segments=32, data=data, progress=False)
+    assert [(r["method"], r["seed"], r["step"]) for r in res["runs"]] == [("fsq", 0, 3), ("fsq", 1, 3), ("gumbel", 0, 3), ("gumbel", 1, 3)]
+    table = (tmp_path / "table.md").read_text().splitlines()
+    fsq_row, gumbel_row = table[3].split(" | "), table[4].split(" | ")
+    assert fsq_row[0] == "| fsq" and fsq_row[6] == "-" and "+-" in gumbel_row[6]  # beta-ELBO only where q is stochastic
+    assert res["runs"][0]["joint_rmse_rad"] != res["runs"][1]["joint_rmse_rad"]  # seeds differ
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "runs/gumbel/seed1/eval.json").exists()
+    before = (tmp_path / "runs/fsq/seed0/checkpoint.pt").stat().st_mtime_ns
+    mc.compare(["fsq"], 1, "cpu", tmp_path, segments=32, data=data, progress=False)  # complete runs are not trained again
+    assert (tmp_path / "runs/fsq/seed0/checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_cli_compare_rejects_unknown_methods(tmp_path):
+    r = run_cli("motion-vae", "compare", "--methods", "daps-na,vq", "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "unknown method(s) vq" in r.stderr and not (tmp_path / "c").exists()
