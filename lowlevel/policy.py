@@ -115,6 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     gae_lambda=0.95, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=1.0,
                     target_kl=0.02),
         "ckpt_every": 1_000_000,
+        "train_max_mean_joint_error": None,
     },
     # Small MLP: trains in about an hour on 2 cores.
     "cpu": {
@@ -139,6 +140,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                     gae_lambda=0.95, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=1.0,
                     target_kl=0.02),
         "ckpt_every": 200_000,
+        # Early termination while training only: an episode ends once the mean |joint error|
+        # exceeds this (rad; None = the environment's 0.5). Evaluation keeps 0.5, so runs with
+        # another value are scored alike (README, issue-11 levers).
+        "train_max_mean_joint_error": None,
     },
 }
 

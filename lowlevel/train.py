@@ -198,6 +198,8 @@ def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: in
     if kind not in VEC_KINDS:
         raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {kind!r}")
     kw = env_kwargs(cfg)
+    if cfg.get("train_max_mean_joint_error") is not None:  # training-only early termination
+        kw["max_mean_joint_error"] = float(cfg["train_max_mean_joint_error"])
     if decoded is not None:
         kw["decoded_motion"] = decoded
     if kind == "batched":
@@ -423,7 +425,8 @@ def train_lowlevel(
             the config (key ``root_velocity_obs``, absent = off) so evaluation and export rebuild it.
             On resume the stored value wins.
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
-            preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std).
+            preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std,
+            train_max_mean_joint_error: a tighter "diverged" termination while training only).
     """
     from stable_baselines3 import PPO
     from stable_baselines3.common.logger import configure
@@ -512,6 +515,7 @@ def train_lowlevel(
             "data_root": str(data_root) if data_root is not None else None,
             "init_from": init_info,
             "root_velocity_obs": bool(root_velocity_obs),
+            "train_max_mean_joint_error": p.get("train_max_mean_joint_error"),
         }
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:
             raise ValueError("n_envs and steps must be positive")

@@ -352,3 +352,25 @@ def test_set_overrides_parse_store_and_refuse_resume(trained, tmp_path):
     p = _cli("lowlevel", "train", "--goal", "reference", "--clips", "walk1_subject1", "--run-dir", str(tmp_path / "r"),
              "--set", "gamma=fast")
     assert p.returncode == 2 and "gamma=fast" in p.stderr and not (tmp_path / "r").exists()
+
+
+def test_training_only_early_termination(tmp_path):
+    from daps.trainer import load_checkpoint
+    from lowlevel.evaluate import make_policy_env
+    from lowlevel.train import build_vec_env, train_lowlevel
+
+    run = tmp_path / "r"
+    train_lowlevel(None, "walk1_subject1", steps=64, run_dir=run, goal="reference", action_mode="pd", pd_target="reference",
+                   n_envs=2, overrides={"train_max_mean_joint_error": 1e-4, "n_steps": 32, "batch_size": 32}, progress=False)
+    ck = load_checkpoint(run / "checkpoint.pt", "lowlevel-ppo")
+    cfg = ck["config"]
+    assert cfg["train_max_mean_joint_error"] == 1e-4
+    venv = build_vec_env(cfg, None, 2, 0)
+    try:
+        assert venv.get_attr("max_mean_joint_error") == [1e-4, 1e-4]
+        venv.reset()
+        _, _, dones, infos = venv.step(np.zeros((2, venv.action_space.shape[0]), np.float32))
+        assert all(i["termination"] == "diverged" for i in infos) and dones.all()  # one control step of PD lag exceeds 1e-4 rad
+    finally:
+        venv.close()
+    assert make_policy_env(ck, "walk1_subject1", None, 100).max_mean_joint_error == 0.5  # evaluation keeps the standard threshold
