@@ -340,6 +340,8 @@ def train(
         run_eval(0)  # the untrained model: the baseline every curve starts from
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not (progress and main), dynamic_ncols=True)
     for step in bar:
+        if step == start and time_limit_s is not None and distributed.rank0_decides(train_seconds() >= time_limit_s):
+            break  # resumed with its time already spent: no extra step (a comparison re-run stays put)
         model.train()
         factor = lr_factor(step, steps, optim)
         for g, base in zip(opt.param_groups, base_lrs):

@@ -253,6 +253,8 @@ def test_time_limit_stops_early_with_a_checkpoint(tmp_path, data):
     assert 0 < ckpt["step"] < 10_000 and ckpt["train_seconds"] >= 1.0 and "val/joint_rmse_rad" in m
     rows = list(csv_rows(tmp_path / "eval.csv"))
     assert rows[-1]["step"] == str(ckpt["step"]) and float(rows[-1]["train_seconds"]) >= 1.0
+    train_motion_vae(tiny_config(steps=10_000), tmp_path, device="cpu", progress=False, data=data, time_limit_s=1.0, resume=True)
+    assert load_checkpoint(tmp_path / "checkpoint.pt", "motion_vae")["step"] == ckpt["step"]  # out of time: no extra step
 
 
 @pytest.mark.parametrize("method", ["daps-na", "fsq", "vqvae", "gumbel", "grmck"])
