@@ -8,9 +8,11 @@ How ``highlevel/annotations.json`` is made (``python -m highlevel.annotate`` rew
   3-5 hand-written phrasings of what such a take shows (:data:`CATEGORY_PHRASES`), plus two phrases
   built from the clip's measured quantities (:func:`clip_measures`): mean root speed -> "slowly /
   at a moderate pace / briskly / fast", mean |turn rate| -> "with many turns", share of segments
-  with the pelvis below 0.75 m -> "often low to the ground". The phrasings were NOT written by
-  watching renders of every clip (that is left to do, see docs/highlevel.md); they say what the
-  category and the measurements say.
+  with the pelvis below 0.75 m -> "often low to the ground"; then, for the clips whose renders
+  show more than their name says, hand-written phrasings of what is seen (:data:`SEEN_IN_RENDERS`).
+  Every clip was checked on a contact sheet of 10 kinematic frames spread over its length (the
+  H1 posed from the CSV in MuJoCo), and the clips that looked unusual on 8 larger frames each
+  (docs/highlevel.md, "How the annotations were made").
 * Per-segment phrases (:func:`segment_phrase`, not stored: computed from each 32-frame segment):
   speed class from the root's horizontal displacement over the segment, direction of travel in
   the heading frame of its first frame (forward / backward / sideways), heading change (turn
@@ -50,6 +52,19 @@ CATEGORY_PHRASES: dict[str, list[str]] = {
     "multipleActions": ["do several things in a row", "a mix of actions"],
 }
 GENERIC_PHRASES = ["move around", "a person moving"]
+
+# What the renders of these clips show beyond their category (contact sheets of the 40 H1 clips,
+# 2026-12-01); the other clips look like their names.
+SEEN_IN_RENDERS: dict[str, list[str]] = {
+    "walk4_subject1": ["walk hunched over", "shuffle along bent forward at the waist"],
+    "walk3_subject5": ["sneak along with bent knees", "walk crouched low"],
+    "walk3_subject3": ["walk, then crawl on all fours"],
+    "walk3_subject1": ["walk around and sit down on the floor"],
+    "walk2_subject3": ["walk, squat down low and stand up again"],
+    "jumps1_subject2": ["leap far forward", "jump and end up lying on the floor"],
+}
+# bent over at the waist although the pelvis stays high: no "mostly upright" phrase
+NOT_UPRIGHT = {"walk4_subject1"}
 
 # per-segment thresholds (m/s, rad/s, m)
 STILL, SLOW, WALK, RUN = 0.25, 0.8, 1.6, 2.8
@@ -118,7 +133,8 @@ def clip_measures(rows: np.ndarray, segment_length: int = 32) -> dict[str, float
 
 
 def clip_phrases(name: str, m: dict[str, float]) -> list[str]:
-    """Phrasings of one clip: its category's phrases, then two from the measured quantities."""
+    """Phrasings of one clip: its category's phrases, two from the measured quantities, then
+    what its render shows (:data:`SEEN_IN_RENDERS`, for some clips)."""
     cat = clip_category(name)
     base = CATEGORY_PHRASES.get(cat, GENERIC_PHRASES)
     pace = "slowly" if m["speed"] < 0.5 else "at a moderate pace" if m["speed"] < 0.9 else "briskly" if m["speed"] < 1.4 else "fast"
@@ -128,8 +144,9 @@ def clip_phrases(name: str, m: dict[str, float]) -> list[str]:
         bits.append("with many turns")
     if m["low_share"] > 0.2:
         bits.append("often low to the ground")
-    extra.append(f"{base[0]} {' and '.join(bits)}" if bits else f"{base[0]}, mostly upright")
-    return list(base) + extra
+    if bits or name not in NOT_UPRIGHT:
+        extra.append(f"{base[0]} {' and '.join(bits)}" if bits else f"{base[0]}, mostly upright")
+    return list(base) + extra + SEEN_IN_RENDERS.get(name, [])
 
 
 def build_annotations(root: str | Path | None = None) -> dict:
@@ -139,7 +156,7 @@ def build_annotations(root: str | Path | None = None) -> dict:
     for name in list_clips(root):
         m = clip_measures(load_clip_csv(clip_dir / f"{name}.csv", min_frames=32))
         clips[name] = {"category": clip_category(name), "measured": m, "phrases": clip_phrases(name, m)}
-    return {"about": "made by highlevel/annotate.py from clip names and measured root motion; see its docstring",
+    return {"about": "made by highlevel/annotate.py from clip names, measured root motion and renders; see its docstring",
             "clips": clips}
 
 

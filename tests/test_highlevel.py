@@ -60,6 +60,17 @@ def test_annotations_cover_every_clip():
         assert len(phrases) >= 3 and len(set(phrases)) == len(phrases), name
 
 
+def test_render_checked_phrases_join_the_measured_ones():
+    from highlevel.annotate import SEEN_IN_RENDERS, clip_phrases, load_annotations
+
+    upright = {"speed": 0.4, "turn_rate": 0.1, "height": 0.96, "low_share": 0.0}
+    hunched = clip_phrases("walk4_subject1", upright)
+    assert hunched[-2:] == SEEN_IN_RENDERS["walk4_subject1"] and "walk, mostly upright" not in hunched
+    assert clip_phrases("walk1_subject1", upright)[-1] == "walk, mostly upright"
+    ann = load_annotations()  # the committed file was rebuilt with them
+    assert all(set(p) <= set(ann[c]) for c, p in SEEN_IN_RENDERS.items())
+
+
 def _straight(speed, yaw_rate=0.0, height=1.0, n=32):
     t = np.arange(n) / 30.0
     yaw = yaw_rate * t
