@@ -15,11 +15,13 @@ interrupted comparison continues where it stopped.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.io import atomic_write_text
+from daps.objectives.registry import method_spec
 from motion_vae.config import METHODS, apply_overrides, preset_config, set_method
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint
@@ -37,7 +39,6 @@ TABLE_COLUMNS = (
     Column("train_minutes", "train min", 1),
     Column("steps_per_s", "steps/s", 1),
 )
-STOCHASTIC = {"daps": True, "daps-na": True, "gumbel": True, "grmck": True, "fsq": False, "vqvae": False}
 
 
 def compare(
@@ -74,7 +75,7 @@ def compare(
             run_dir = out_dir / "runs" / method / f"seed{seed}"
             if progress:
                 print(f"[{i * seeds + seed + 1}/{total}] {method} seed {seed} -> {run_dir}", flush=True)
-            cfg = apply_overrides(set_method(preset_config(preset), method), seed=seed)
+            cfg = apply_overrides(copy.deepcopy(cfgs[method]), seed=seed)
             train_motion_vae(cfg, run_dir, data=data, device=device, resume=True, progress=progress, time_limit_s=limit)
             row, evals = final_row(method, seed, run_dir)
             final = evaluate_checkpoint(run_dir / "checkpoint.pt", run_dir, data_root=data_root, num_segments=segments, device=device)
@@ -89,7 +90,8 @@ def compare(
     header = (f"LAFAN1-H1, preset {preset}: {c0.model.block_size} tokens x {c0.model.vocab_size} codes per "
               f"{c0.model.segment_length} frames, H {c0.model.embed_dim} x {c0.model.num_layers}, batch {c0.batch_size}, "
               f"{budget}, {seeds} seed(s); validation on {segments} fixed segments, one code sample each")
-    table = f"<!-- {header} -->\n" + markdown_table(summary, seeds, TABLE_COLUMNS, bits, {m: STOCHASTIC[m] for m in methods})
+    stochastic = {m: method_spec(m).stochastic for m in methods}
+    table = f"<!-- {header} -->\n" + markdown_table(summary, seeds, TABLE_COLUMNS, bits, stochastic)
     write_rows_csv(out_dir / "results.csv", rows)
     result = {"dataset": "lafan1-h1", "preset": preset, "seeds": seeds, "methods": methods, "bits": bits,
               "max_minutes": max_minutes, "segments": segments, "runs": rows, "summary": summary,

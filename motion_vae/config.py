@@ -18,6 +18,7 @@ import copy
 from dataclasses import asdict, dataclass, field, fields
 
 from daps.objectives.daps import DAPSConfig
+from daps.objectives.registry import method_spec
 from daps.schedules import BetaSchedule
 from daps.trainer import OptimConfig
 from motion_vae.models import MotionVAEConfig
@@ -135,8 +136,9 @@ def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
     return cfg
 
 
-# method -> encoder family; gumbel / grmck run on the plain AR encoder, vqvae on the NA stack
-METHODS = {"daps": "ar", "daps-na": "na", "fsq": "fsq", "vqvae": "vq", "gumbel": "ar", "grmck": "ar"}
+# method -> encoder family, as the registry names it (gumbel / grmck on the plain AR encoder,
+# vqvae on the NA stack); the registry's ppo has no LAFAN setup (facts Sec. 7) and is left out
+METHODS = {m: method_spec(m).recognition for m in ("daps", "daps-na", "fsq", "vqvae", "gumbel", "grmck")}
 
 # steps of the `cpu` budget (~15 min of training on one CPU thread at H 64 x 1, batch 16) per method,
 # from each method's measured steps/s; `compare --max-minutes` caps them at equal wall time
