@@ -14,12 +14,28 @@ sampler's log q equals the teacher-forced one (facts Sec. 8.1).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, init_weights, sinusoidal_positions
+
+
+class StraightThrough(NamedTuple):
+    """Output of the lattice's straight-through quantiser (`LatticeHead.straight_through`).
+
+    codes: (..., d) grid points carrying straight-through gradients; idx: (...,) int64 code
+    indices; box: (...,) penalty for leaving the grid, squared grid spacings; log_q, kl: (...,)
+    nats, log q_theta of idx and KL(q || Uniform(V)) per token, without gradient.
+    """
+
+    codes: Tensor
+    idx: Tensor
+    box: Tensor
+    log_q: Tensor
+    kl: Tensor
 
 
 def gumbel_max(logp: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -157,16 +173,17 @@ class LatticeHead(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
 
-    def straight_through(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def straight_through(self, h: Tensor) -> StraightThrough:
         """The nearest grid point to u = A h + a, with straight-through gradients to u.
 
-        h: (..., H). Returns grid points (..., d) whose gradient flows to u unchanged, their
-        indices (...,) int64 (the mode of the lattice categorical: separable per dimension, so
-        the same for any kappa), and the box penalty sum_i (max(0, |u_i - c_i| - r_i) / delta_i)^2
-        (...,) in squared grid spacings, with c_i +- r_i the grid's range widened by delta_i / 2:
-        zero inside the grid, so moves between cells are free as in FSQ, whose tanh bound plays
-        this part; without it u drifts past the edges and every token sits on one of the 2^d corners.
-        Used to warm-start the encoder as an FSQ autoencoder.
+        h: (..., H). Returns a `StraightThrough`: grid points (..., d) whose gradient flows to u
+        unchanged, their indices (...,) int64 (the mode of the lattice categorical: separable per
+        dimension, so the same for any kappa), the box penalty sum_i (max(0, |u_i - c_i| - r_i) /
+        delta_i)^2 (...,) in squared grid spacings, with c_i +- r_i the grid's range widened by
+        delta_i / 2 (zero inside the grid, so moves between cells are free as in FSQ, whose tanh
+        bound plays this part; without it u drifts past the edges and every token sits on one of
+        the 2^d corners), and log q(index) and KL(q || uniform) per token (`factor_log_prob`, no
+        gradient). Used to warm-start the encoder as an FSQ autoencoder.
         """
         u = self.proj(h)
         levels = torch.tensor(self.levels, device=u.device)
@@ -180,7 +197,29 @@ class LatticeHead(nn.Module):
         lo, hi = -1.0, (levels - 1 - half) / half  # the grid's first and last coordinate
         centre, radius = (hi + lo) / 2, (hi - lo) / 2 + delta / 2
         outside = ((u - centre).abs() - radius).clamp(min=0)
-        return g + (u - u.detach()), idx, (outside.square() * self.inv_spacing2).sum(-1)
+        log_q, kl = self.factor_log_prob(u.detach(), j.long())
+        return StraightThrough(g + (u - u.detach()), idx, (outside.square() * self.inv_spacing2).sum(-1), log_q, kl)
+
+    @torch.no_grad()
+    def factor_log_prob(self, u: Tensor, j: Tensor) -> tuple[Tensor, Tensor]:
+        """log q of the grid point with per-dimension level indices j (..., d) int64, and KL(q ||
+        Uniform(V)), both (...,) nats without gradient, from u (..., d) = A h + a.
+
+        The lattice logits -sum_i kappa_i (u_i - g_ci)^2 / delta_i^2 are a sum over dimensions, so
+        q is a product of one categorical per dimension (L_i levels each): log q and the KL are
+        sums of d small terms instead of a softmax over all V codes (the warm start logs them
+        every step; on the `cpu-long` model the V-way pass cost a quarter of the step).
+        """
+        log_q = u.new_zeros(u.shape[:-1])
+        kl = u.new_zeros(u.shape[:-1])
+        kappa = self.log_sharpness.exp() * self.inv_spacing2
+        for i, lv in enumerate(self.levels):
+            half = lv // 2
+            coord = (torch.arange(lv, device=u.device, dtype=u.dtype) - half) / half  # (L_i,)
+            logp = torch.log_softmax(-kappa[i] * (u[..., i : i + 1] - coord).square(), dim=-1)  # (..., L_i)
+            log_q += logp.gather(-1, j[..., i : i + 1]).squeeze(-1)
+            kl += (logp.exp() * logp).sum(-1) + math.log(lv)
+        return log_q, kl
 
 
 def check_levels(levels: tuple[int, ...] | list[int], vocab_size: int) -> None:
@@ -390,10 +429,11 @@ class NARecognition(nn.Module):
         """Logits (B, T, V) of the independent per-token categoricals."""
         return self.head(self.proj(self.encoder(self.input_embed(x) + self.pos)))
 
-    def straight_through(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def straight_through(self, x: Tensor) -> StraightThrough:
         """Each token's nearest lattice point (B, T, d), straight-through gradients to the encoder,
-        its code (B, T) int64 and the box penalty (B, T) (`LatticeHead.straight_through`): the
-        encoder as an FSQ autoencoder (the DAPS warm start). Raises TypeError without a `LatticeHead`."""
+        its code (B, T) int64, the box penalty (B, T) and log q / KL per token (B, T) nats
+        (`LatticeHead.straight_through`): the encoder as an FSQ autoencoder (the DAPS warm start).
+        Raises TypeError without a `LatticeHead`."""
         if not isinstance(self.head, LatticeHead):
             raise TypeError("straight-through codes need the lattice head (lattice_levels)")
         return self.head.straight_through(self.proj(self.encoder(self.input_embed(x) + self.pos)))

@@ -366,8 +366,15 @@ def test_straight_through_warm_start_is_fsq_on_the_lattice_then_daps():
     rec = NARecognition(cfg, ConvResampler(2, 3, 4, 16), lattice_levels=levels)
     gen = TransformerGenerator(cfg, nn.Sequential(ConvResampler(4, 16, 2, 16), nn.Linear(16, 3)), FSQCodeEmbedding(levels, 16))
     vae, x = DiscreteVAE(rec, gen, GaussianLikelihood()), 3 * torch.randn(8, 2, 3)
-    codes, idx, box = rec.straight_through(x)
+    codes, idx, box, log_q, kl = rec.straight_through(x)
     assert codes.shape == (8, 4, 3) and idx.shape == (8, 4) and box.shape == (8, 4)
+    # the per-dimension log q and KL equal the V-way categorical's (sharpened, so q is not uniform)
+    with torch.no_grad():
+        rec.head.log_sharpness.add_(torch.tensor([0.5, -0.3, 1.0]))
+    _, idx2, _, log_q, kl = rec.straight_through(x)
+    full_log_q, full_kl = rec.log_prob(x, idx2.unsqueeze(1))
+    assert torch.allclose(log_q.sum(1), full_log_q[:, 0], atol=1e-4) and torch.allclose(kl.sum(1), full_kl[:, 0], atol=1e-4)
+    assert kl.min() > 0 and log_q.max() < 0
     assert torch.allclose(rec.head.grid[idx], codes)  # the grid point of the index
     assert torch.equal(idx, rec.token_logits(x).argmax(-1))  # the lattice categorical's mode
     obj = DAPS(DAPSConfig(num_samples=4, init_eta=5.0, st_warmup_steps=2))

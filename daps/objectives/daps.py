@@ -144,11 +144,10 @@ class DAPS(nn.Module):
         Raises TypeError for an encoder without the lattice head."""
         if not hasattr(model.recognition, "straight_through"):
             raise TypeError("st_warmup_steps needs a DAPS-NA encoder on the lattice (recognition 'na', lattice)")
-        codes, idx, box = model.recognition.straight_through(x)  # (B, T, d), (B, T), (B, T)
+        codes, idx, box, log_q, kl = model.recognition.straight_through(x)  # (B, T, d), then (B, T) each
         log_p = straight_through_log_p(model, x, codes)  # (B, 1)
         loss = -log_p.mean() + box.sum(1).mean()
-        with torch.no_grad():
-            log_q, kl = model.recognition.log_prob(x, idx.unsqueeze(1))
+        log_q, kl = log_q.sum(1, keepdim=True), kl.sum(1, keepdim=True)  # (B, 1): log q(z*|x) and its KL
         used, perplexity = codebook_usage(idx, model.vocab_size)
         nan = float("nan")
         metrics = {
