@@ -81,7 +81,7 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
 
 
 def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool | None = True,
-               lowlevel: str | Path | None = None) -> None:
+               lowlevel: str | Path | None = None, guidance: float = 1.0) -> None:
     """Raise ValueError (one line naming the flag) for bad command-line values (kinematic True with
     a low-level policy given: contradictory)."""
     if not prompts or not prompts[0] or not prompts[0].strip():
@@ -92,6 +92,8 @@ def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, ki
         raise ValueError(f"--out {out}: must end in .mp4")
     if temperature < 0 or top_k < 0:
         raise ValueError(f"--temperature and --top-k must be >= 0, got {temperature} and {top_k}")
+    if not guidance >= 0:  # also refuses NaN
+        raise ValueError(f"--guidance must be >= 0, got {guidance}")
     if kinematic is True and lowlevel is not None:
         raise ValueError("give --kinematic or --lowlevel/--physics, not both")
 
@@ -164,7 +166,7 @@ class KinematicFollower(SegmentFollower):
 
 def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
                    turn: float | None = None, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                   batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                   batch: int = 1, guidance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
     `segments`, or fewer when the follower is done() earlier (every physics rollout fell).
 
@@ -193,7 +195,7 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         com = torch.from_numpy(np.concatenate([past, fut], 1))
         text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
         mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch, 3)
-        z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, g).numpy()
+        z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, g, guidance).numpy()
         seg = follower.follow(z, hist, j)
         codes.append(z)
         rows.append(seg)
@@ -204,10 +206,10 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
 
 
 def generate(prior, vae, stats, emb: np.ndarray, segments: int, speed: float | None = None, turn: float | None = None,
-             temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+             temperature: float = 1.0, top_k: int = 0, seed: int = 0, guidance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """One kinematic rollout: codes (S, 64) and decoded CSV rows (S*32, 26) for a prompt
     embedding emb (384,) or per-segment embeddings (S, 384)."""
-    c, r = generate_batch(prior, KinematicFollower(vae, stats), emb, segments, speed, turn, temperature, top_k, seed, 1)
+    c, r = generate_batch(prior, KinematicFollower(vae, stats), emb, segments, speed, turn, temperature, top_k, seed, 1, guidance)
     return c[0], r[0]
 
 
@@ -298,20 +300,21 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
                 temperature: float = 1.0, top_k: int = 0, seed: int = 0, text_cache: str | Path | None = None,
                 video: bool = True, width: int = 480, height: int = 352, segments_per_prompt: int | None = None,
                 motion_vae: str | Path | None = None, lowlevel: str | Path | None = None,
-                start_pose: str = "nominal") -> dict:
+                start_pose: str = "nominal", guidance: float = 1.0) -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
     segments each). kinematic: True = no physics; False = physics required (lowlevel or
     models/lowlevel.pt); None = physics when a policy exists (lowlevel or models/lowlevel.pt), else
     kinematic with a notice (rec["notice"]). lowlevel: a goal="decoded" low-level policy (training
     checkpoint or export). start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
-    `highlevel.physics.PhysicsFollower`). A physics run ends with the segment in which the robot
+    `highlevel.physics.PhysicsFollower`). guidance: classifier-free guidance weight on text and COM
+    (`highlevel.model.HighLevelPrior.sample`; 1 = none). A physics run ends with the segment in which the robot
     fell: rec["frames"] and rec["segments"] are then fewer than planned, and a prompt never
     reached has "segments": 0. Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    check_args(prompts, out, temperature, top_k, kinematic, lowlevel)
+    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance)
     plan, n_frames = prompt_schedule(len(prompts), seconds, segments_per_prompt)
     if not (16 <= width <= 640 and 16 <= height <= 480):
         raise ValueError(f"--width/--height must lie in 16..640 x 16..480 (the model's offscreen buffer), got {width} x {height}")
@@ -345,7 +348,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     table = EmbeddingCache(text_cache).encode(prompts)
     emb = table[plan]  # (S, 384)
     try:
-        codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1)
+        codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance)
     except BaseException:
         getattr(follower, "close", lambda: None)()
         raise
@@ -366,7 +369,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     seg_phys = phys.pop("segments", None) if phys else None
     rec = {"prompt": prompts[0], "prompts": spans, "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
            "segments_per_prompt": segments_per_prompt, "frames": len(rows), "kinematic": follower.kinematic, "model": str(path),
-           "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k,
+           "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k, "guidance": guidance,
            "commanded": {"speed_m_s": speed, "turn_rad_s": turn},
            "achieved": achieved(rows), **extra,
            "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist(),

@@ -116,23 +116,42 @@ class HighLevelPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, text: Tensor, com: Tensor, prev: Tensor, mask: Tensor | None = None, temperature: float = 1.0,
-               top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
+               top_k: int = 0, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
         """Draw codes (B, T) int64 token by token with a KV cache. temperature 0 = greedy;
-        top_k > 0 keeps the k most likely codes at each step."""
-        if temperature < 0 or top_k < 0:
-            raise ValueError(f"temperature and top_k must be >= 0, got {temperature}, {top_k}")
+        top_k > 0 keeps the k most likely codes at each step.
+
+        guidance w (classifier-free guidance, Ho & Salimans 2022, as in autoregressive token
+        models): each step's log-probabilities become log p(z_t | h) + w (log p(z_t | text, com,
+        h) - log p(z_t | h)), h the history and the previous codes, renormalised, before
+        temperature and top-k. The reference is the same network with text and COM masked,
+        which training's context dropout makes a model of its own. w = 1: plain sampling;
+        w > 1: follow text and COM more strongly. Rows with neither text nor COM are unchanged.
+        Raises ValueError for negative temperature, top_k or guidance.
+        """
+        if temperature < 0 or top_k < 0 or guidance < 0:
+            raise ValueError(f"temperature, top_k and guidance must be >= 0, got {temperature}, {top_k}, {guidance}")
         cfg = self.cfg
+        b = text.shape[0]
+        mask = torch.ones(b, 3, dtype=torch.bool, device=text.device) if mask is None else mask
+        guided = guidance != 1.0 and bool(mask[:, :2].any())
+        if guided:  # second half of the batch: the same rows with text and COM masked
+            ref = mask.clone()
+            ref[:, :2] = False
+            text, com, prev, mask = torch.cat([text, text]), torch.cat([com, com]), torch.cat([prev, prev]), torch.cat([mask, ref])
         ctx = self.context(text, com, prev, mask)
-        b, t_max = ctx.shape[0], cfg.block_size
+        rows, t_max = ctx.shape[0], cfg.block_size
         mem = [blk.cross_attn.keys_values(ctx) for blk in self.blocks]
-        cache = KVCache(cfg.num_layers, b, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, ctx)
-        tok = torch.full((b, 1), cfg.vocab_size, dtype=torch.long, device=ctx.device)
+        cache = KVCache(cfg.num_layers, rows, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, ctx)
+        tok = torch.full((rows, 1), cfg.vocab_size, dtype=torch.long, device=ctx.device)
         out = torch.empty(b, t_max, dtype=torch.long, device=ctx.device)
         for t in range(t_max):
             h = self.code_embed(tok) + self.pos[t : t + 1]
             for i, (blk, (mk, mv)) in enumerate(zip(self.blocks, mem)):
                 h = blk.step(h, t, cache.k[i], cache.v[i], mk, mv)
-            lg = self.head(self.ln(h[:, 0]))
+            lg = torch.log_softmax(self.head(self.ln(h[:, 0])), -1)
+            if guided:
+                cond, uncond = lg[:b], lg[b:]
+                lg = uncond + guidance * (cond - uncond)
             if temperature == 0:
                 zt = lg.argmax(-1)
             else:
@@ -142,5 +161,5 @@ class HighLevelPrior(nn.Module):
                     lg = lg.masked_fill(lg < kth, float("-inf"))
                 zt = inverse_cdf_sample(torch.log_softmax(lg, -1), generator)
             out[:, t] = zt
-            tok = zt[:, None]
+            tok = (torch.cat([zt, zt]) if guided else zt)[:, None]
         return out
