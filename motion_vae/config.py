@@ -105,7 +105,7 @@ def preset_config(name: str) -> MotionTrainConfig:
             ),
             daps=DAPSConfig(
                 num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0),
-                st_warmup_steps=40_000 if long else 10_000,
+                st_warmup_steps=40_000 if long else 18_000,
             ),
             # the learning rates fall 10x over the DAPS phase (docs/motion_vae_cpu_study.md, session 4:
             # cpu-long 0.0066 rad and 82 nats better at 30k steps; cpu 0.234 against 0.250 rad)
@@ -113,7 +113,7 @@ def preset_config(name: str) -> MotionTrainConfig:
                 lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=2_500 if long else 1_500
             ),
             batch_size=16,
-            steps=42_500 if long else 11_500,
+            steps=42_500 if long else 19_500,
             log_every=50,
             eval_every=2500 if long else 500,
             ckpt_every=500 if long else 250,
