@@ -99,25 +99,23 @@ def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, ki
 
 
 def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0) -> np.ndarray:
-    """Commanded root path (n, 3) in the base frame: speed (m/s) along a heading turning at turn (rad/s)."""
+    """Commanded root path (n, 5) in the base frame, as `highlevel.dataset.com_window`'s goal rows:
+    speed (m/s) along a heading turning at turn (rad/s); x, y (m), height (m), cos and sin of the
+    heading change."""
     k = np.arange(1, n + 1) / fps
     yaw = turn * k
     step = speed / fps
     x = np.cumsum(step * np.cos(yaw))
     y = np.cumsum(step * np.sin(yaw))
-    return np.stack([x, y, np.full(n, height)], 1).astype(np.float32)
+    return np.stack([x, y, np.full(n, height), np.cos(yaw), np.sin(yaw)], 1).astype(np.float32)
 
 
 def past_window(rows: np.ndarray) -> np.ndarray:
-    """Last 32 root positions (32, 3) in the base frame of the last row (rows (T >= 32, 26) CSV)."""
-    from envs.lafan1 import csv_to_qpos
-    from motion_vae.features import heading_yaw
+    """Last 32 root rows (32, 5) in the base frame of the last row (rows (T >= 32, 26) CSV), as
+    `highlevel.dataset.com_window`'s history rows."""
+    from highlevel.dataset import base_frame_path
 
-    w = rows[-32:, :3]
-    yaw = float(heading_yaw(csv_to_qpos(rows[-1:])[0, 3:7]))
-    c, s = math.cos(yaw), math.sin(yaw)
-    d = w[:, :2] - rows[-1, :2]
-    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], w[:, 2]], 1).astype(np.float32)
+    return base_frame_path(rows[-32:], rows[-1])
 
 
 def standing_rows(n: int = 32, height: float = START_HEIGHT) -> np.ndarray:
@@ -191,7 +189,7 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     for j in range(segments):
         past = np.stack([past_window(h) for h in hist])
         fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2])) for h in hist]) if use_com
-               else np.zeros((batch, 32, 3), np.float32))
+               else np.zeros((batch, 32, past.shape[-1]), np.float32))
         com = torch.from_numpy(np.concatenate([past, fut], 1))
         text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
         mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch, 3)

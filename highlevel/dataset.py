@@ -7,10 +7,13 @@ distillation targets, as PoseGPT's). Pair j >= 1, with s = o + 32 j the first fr
 
 * target: codes (64,) of segment j (frames s ... s+31);
 * prev:   codes (64,) of segment j-1 (frames s-32 ... s-1), the history;
-* com:    (64, 3) root (pelvis, standing in for the centre of mass) trajectory of frames
+* com:    (64, 5) root (pelvis, standing in for the centre of mass) trajectory of frames
           s-32 ... s+31 in the base frame of frame s-1 (the robot's "now"): x forward, y left of
-          the heading at s-1, relative to the root position at s-1 (m); z the pelvis height (m).
-          Rows 0-31 are the last 32 frames, rows 32-63 the next 32 (the goal);
+          the heading at s-1, relative to the root position at s-1 (m); z the pelvis height (m);
+          cos and sin of the heading relative to the heading at s-1 (a turn in place moves the
+          root by centimetres, so the path alone hardly shows it). Rows 0-31 are the last 32
+          frames, rows 32-63 the next 32 (the goal). Priors trained before the heading channels
+          read the first 3 (`highlevel.model.PriorConfig.com_channels`);
 * text:   the clip's phrasings (highlevel/annotations.json) and the target segment's measured
           phrase (highlevel.annotate.segment_phrase), as indices into a table of unique strings
           whose 384-d embeddings are cached (highlevel.text.EmbeddingCache).
@@ -39,7 +42,7 @@ SEG = 32
 @dataclass
 class PairSet:
     """N training pairs. Arrays: clip (N,) int64 index into clip_names; start (N,) int64 first
-    frame s of the target segment; prev, target (N, 64) int64 codes; com (N, 64, 3) float32 (m);
+    frame s of the target segment; prev, target (N, 64) int64 codes; com (N, 64, 5) float32 (`com_window`);
     seg_text (N,) int64 index into texts; clip_text (n_clips, P) int64 indices into texts (-1 pads);
     text_emb (U, 384) float32. clip_names, texts: lists of strings."""
 
@@ -76,20 +79,30 @@ class PairSet:
         return cls(**d)
 
 
-def com_window(rows: np.ndarray, s: int) -> np.ndarray:
-    """Root trajectory (64, 3) of frames s-32 ... s+31 in the base frame of frame s-1 (see module doc).
+COM_CHANNELS = 5  # x, y, z, cos, sin of the relative heading
 
-    rows: clip CSV rows (T, 26) with 32 <= s <= T - 32. Row 31 is (0, 0, height at s-1).
+
+def base_frame_path(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Root path (N, 5) of CSV rows (N, 26) in the base frame of the CSV row ref (26,): x forward
+    and y left of ref's heading, relative to ref's root position (m); z the root height (m); cos
+    and sin of each row's heading minus ref's (rad)."""
+    yaw = heading_yaw(csv_to_qpos(rows)[:, 3:7])
+    yaw0 = float(heading_yaw(csv_to_qpos(ref[None])[0, 3:7]))
+    c, si = np.cos(yaw0), np.sin(yaw0)
+    d = rows[:, :2] - ref[:2]
+    x = c * d[:, 0] + si * d[:, 1]
+    y = -si * d[:, 0] + c * d[:, 1]
+    return np.stack([x, y, rows[:, 2], np.cos(yaw - yaw0), np.sin(yaw - yaw0)], axis=1).astype(np.float32)
+
+
+def com_window(rows: np.ndarray, s: int) -> np.ndarray:
+    """Root trajectory (64, 5) of frames s-32 ... s+31 in the base frame of frame s-1 (see module doc).
+
+    rows: clip CSV rows (T, 26) with 32 <= s <= T - 32. Row 31 is (0, 0, height at s-1, 1, 0).
     """
     if s < SEG or s + SEG > len(rows):
         raise ValueError(f"com_window: frame {s} needs {SEG} frames before and after in a clip of {len(rows)}")
-    w = rows[s - SEG : s + SEG, :3]
-    yaw = float(heading_yaw(csv_to_qpos(rows[s - 1 : s])[0, 3:7]))
-    c, si = np.cos(yaw), np.sin(yaw)
-    d = w[:, :2] - rows[s - 1, :2]
-    x = c * d[:, 0] + si * d[:, 1]
-    y = -si * d[:, 0] + c * d[:, 1]
-    return np.stack([x, y, w[:, 2]], axis=1).astype(np.float32)
+    return base_frame_path(rows[s - SEG : s + SEG], rows[s - 1])
 
 
 @torch.no_grad()
@@ -173,7 +186,7 @@ def cached_pairs(split: str, vae_path: Path, cache_dir: Path, root=None, max_fra
     names = clips if clips is not None else (train if split == "train" else val)
     ann = load_annotations()
     st = Path(vae_path).stat() if Path(vae_path).is_file() else None
-    key = json.dumps([str(Path(vae_path).resolve()), st and st.st_size, st and st.st_mtime, names, list(offsets),
+    key = json.dumps(["com5", str(Path(vae_path).resolve()), st and st.st_size, st and st.st_mtime, names, list(offsets),
                       max_frames, str(resolve_clip_dir(root)), ann], sort_keys=True)
     path = Path(cache_dir) / f"pairs_{split}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.is_file():

@@ -4,8 +4,9 @@ p(z | c) = prod_t p(z_t | z_<t, c), z the 64 codes (vocabulary V = 1024) of the 
 segment, c the context:
 
 * text: a 384-d sentence embedding (highlevel.text) -> one token (Linear 384 -> H);
-* com:  the root trajectory window (64, 3) in the base frame (highlevel.dataset.com_window) ->
-        8 tokens, each a Linear of 8 frames x 3 (m);
+* com:  the root trajectory window (64, 5) in the base frame (highlevel.dataset.com_window) ->
+        8 tokens, each a Linear of 8 frames x `com_channels` (the first 3, the path in m, for
+        priors trained before the heading channels; 5 adds cos/sin of the heading change);
 * prev: the previous segment's 64 codes -> 64 tokens (code embedding + position).
 
 Each of text, com and prev can be masked per example (a learned "absent" token replaces it);
@@ -46,6 +47,7 @@ class PriorConfig:
     drop_text: float = 0.2
     drop_com: float = 0.2
     drop_prev: float = 0.1
+    com_channels: int = 3  # 3: path only (older priors), 5: path and heading (highlevel.dataset.com_window)
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(self.vocab_size, self.block_size, self.embed_dim, self.num_heads, self.num_layers, self.mlp_ratio)
@@ -63,7 +65,7 @@ class HighLevelPrior(nn.Module):
         tc = cfg.transformer()
         h, v, t = cfg.embed_dim, cfg.vocab_size, cfg.block_size
         self.text_in = nn.Linear(TEXT_DIM, h)
-        self.com_in = nn.Linear(COM_CHUNK * 3, h)
+        self.com_in = nn.Linear(COM_CHUNK * cfg.com_channels, h)
         self.code_embed = nn.Embedding(v + 1, h)  # id V = start token (decoder) / unused in history
         self.absent = nn.Parameter(torch.zeros(3, h))  # text, com, prev "absent" tokens
         self.kind = nn.Parameter(torch.zeros(3, h))  # which source a context token comes from
@@ -81,14 +83,17 @@ class HighLevelPrior(nn.Module):
     def context(self, text: Tensor, com: Tensor, prev: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encoded context tokens (B, 1 + 8 + T, H).
 
-        text (B, 384) float; com (B, 64, 3) float (m); prev (B, T) int64 codes; mask (B, 3) bool,
-        True where text / com / prev is present (None: all present).
+        text (B, 384) float; com (B, 64, C >= com_channels) float (`highlevel.dataset.com_window`;
+        the first com_channels are read); prev (B, T) int64 codes; mask (B, 3) bool, True where
+        text / com / prev is present (None: all present). Raises ValueError for other shapes.
         """
-        b = text.shape[0]
-        if com.shape[1:] != (COM_FRAMES, 3) or text.shape[1:] != (TEXT_DIM,) or prev.shape[1:] != (self.cfg.block_size,):
+        b, cc = text.shape[0], self.cfg.com_channels
+        if (com.ndim != 3 or com.shape[1] != COM_FRAMES or com.shape[2] < cc or text.shape[1:] != (TEXT_DIM,)
+                or prev.shape[1:] != (self.cfg.block_size,)):
             raise ValueError(f"context shapes: text {tuple(text.shape)}, com {tuple(com.shape)}, prev {tuple(prev.shape)}")
         mask = torch.ones(b, 3, dtype=torch.bool, device=text.device) if mask is None else mask
-        toks = [self.text_in(text)[:, None], self.com_in(com.reshape(b, COM_FRAMES // COM_CHUNK, COM_CHUNK * 3)), self.code_embed(prev)]
+        com = com[..., :cc].reshape(b, COM_FRAMES // COM_CHUNK, COM_CHUNK * cc)
+        toks = [self.text_in(text)[:, None], self.com_in(com), self.code_embed(prev)]
         out = []
         for i, x in enumerate(toks):
             m = mask[:, i].view(b, 1, 1)

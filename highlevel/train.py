@@ -67,10 +67,10 @@ class HLConfig:
 def preset_config(name: str) -> HLConfig:
     """'cpu' (about an hour on 2 shared cores) or 'tiny' (seconds; tests)."""
     if name == "cpu":
-        return HLConfig()
+        return HLConfig(prior=PriorConfig(com_channels=5))
     if name == "tiny":
         return HLConfig(
-            prior=PriorConfig(embed_dim=32, num_heads=2, num_layers=1, enc_layers=1, mlp_ratio=2),
+            prior=PriorConfig(embed_dim=32, num_heads=2, num_layers=1, enc_layers=1, mlp_ratio=2, com_channels=5),
             steps=60, batch_size=16, lr=3e-3, warmup=5, offsets=(0,), max_frames=320,
             train_clips=["walk1_subject1", "run1_subject2"], val_clips=["walk2_subject4"],
             log_every=5, eval_every=0, ckpt_every=30, eval_pairs=16, rmse_pairs=4,
@@ -79,7 +79,7 @@ def preset_config(name: str) -> HLConfig:
 
 
 def sample_batch(p: PairSet, idx: np.ndarray, rng: np.random.Generator, p_clip_text: float) -> tuple:
-    """Tensors (text (B, 384), com (B, 64, 3), prev (B, 64), target (B, 64)) for pairs idx (B,);
+    """Tensors (text (B, 384), com (B, 64, 5), prev (B, 64), target (B, 64)) for pairs idx (B,);
     each example's text is a random phrasing of its clip with chance p_clip_text, else its segment
     phrase."""
     t = p.seg_text[idx].copy()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.lafan1 import default_data_root, list_clips, load_clip_csv, resolve_clip_dir
+from envs.lafan1 import csv_to_qpos, default_data_root, list_clips, load_clip_csv, resolve_clip_dir
 
 pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
 
@@ -105,10 +105,20 @@ def test_pairs_line_up_in_time(vae, text_cache):
     np.testing.assert_array_equal(p.target[k], ref[2])
     assert not np.array_equal(p.target[k], p.prev[k])
     # the COM window: row 31 is the base frame (frame s-1), row 32 the first target frame
-    np.testing.assert_allclose(p.com[k, 31], [0, 0, rows[111, 2]], atol=1e-6)
+    np.testing.assert_allclose(p.com[k, 31], [0, 0, rows[111, 2], 1, 0], atol=1e-6)
     step = np.linalg.norm(rows[112, :2] - rows[111, :2])
     assert abs(np.linalg.norm(p.com[k, 32, :2]) - step) < 1e-5
     np.testing.assert_allclose(p.com[k, 63, 2], rows[143, 2], atol=1e-6)
+    # heading channels: cos / sin of the heading change since frame s-1
+    from highlevel.command import future_arc, past_window
+    from motion_vae.features import heading_yaw
+
+    yaw = heading_yaw(csv_to_qpos(rows[[111, 143]])[:, 3:7])
+    np.testing.assert_allclose(p.com[k, 63, 3:], [np.cos(yaw[1] - yaw[0]), np.sin(yaw[1] - yaw[0])], atol=1e-5)
+    np.testing.assert_allclose(past_window(rows[:112]), p.com[k, :32], atol=1e-6)  # the command path builds the same history
+    arc = future_arc(1.0, 0.9, 1.0)  # a commanded left turn: heading channels match the path's direction of travel
+    travel = np.arctan2(np.diff(arc[:, 1]), np.diff(arc[:, 0]))
+    np.testing.assert_allclose(np.arctan2(arc[1:, 4], arc[1:, 3]), travel, atol=0.02)
     # pairs of the same chain follow each other: the next pair's history is this target
     k2 = int(np.flatnonzero(p.start == 144)[0])
     np.testing.assert_array_equal(p.prev[k2], p.target[k])
