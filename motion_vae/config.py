@@ -5,7 +5,7 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
   official  the authors' code: beta 3 -> 0.01, ESS target 0.33 K, AdamW 3e-4 / wd 1e-4 with
             unit-wise adaptive gradient clipping 1.0, eta's own AdamW at 1e-3 (wd 1e-4).
   cpu       DAPS-NA on the FSQ lattice (H 64, 1 layer per stack), batch 16, K 8, beta 1: a
-            straight-through (FSQ) warm start of 10k steps, then 1500 DAPS steps over which the
+            straight-through (FSQ) warm start of 18k steps, then 1500 DAPS steps over which the
             learning rates fall to 0.1x, within 15 minutes on 2 CPU cores (README command 1).
   cpu-long  the paper's width and depth (H 128, 2 layers per stack), batch 16: 40k warm-start
             steps, then 2.5k DAPS steps over which the learning rates fall to 0.1x (a few hours
