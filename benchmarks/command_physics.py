@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--highlevel", default=None, help="default: models/highlevel.pt")
     ap.add_argument("--lowlevel", default=str(default_lowlevel()))
     ap.add_argument("--text-cache", default="runs/highlevel_cache/text_embeddings.npz")
+    ap.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on the text (1 = none)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     prior, _, _, vae_path = load_highlevel(a.highlevel)
@@ -42,7 +43,7 @@ def main() -> None:
         for seed in range(a.seeds):
             follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start)
             t = time.time()
-            generate_batch(prior, follower, emb, a.segments, seed=seed)
+            generate_batch(prior, follower, emb, a.segments, seed=seed, guidance=a.guidance)
             r = follower.record()["physics"]
             before.append(r["seconds_before_fall"])
             print(f"{prompt!r:24} seed {seed}: {r['seconds_before_fall']:.2f} s before a fall ({r['termination'] or 'none'}), "
