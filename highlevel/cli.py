@@ -119,6 +119,7 @@ def control(
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
     guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly)."),
+    candidates: int = typer.Option(1, "--candidates", help="With a COM goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept."),
     stride: int = typer.Option(32, "--stride", help="Frames between the classifier's training segments."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use only each clip's first frames for the classifier (tests)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Classifier-feature and text-embedding cache (default: the policy's highlevel_cache)."),
@@ -132,7 +133,7 @@ def control(
     if max_frames is not None and max_frames < 32:
         raise ValueError(f"--max-frames must be >= 32, got {max_frames}")
     rec = run_control(ckpt, out, rollouts, segments, seed, temperature, top_k, stride, max_frames, data, None, cache_dir,
-                      guidance=guidance)
+                      guidance=guidance, candidates=candidates)
     o = rec["overall"]
     typer.echo(f"overall rollout accuracy {o['accuracy']:.3f} (chance {o['chance']:.3f}); wrote {out / 'control.json'} and {out / 'control.md'}")
 
@@ -153,6 +154,7 @@ def command(
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
     guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly)."),
+    candidates: int = typer.Option(1, "--candidates", help="With a COM goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept."),
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
     width: int = typer.Option(480, "--width", help="Video width (pixels)."),
@@ -167,7 +169,7 @@ def command(
     mode = True if kinematic else (False if physics or lowlevel is not None else None)
     rec = run_command([prompt, *(then or [])], seconds, out, mode, model, speed, turn, temperature, top_k, seed,
                       text_cache, width=width, height=height, segments_per_prompt=segments_per_prompt, lowlevel=lowlevel,
-                      start_pose=start, guidance=guidance)
+                      start_pose=start, guidance=guidance, candidates=candidates)
     if rec.get("notice"):
         typer.echo(rec["notice"], err=True)
     for p in rec["prompts"]:

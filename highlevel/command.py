@@ -81,7 +81,7 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
 
 
 def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool | None = True,
-               lowlevel: str | Path | None = None, guidance: float = 1.0) -> None:
+               lowlevel: str | Path | None = None, guidance: float = 1.0, candidates: int = 1) -> None:
     """Raise ValueError (one line naming the flag) for bad command-line values (kinematic True with
     a low-level policy given: contradictory)."""
     if not prompts or not prompts[0] or not prompts[0].strip():
@@ -94,6 +94,8 @@ def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, ki
         raise ValueError(f"--temperature and --top-k must be >= 0, got {temperature} and {top_k}")
     if not guidance >= 0:  # also refuses NaN
         raise ValueError(f"--guidance must be >= 0, got {guidance}")
+    if candidates < 1:
+        raise ValueError(f"--candidates must be >= 1, got {candidates}")
     if kinematic is True and lowlevel is not None:
         raise ValueError("give --kinematic or --lowlevel/--physics, not both")
 
@@ -164,17 +166,25 @@ class KinematicFollower(SegmentFollower):
 
 def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
                    turn: float | None = None, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                   batch: int = 1, guidance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   batch: int = 1, guidance: float = 1.0, candidates: int = 1,
+                   preview: SegmentFollower | None = None) -> tuple[np.ndarray, np.ndarray]:
     """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
     `segments`, or fewer when the follower is done() earlier (every physics rollout fell).
 
     emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
     None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
     (rad/s): the COM goal of every segment (both None: COM masked). Rollouts draw independent
-    codes from one torch generator seeded with seed.
+    codes from one torch generator seeded with seed. guidance: classifier-free guidance weight on
+    text and COM (`HighLevelPrior.sample`; 1 = none). candidates N > 1 (with a COM goal): each
+    segment draws N code sequences per rollout, decodes them with `preview` (a
+    `KinematicFollower`; default: the follower itself when it is kinematic) and keeps the one
+    whose root speed and turn rate come closest to the goal (`pick_candidate`): sample-and-score
+    planning on top of the prior. Raises ValueError for bad emb or candidates.
     """
     import torch
 
+    if candidates < 1:
+        raise ValueError(f"--candidates must be >= 1, got {candidates}")
     g = torch.Generator().manual_seed(seed)
     t_max = prior.cfg.block_size
     if emb is not None:
@@ -185,6 +195,11 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     hist = np.repeat(standing_rows()[None], batch, 0)
     prev = np.zeros((batch, t_max), np.int64)
     use_com = speed is not None or turn is not None
+    n = candidates if use_com else 1
+    if n > 1 and preview is None:
+        if not follower.kinematic:
+            raise ValueError("candidates > 1 with a physics follower needs a kinematic preview follower")
+        preview = follower
     codes, rows = [], []
     for j in range(segments):
         past = np.stack([past_window(h) for h in hist])
@@ -192,8 +207,11 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
                else np.zeros((batch, 32, past.shape[-1]), np.float32))
         com = torch.from_numpy(np.concatenate([past, fut], 1))
         text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
-        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch, 3)
-        z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, g, guidance).numpy()
+        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch * n, 3)
+        rep = lambda a: a.repeat_interleave(n, 0) if n > 1 else a  # noqa: E731  rollout b's candidates are rows b*n ... b*n+n-1
+        z = prior.sample(rep(text), rep(com), rep(torch.from_numpy(prev)), mask, temperature, top_k, g, guidance).numpy()
+        if n > 1:
+            z = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speed or 0.0, turn or 0.0)
         seg = follower.follow(z, hist, j)
         codes.append(z)
         rows.append(seg)
@@ -201,6 +219,21 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         if follower.done():
             break
     return np.stack(codes, 1), np.concatenate(rows, 1)
+
+
+def pick_candidate(z: np.ndarray, hist: np.ndarray, index: int, preview: SegmentFollower, speed: float,
+                   turn: float) -> np.ndarray:
+    """For each rollout, the candidate codes z (B, N, 64) whose decoded segment (continuing from
+    hist (B, H, 26), via preview) has the root speed (m/s) and turn rate (rad/s) closest to the
+    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame; (B, 64)."""
+    b, n, t = z.shape
+    seg = preview.follow(z.reshape(b * n, t), np.repeat(hist, n, 0), index)  # (B N, 32, 26)
+    last = np.repeat(hist[:, -1:], n, 0)
+    err = np.empty(b * n)
+    for i, r in enumerate(np.concatenate([last, seg], 1)):
+        a = achieved(r)
+        err[i] = (a["root_speed_m_s"] - speed) ** 2 + (a["turn_rate_rad_s"] - turn) ** 2
+    return z[np.arange(b), err.reshape(b, n).argmin(1)]
 
 
 def generate(prior, vae, stats, emb: np.ndarray, segments: int, speed: float | None = None, turn: float | None = None,
@@ -298,7 +331,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
                 temperature: float = 1.0, top_k: int = 0, seed: int = 0, text_cache: str | Path | None = None,
                 video: bool = True, width: int = 480, height: int = 352, segments_per_prompt: int | None = None,
                 motion_vae: str | Path | None = None, lowlevel: str | Path | None = None,
-                start_pose: str = "nominal", guidance: float = 1.0) -> dict:
+                start_pose: str = "nominal", guidance: float = 1.0, candidates: int = 1) -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
     segments each). kinematic: True = no physics; False = physics required (lowlevel or
@@ -306,13 +339,14 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     kinematic with a notice (rec["notice"]). lowlevel: a goal="decoded" low-level policy (training
     checkpoint or export). start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
     `highlevel.physics.PhysicsFollower`). guidance: classifier-free guidance weight on text and COM
-    (`highlevel.model.HighLevelPrior.sample`; 1 = none). A physics run ends with the segment in which the robot
+    (`highlevel.model.HighLevelPrior.sample`; 1 = none). candidates: code sequences drawn per
+    segment when --speed/--turn give a goal, the one closest to it kept (`generate_batch`). A physics run ends with the segment in which the robot
     fell: rec["frames"] and rec["segments"] are then fewer than planned, and a prompt never
     reached has "segments": 0. Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance)
+    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance, candidates)
     plan, n_frames = prompt_schedule(len(prompts), seconds, segments_per_prompt)
     if not (16 <= width <= 640 and 16 <= height <= 480):
         raise ValueError(f"--width/--height must lie in 16..640 x 16..480 (the model's offscreen buffer), got {width} x {height}")
@@ -346,7 +380,8 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     table = EmbeddingCache(text_cache).encode(prompts)
     emb = table[plan]  # (S, 384)
     try:
-        codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance)
+        codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
+                                     candidates, KinematicFollower(vae, stats))
     except BaseException:
         getattr(follower, "close", lambda: None)()
         raise
@@ -367,7 +402,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     seg_phys = phys.pop("segments", None) if phys else None
     rec = {"prompt": prompts[0], "prompts": spans, "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
            "segments_per_prompt": segments_per_prompt, "frames": len(rows), "kinematic": follower.kinematic, "model": str(path),
-           "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k, "guidance": guidance,
+           "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k, "guidance": guidance, "candidates": candidates,
            "commanded": {"speed_m_s": speed, "turn_rad_s": turn},
            "achieved": achieved(rows), **extra,
            "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist(),

@@ -229,9 +229,10 @@ def _mean_sd(v) -> dict:
 def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10, segments: int = 5, seed: int = 0,
                 temperature: float = 1.0, top_k: int = 0, stride: int = SEG, max_frames: int | None = None, root=None,
                 text_cache=None, cache_dir: str | Path | None = None,
-                speed_turn: tuple = SPEED_TURN, progress: bool = True, guidance: float = 1.0) -> dict:
+                speed_turn: tuple = SPEED_TURN, progress: bool = True, guidance: float = 1.0, candidates: int = 1) -> dict:
     """The whole study (module docstring); writes out_dir/control.json and control.md, returns the
-    JSON. guidance: classifier-free guidance weight on text and COM (1 = none). ckpt None:
+    JSON. guidance: classifier-free guidance weight on text and COM (1 = none); candidates: code
+    sequences drawn per segment of the COM-goal rollouts, the closest to the goal kept. ckpt None:
     models/highlevel.pt. segments >= 2 (the first is not scored). text_cache: an
     EmbeddingCache or its .npz path (default cache_dir/text_embeddings.npz). ValueError /
     CheckpointError (one line) for bad values or files."""
@@ -249,6 +250,8 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
         raise ValueError(f"--temperature and --top-k must be >= 0, got {temperature} and {top_k}")
     if not guidance >= 0:
         raise ValueError(f"--guidance must be >= 0, got {guidance}")
+    if candidates < 1:
+        raise ValueError(f"--candidates must be >= 1, got {candidates}")
     seen = {p.lower() for ps in load_annotations().values() for p in ps}
     clash = [p for p in UNSEEN_PROMPTS.values() if p.lower() in seen]
     if clash:
@@ -266,7 +269,8 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
     follower = KinematicFollower(vae, stats)
 
     def roll(emb, speed=None, turn=None, s=seed):
-        codes, rows = generate_batch(prior, follower, emb, segments, speed, turn, temperature, top_k, s, rollouts, guidance)
+        codes, rows = generate_batch(prior, follower, emb, segments, speed, turn, temperature, top_k, s, rollouts, guidance,
+                                     candidates)
         return rows  # (B, S*32, 26)
 
     def label(rows):
@@ -309,7 +313,7 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
         say(f"{prompt!r} {speed} m/s {turn} rad/s -> {st[-1]['speed_m_s']['mean']} m/s {st[-1]['turn_rad_s']['mean']} rad/s")
     rec = {"model": str(path), "step": ck["step"], "motion_vae": str(vae_path), "rollouts": rollouts, "segments": segments,
            "scored_segments": f"1..{segments - 1}", "seed": seed, "temperature": temperature, "top_k": top_k,
-           "guidance": guidance, "classifier": clf_rep, "categories": cats,
+           "guidance": guidance, "candidates": candidates, "classifier": clf_rep, "categories": cats,
            "overall": {"accuracy": round(float(np.mean(hits)), 3), "segment_accuracy": round(float(np.mean(seg_hits)), 3),
                        "chance": round(1 / k, 3), "prompt_ignored_labels": base_share},
            "speed_turn": st}
@@ -326,6 +330,7 @@ def markdown(rec: dict) -> str:
     lines = [f"# Controllability, kinematic: `{rec['model']}` (step {rec['step']})", "",
              f"{rec['rollouts']} rollouts per prompt, {rec['segments']} segments each (segments {rec['scored_segments']} "
              f"scored), temperature {rec['temperature']}, top-k {rec['top_k']}, guidance {rec.get('guidance', 1.0)}, "
+             f"candidates per COM-goal segment {rec.get('candidates', 1)}, "
              f"seed {rec['seed']}.", "",
              f"Classifier (logistic regression, {c['train_segments']} segments of {c['train_clips']} training clips): "
              f"held-out clips {c['heldout_accuracy']:.2f}"

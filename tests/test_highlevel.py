@@ -167,6 +167,22 @@ def test_classifier_free_guidance_extrapolates_from_the_history_only_model():
         m.sample(text, com, prev, mask, guidance=-1.0)
 
 
+def test_pick_candidate_keeps_the_closest_speed_and_turn():
+    """Sample-and-score planning: of N candidate code sequences, the one whose previewed segment's
+    root speed and turn rate are closest to the goal is kept, per rollout."""
+    from highlevel.command import SegmentFollower, pick_candidate
+
+    class Preview(SegmentFollower):  # candidate k of each rollout: speed 0.5 k m/s, turn 0.6 (k - 1) rad/s
+        def follow(self, codes, history, index):
+            return np.stack([_straight(0.5 * c[0], 0.6 * (c[0] - 1))[1:] for c in codes])  # after hist's last frame, the origin
+
+    z = np.repeat(np.array([0, 1, 2, 3])[None, :, None], 2, 0).repeat(8, 2)  # (B 2, N 4, T 8), codes = k
+    hist = np.repeat(_straight(0.0)[None], 2, 0)
+    assert pick_candidate(z, hist, 1, Preview(), 1.0, 0.6)[:, 0].tolist() == [2, 2]
+    assert pick_candidate(z, hist, 1, Preview(), 0.0, -0.6)[:, 0].tolist() == [0, 0]
+    assert pick_candidate(z, hist, 1, Preview(), 1.5, 0.0)[:, 0].tolist() == [2, 2]  # (0.5^2 + 0.6^2) < 1.2^2
+
+
 def test_tiny_run_trains_and_resumes(tiny_run, text_cache):
     from highlevel.train import load_prior, preset_config, train_prior, with_overrides
 
@@ -330,6 +346,8 @@ def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
     (["walk", "--kinematic", "--physics"], "not both"),
     (["walk", "--kinematic", "--then", " "], "--then prompt is empty"),
     (["walk", "--kinematic", "--then", "run", "--seconds", "2", "--segments-per-prompt", "1"], "not both"),
+    (["walk", "--kinematic", "--guidance", "-1"], "--guidance must be >= 0"),
+    (["walk", "--kinematic", "--candidates", "0"], "--candidates must be >= 1"),
 ])
 def test_command_bad_input_one_line_error(args, message, monkeypatch, capsys, tmp_path):
     from daps import cli
