@@ -381,7 +381,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     emb = table[plan]  # (S, 384)
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
-                                     candidates, KinematicFollower(vae, stats))
+                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats))
     except BaseException:
         getattr(follower, "close", lambda: None)()
         raise

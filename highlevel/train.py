@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from daps.trainer import CHECKPOINT_FORMAT, CheckpointError, MetricsLog, atomic_torch_save, load_checkpoint
-from highlevel.dataset import SEG, PairSet, cached_pairs
+from highlevel.dataset import COM_CHANNELS, SEG, PairSet, cached_pairs
 from highlevel.model import HighLevelPrior, PriorConfig
 
 KIND = "highlevel"
@@ -67,10 +67,10 @@ class HLConfig:
 def preset_config(name: str) -> HLConfig:
     """'cpu' (about an hour on 2 shared cores) or 'tiny' (seconds; tests)."""
     if name == "cpu":
-        return HLConfig(prior=PriorConfig(com_channels=5))
+        return HLConfig(prior=PriorConfig(com_channels=COM_CHANNELS))
     if name == "tiny":
         return HLConfig(
-            prior=PriorConfig(embed_dim=32, num_heads=2, num_layers=1, enc_layers=1, mlp_ratio=2, com_channels=5),
+            prior=PriorConfig(embed_dim=32, num_heads=2, num_layers=1, enc_layers=1, mlp_ratio=2, com_channels=COM_CHANNELS),
             steps=60, batch_size=16, lr=3e-3, warmup=5, offsets=(0,), max_frames=320,
             train_clips=["walk1_subject1", "run1_subject2"], val_clips=["walk2_subject4"],
             log_every=5, eval_every=0, ckpt_every=30, eval_pairs=16, rmse_pairs=4,
