@@ -44,7 +44,10 @@ Actions (19, in [-1, 1], :data:`envs.model.JOINT_NAMES` order; clipped to [-1, 1
     ``pd_target="nominal"``: target = :data:`NOMINAL_POSE` + ``pd_action_scale`` * action, so the
     motion must come from the goal.  ``pd_action_scale`` defaults to :data:`PD_ACTION_SCALE` (0.25 rad,
     Unitree's action_scale) around the reference and :data:`NOMINAL_ACTION_SCALE` (1.0 rad) around
-    the nominal pose (0.25 rad there reaches no walking frame).  ``pd_target="absolute"``: target =
+    the nominal pose (0.25 rad there reaches no walking frame).  ``pd_action_scale="torque-range"``
+    (:data:`PD_TORQUE_RANGE_SCALE`) scales each joint by its torque limit over its kp, so a unit
+    action can hold the motor's whole torque range against a static error (ankle 1.0 rad, where
+    0.25 rad leaves 10 of its 40 N m).  ``pd_target="absolute"``: target =
     joint-range centre + action * joint-range half width.
 
 Observation (float32)
@@ -110,12 +113,15 @@ from .reference import EE_SITES, ReferenceMotion, load_reference, make_reference
 from .rewards import imitation_reward
 
 __all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_ACTION_SCALE", "default_pd_action_scale",
-           "NOMINAL_POSE", "PROPRIO_DIM", "ROOT_VELOCITY_DIM", "REF_FRAME_DIM",
+           "PD_TORQUE_RANGE_SCALE", "resolve_pd_action_scale",
+           "NOMINAL_POSE", "PHYSICS_HZ", "PROPRIO_DIM", "ROOT_VELOCITY_DIM", "REF_FRAME_DIM",
            "default_clips", "decoded_reference", "GOALS", "PD_TARGETS"]
 
 GOALS = ("reference", "latent", "decoded")
 PD_TARGETS = ("reference", "nominal", "absolute", "decoded")
 
+#: Physics rate (Hz): timestep 0.002 s, part of the environment's contract (h1.xml).
+PHYSICS_HZ = 500.0
 PROPRIO_DIM = 63
 #: Numbers appended to proprio by ``root_velocity_obs=True``: root linear velocity in the heading
 #: frame (3) and root height (1).
@@ -143,6 +149,36 @@ PD_ACTION_SCALE = 0.25
 NOMINAL_ACTION_SCALE = 1.0
 
 
+
+
+def resolve_pd_action_scale(scale, pd_target: str) -> float | np.ndarray:
+    """The rad-per-unit-action of a ``pd_action_scale`` argument: None (the target's default,
+    :func:`default_pd_action_scale`), a positive number, a name of :data:`PD_SCALE_NAMES`
+    ("torque-range") or a (19,) array of positive numbers (JOINT_NAMES order).
+
+    Raises:
+        ValueError: anything else (negative, NaN, unknown name, wrong length).
+    """
+    if scale is None:
+        return default_pd_action_scale(pd_target)
+    if isinstance(scale, str):
+        if scale in PD_SCALE_NAMES:
+            return PD_SCALE_NAMES[scale]
+        try:
+            scale = float(scale)
+        except ValueError:
+            raise ValueError(f"pd_action_scale must be a positive number (rad) or one of "
+                             f"{', '.join(PD_SCALE_NAMES)}, got {scale!r}") from None
+    arr = np.asarray(scale, dtype=np.float64)
+    if arr.ndim == 0:
+        if not (math.isfinite(float(arr)) and float(arr) > 0):
+            raise ValueError(f"pd_action_scale must be a positive number (rad), got {scale!r}")
+        return float(arr)
+    if arr.shape != (len(JOINT_NAMES),) or not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError(f"pd_action_scale as an array must hold {len(JOINT_NAMES)} positive numbers, got {arr!r}")
+    return arr
+
+
 def default_pd_action_scale(pd_target: str) -> float:
     """Default rad per unit action for ``pd_target`` ("reference" and "decoded" 0.25, "nominal" 1.0;
     "absolute" ignores it and maps the action onto the joint range)."""
@@ -168,6 +204,15 @@ _NOMINAL = {"hip_pitch": -0.1, "knee": 0.3, "ankle": -0.2}
 NOMINAL_POSE: np.ndarray = np.array([next((v for k, v in _NOMINAL.items() if k in j), 0.0) for j in JOINT_NAMES])
 NOMINAL_POSE.setflags(write=False)
 PD_KD.setflags(write=False)
+#: Per-joint PD action scale (rad per unit action, JOINT_NAMES order) = torque limit / kp: a unit
+#: action moves the target far enough to ask for the motor's full torque (hips 1.33, knees 1.5,
+#: ankles 1.0, torso 0.67, shoulders 0.27 / 0.12, elbows 0.18 rad).  Unitree's 0.25 rad leaves the
+#: ankle, the joint that balances the robot over its feet, 10 of its 40 N m; their training code
+#: does not clip actions (clip_actions 100), ours clips to [-1, 1], hence a scale that spans the range.
+PD_TORQUE_RANGE_SCALE: np.ndarray = np.asarray(TORQUE_LIMITS, dtype=np.float64) / PD_KP
+PD_TORQUE_RANGE_SCALE.setflags(write=False)
+#: Named values of ``pd_action_scale``.
+PD_SCALE_NAMES = {"torque-range": PD_TORQUE_RANGE_SCALE}
 
 
 def use_position_actuators(model: mujoco.MjModel, kp: np.ndarray, kd: np.ndarray) -> None:
@@ -308,8 +353,8 @@ class H1TrackingEnv(gym.Env):
         max_episode_steps: truncation length in control steps (1000 = 10 s).
         reference_offsets: future reference frames in the ``"reference"`` goal.
         pd_target, pd_action_scale: PD target mode (None: "decoded" for ``goal="decoded"``, else
-            "reference") and scale (rad per unit action, default :func:`default_pd_action_scale`;
-            see module docstring).
+            "reference") and scale (rad per unit action: a number, "torque-range" or a (19,) array,
+            default :func:`default_pd_action_scale`; :func:`resolve_pd_action_scale`).
         torque_penalty_weight: w of the reward's torque penalty (default 0).
         min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
         ground_feet: lift each named clip so its typical stance foot stands on the floor
@@ -365,11 +410,8 @@ class H1TrackingEnv(gym.Env):
         self.goal = goal
         self.action_mode = action_mode
         self.pd_target = pd_target
-        if pd_action_scale is None:
-            pd_action_scale = default_pd_action_scale(pd_target)
-        if not (math.isfinite(pd_action_scale) and pd_action_scale > 0):
-            raise ValueError(f"pd_action_scale must be a positive number (rad), got {pd_action_scale!r}")
-        self.pd_action_scale = float(pd_action_scale)
+        #: rad per unit action: a float, or a (19,) array (per joint)
+        self.pd_action_scale = resolve_pd_action_scale(pd_action_scale, pd_target)
         self.control_hz = float(control_hz)
         self.frame_skip = int(frame_skip)
         self.max_episode_steps = int(max_episode_steps)

@@ -36,7 +36,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt up to --steps."),
     action_mode: str = typer.Option("torque", "--action-mode", help="torque (19 motor torques, the paper's; default: learns faster at the cpu budget) | pd."),
     pd_target: str = typer.Option("nominal", "--pd-target", help="nominal (standing pose + action) | reference (residual on the reference joints; leaks the reference, refused with --goal decoded) | decoded (residual on the decoded joints; --goal decoded only) | absolute (joint range)."),
-    pd_action_scale: Optional[float] = typer.Option(None, "--pd-action-scale", help="rad of PD target per unit action (default: 0.25 around the reference, 1.0 around the nominal pose)."),
+    pd_action_scale: Optional[str] = typer.Option(None, "--pd-action-scale", help="rad of PD target per unit action, or 'torque-range' (per joint: torque limit / kp; ankle 1.0 rad) (default: 0.25 around the reference, 1.0 around the nominal pose)."),
     goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames) | decoded (the reference goal's layout, filled from the motion VAE's decoding of the clip's codes)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this low-level checkpoint's policy weights and VecNormalize statistics (identical observation and action spaces, e.g. a --goal reference teacher for --goal decoded)."),
     root_velocity_obs: bool = typer.Option(False, "--root-velocity-obs", help="Also observe the root's linear velocity in the heading frame and its height (proprio 63 -> 67 numbers; stored in the run config)."),

@@ -101,13 +101,17 @@ def run_episode(env, act: Callable[[Any], np.ndarray], clip: str, max_steps: int
         "finished": float(reason is None and steps >= max_steps),
         "termination": reason,
         "steps": steps,
+        "control_hz": hz,
         "joint_error_per_step": jerr,  # consumed by add_common_window_error, not written to JSON
     }
 
 
 def add_common_window_error(per_controller: dict[str, list[dict[str, Any]]]) -> None:
     """Set ``joint_error_common_rad`` on every episode of ``per_controller`` ({controller: episodes,
-    the same start frames in the same order}) and drop their ``joint_error_per_step`` lists.
+    the same start times in the same order}) and drop their ``joint_error_per_step`` lists.
+
+    The common window is the shortest episode of each start, in seconds: controllers may run at
+    different control rates (each episode's ``control_hz``, default 100 Hz).
 
     Raises:
         ValueError: the controllers' episode lists differ in length.
@@ -116,9 +120,11 @@ def add_common_window_error(per_controller: dict[str, list[dict[str, Any]]]) -> 
     if len({len(r) for r in runs}) > 1:
         raise ValueError("every controller needs one episode per start frame")
     for eps in zip(*runs):
-        n = min(len(e["joint_error_per_step"]) for e in eps)
-        for e in eps:
+        hz = [float(e.get("control_hz", 100.0)) for e in eps]
+        window = min(len(e["joint_error_per_step"]) / h for e, h in zip(eps, hz))  # seconds
+        for e, h in zip(eps, hz):
             errs = e.pop("joint_error_per_step")
+            n = int(round(window * h))
             e["joint_error_common_rad"] = float(np.mean(errs[:n])) if n else float("nan")
 
 
@@ -271,14 +277,18 @@ def evaluate_lowlevel(
                 env = H1TrackingEnv([clip], goal="reference", action_mode="pd", pd_target=target,
                                     max_episode_steps=10**9, data_root=cfg.get("data_root"))
                 envs[name] = (env, None)
+        # start times and horizon in seconds: a policy may run at another control rate than the
+        # references' 100 Hz (its config's control_hz); frames are then mapped per env
         any_env = next(iter(envs.values()))[0]
-        last = any_env.last_frame(clip)
-        horizon = last if max_seconds is None else max(1, int(round(max_seconds * any_env.control_hz)))
-        frames = start_frames(last, starts)
+        hz0 = any_env.control_hz
+        times = [f / hz0 for f in start_frames(any_env.last_frame(clip), starts)]
         runs = {}
         for name, (env, actor) in envs.items():
+            hz, last = env.control_hz, env.last_frame(clip)
+            horizon = last if max_seconds is None else max(1, int(round(max_seconds * hz)))
             episodes = []
-            for f in frames:
+            for t0 in times:
+                f = min(int(round(t0 * hz)), last - 1)
                 act = actor if actor is not None else _reference_actor(env, name, clip, f)
                 ep = run_episode(env, act, clip, horizon, frame=f)
                 ep["start_frame"] = f

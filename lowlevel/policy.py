@@ -116,6 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     target_kl=0.02),
         "ckpt_every": 1_000_000,
         "train_max_mean_joint_error": None,
+        "control_hz": 100.0,
     },
     # Small MLP: trains in about an hour on 2 cores.
     "cpu": {
@@ -144,6 +145,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # exceeds this (rad; None = the environment's 0.5). Evaluation keeps 0.5, so runs with
         # another value are scored alike (README, issue-11 levers).
         "train_max_mean_joint_error": None,
+        # Policy rate (Hz; the physics stays at 500 Hz): 100, 50 or 25 (envs.tracking.PHYSICS_HZ / n).
+        "control_hz": 100.0,
     },
 }
 

@@ -43,6 +43,7 @@ import fnmatch
 import hashlib
 import io
 import json
+import math
 import pickle
 import time
 from functools import partial
@@ -164,16 +165,45 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     """H1TrackingEnv keyword arguments of a run config (without clips / codes)."""
     kw = dict(goal=cfg["goal"], action_mode=cfg["action_mode"], pd_target=cfg["pd_target"],
               max_episode_steps=int(cfg["max_episode_steps"]))
-    if cfg.get("pd_action_scale") is not None:
-        kw["pd_action_scale"] = float(cfg["pd_action_scale"])
+    if cfg.get("pd_action_scale") is not None:  # a number (rad) or a name ("torque-range")
+        kw["pd_action_scale"] = cfg["pd_action_scale"]
     if cfg.get("data_root"):
         kw["data_root"] = cfg["data_root"]
     if cfg.get("root_velocity_obs"):  # configs written before it existed: off
         kw["root_velocity_obs"] = True
+    hz = cfg.get("control_hz")  # configs written before it existed: the env's 100 Hz
+    if hz is not None:
+        kw["control_hz"], kw["frame_skip"] = control_rate(hz)
     if cfg["goal"] == "latent":
         kw["vocab_size"] = int(cfg["motion_vae"]["vocab_size"])
         kw["latent_block_size"] = int(cfg["motion_vae"]["block_size"])
     return kw
+
+
+def control_rate(hz: float) -> tuple[float, int]:
+    """(control_hz, frame_skip) of a policy rate ``hz`` (Hz) over the env's 500 Hz physics
+    (:data:`envs.tracking.PHYSICS_HZ`, part of the environment's contract).
+
+    Raises:
+        ValueError: ``hz`` does not divide the physics rate (e.g. 30 Hz).
+    """
+    from envs.tracking import PHYSICS_HZ
+
+    skip = PHYSICS_HZ / float(hz)
+    if not (math.isfinite(skip) and skip >= 1 and abs(skip - round(skip)) < 1e-9):
+        raise ValueError(f"control_hz must divide the {PHYSICS_HZ:g} Hz physics rate (100, 50, 25, ...), got {hz!r}")
+    return float(hz), int(round(skip))
+
+
+def _scale_setting(scale) -> float | str | None:
+    """A ``--pd-action-scale`` value as stored in the run config: None, a float or a name of
+    :data:`envs.tracking.PD_SCALE_NAMES` (ValueError otherwise)."""
+    from envs.tracking import PD_SCALE_NAMES, resolve_pd_action_scale
+
+    if scale is None:
+        return None
+    resolve_pd_action_scale(scale, "reference")  # ValueError before any work
+    return scale if isinstance(scale, str) and scale in PD_SCALE_NAMES else float(scale)
 
 
 def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
@@ -382,7 +412,7 @@ def train_lowlevel(
     action_mode: str = "torque",
     goal: str = "latent",
     pd_target: str = "nominal",
-    pd_action_scale: float | None = None,
+    pd_action_scale: float | str | None = None,
     split: str = "train",
     data_root=None,
     max_episode_steps: int = 1000,
@@ -412,8 +442,9 @@ def train_lowlevel(
             comes from the goal alone (at deployment there is no reference trajectory, only the
             latent code). "reference" (a residual on the reference joint angles, which the
             controller then sees) is kept for comparison; "torque" is the paper's setting.
-        pd_action_scale: rad of PD target per unit action (None: the env's default for the target,
-            :func:`envs.tracking.default_pd_action_scale`).
+        pd_action_scale: rad of PD target per unit action, or "torque-range" (per joint: torque
+            limit / kp, :data:`envs.tracking.PD_TORQUE_RANGE_SCALE`); None: the env's default for
+            the target (:func:`envs.tracking.default_pd_action_scale`).
         goal: "latent" (DAPS codes), "reference" (next reference frames; no motion VAE needed) or
             "decoded" (the reference goal's layout filled from the motion VAE's decoding of the
             clip's codes; pair it with pd_target "decoded", "nominal" or "absolute": "reference"
@@ -502,7 +533,7 @@ def train_lowlevel(
                 decoded = decode_clips(motion_vae_ckpt, codes, data_root)
         cfg = {
             "preset": preset, "goal": goal, "action_mode": action_mode, "pd_target": pd_target,
-            "pd_action_scale": None if pd_action_scale is None else float(pd_action_scale),
+            "pd_action_scale": _scale_setting(pd_action_scale),
             "clips_pattern": clips_pattern, "split": split, "clips": clips, "seed": int(seed),
             "n_envs": int(n_envs if n_envs is not None else p["n_envs"]),
             "vec": vec if vec is not None else p["vec"],
@@ -516,7 +547,9 @@ def train_lowlevel(
             "init_from": init_info,
             "root_velocity_obs": bool(root_velocity_obs),
             "train_max_mean_joint_error": p.get("train_max_mean_joint_error"),
+            "control_hz": float(p.get("control_hz", 100.0)),
         }
+        control_rate(cfg["control_hz"])  # ValueError before any work
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:
             raise ValueError("n_envs and steps must be positive")
     if cfg.get("vec", "subproc") not in VEC_KINDS:

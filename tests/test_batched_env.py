@@ -72,10 +72,13 @@ def _assert_obs_close(a, b, i=None):
 @pytest.mark.parametrize("goal, action_mode, pd_target, threads, root_vel", [
     ("reference", "torque", "reference", 1, False), ("latent", "pd", "nominal", 2, False),
     ("reference", "pd", "reference", 1, False), ("decoded", "pd", "decoded", 1, False),
-    ("reference", "pd", "reference", 1, True),
+    ("reference", "pd", "reference", 1, True), ("reference", "pd", "torque-range", 1, False),
 ])
 def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads, root_vel):
-    kw = _kwargs(goal, action_mode, pd_target, root_vel)
+    per_joint = pd_target == "torque-range"  # per-joint action scale, around the reference
+    kw = _kwargs(goal, action_mode, "reference" if per_joint else pd_target, root_vel)
+    if per_joint:
+        kw["pd_action_scale"] = "torque-range"
     venv = H1BatchedVecEnv(N, CLIPS, threads=threads, **kw)
     singles = [H1TrackingEnv(CLIPS, **kw) for _ in range(N)]
     venv.seed(7)

@@ -176,6 +176,43 @@ def teacher(tmp_path_factory):
     return run / "checkpoint.pt"
 
 
+def test_control_rate_and_per_joint_scale_are_stored_and_rebuilt(tmp_path):
+    # --set control_hz=50 (10 physics substeps per action) and --pd-action-scale torque-range go into
+    # the run config; evaluation rebuilds the same env: 0.2 s are 10 control steps at 50 Hz.
+    from envs.tracking import PD_TORQUE_RANGE_SCALE
+    from lowlevel.evaluate import evaluate_lowlevel, make_policy_env
+    from lowlevel.train import control_rate, load_lowlevel, train_lowlevel
+
+    assert control_rate(50) == (50.0, 10) and control_rate(100) == (100.0, 5)
+    with pytest.raises(ValueError, match="control_hz must divide the 500 Hz physics rate"):
+        control_rate(30)
+    with pytest.raises(ValueError, match="control_hz must divide"):  # refused before any work
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "bad", n_envs=1, goal="reference",
+                       action_mode="pd", pd_target="reference", overrides={**TINY, "control_hz": 30}, progress=False)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="pd_action_scale"):
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "bad2", n_envs=1, goal="reference",
+                       action_mode="pd", pd_target="reference", pd_action_scale="torqe-range", overrides=TINY,
+                       progress=False)
+    run = tmp_path / "hz50"
+    train_lowlevel(None, "walk1_subject1", steps=64, run_dir=run, n_envs=1, goal="reference", action_mode="pd",
+                   pd_target="reference", pd_action_scale="torque-range", overrides={**TINY, "control_hz": 50},
+                   progress=False)
+    _, _, ck = load_lowlevel(run / "checkpoint.pt")
+    assert ck["config"]["control_hz"] == 50.0 and ck["config"]["pd_action_scale"] == "torque-range"
+    env = make_policy_env(ck, "walk1_subject1", None, 100)
+    assert (env.control_hz, env.frame_skip, env.model.opt.timestep) == (50.0, 10, pytest.approx(0.002))
+    np.testing.assert_array_equal(env.pd_action_scale, PD_TORQUE_RANGE_SCALE)
+    rep = evaluate_lowlevel(run / "checkpoint.pt", "walk1_subject1", out=tmp_path, max_seconds=0.2, starts=2)
+    res = rep["clips"]["walk1_subject1"]
+    for name, hz in (("policy", 50.0), ("pd_tracking", 100.0)):  # same start times, each at its own rate
+        eps = res[name]["per_start"]
+        assert [e["control_hz"] for e in eps] == [hz, hz]
+        assert [e["horizon_s"] for e in eps] == [pytest.approx(0.2)] * 2
+        assert [e["start_frame"] / hz for e in eps] == pytest.approx([e["start_frame"] / 100.0 for e in res["pd_tracking"]["per_start"]], abs=0.011)
+        assert all(np.isfinite(e["joint_error_common_rad"]) for e in eps)
+
+
 def test_decoded_goal_from_a_teacher_trains_checkpoints_evaluates_and_resumes(mvae, teacher, tmp_path):
     from lowlevel.evaluate import evaluate_lowlevel, format_table
     from lowlevel.train import file_sha256, load_lowlevel, train_lowlevel

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs.model import TORQUE_LIMITS, load_h1_model
+from envs.model import JOINT_NAMES, TORQUE_LIMITS, load_h1_model
 from envs.lafan1 import DataError
 
 try:
@@ -241,6 +241,26 @@ def test_pd_defaults_are_unitree_h1_gains():
     assert H1TrackingEnv([CLIP]).model.actuator_gainprm[0, 0] == 1.0  # torque mode keeps plain motors
     with pytest.raises(ValueError, match="pd_action_scale"):
         H1TrackingEnv([CLIP], action_mode="pd", pd_action_scale=-1.0)
+
+
+def test_torque_range_action_scale_spans_each_motor():
+    # "torque-range": rad per unit action = torque limit / kp per joint, so a unit action against a
+    # static error asks for the motor's whole torque; the targets are reference + scale * action.
+    from envs.tracking import PD_KP, PD_TORQUE_RANGE_SCALE, resolve_pd_action_scale
+
+    np.testing.assert_allclose(PD_TORQUE_RANGE_SCALE * PD_KP, TORQUE_LIMITS)
+    assert PD_TORQUE_RANGE_SCALE[JOINT_NAMES.index("left_ankle_joint")] == pytest.approx(1.0)   # 40 N m / 40
+    assert PD_TORQUE_RANGE_SCALE[JOINT_NAMES.index("left_knee_joint")] == pytest.approx(1.5)    # 300 / 200
+    env = H1TrackingEnv([CLIP], action_mode="pd", pd_target="reference", pd_action_scale="torque-range")
+    env.reset(options={"clip": CLIP, "frame": 10})
+    a = np.linspace(-1, 1, 19).astype(np.float32)
+    env.step(a)
+    np.testing.assert_allclose(env.data.ctrl, env._clip.joints[11] + PD_TORQUE_RANGE_SCALE * a, atol=1e-6)  # noqa: SLF001
+    assert resolve_pd_action_scale("0.5", "reference") == 0.5
+    assert resolve_pd_action_scale(None, "nominal") == 1.0
+    for bad in ("torque", "nan", -0.1, np.ones(3), -np.ones(19)):
+        with pytest.raises(ValueError, match="pd_action_scale"):
+            resolve_pd_action_scale(bad, "reference")
 
 
 def test_position_actuators_equal_the_pd_law_in_python():
