@@ -359,6 +359,8 @@ class H1TrackingEnv(gym.Env):
         min_pelvis_height, max_tilt, max_mean_joint_error, max_qvel: termination thresholds.
         ground_feet: lift each named clip so its typical stance foot stands on the floor
             (:func:`envs.reference.load_reference`; clips given as ReferenceMotion are used as they are).
+        pd_gain_scale: multiplies :data:`PD_KP` and :data:`PD_KD` (1 = Unitree's gains; an ablation
+            lever: the torque limits stay).
         root_velocity_obs: append the root's linear velocity in the heading frame and its height
             to proprio (63 -> 67 numbers, ``self.proprio_dim``; module docstring).  Default off.
     """
@@ -389,6 +391,7 @@ class H1TrackingEnv(gym.Env):
         max_qvel: float = 1000.0,
         ground_feet: bool = True,
         root_velocity_obs: bool = False,
+        pd_gain_scale: float = 1.0,
         render_mode: str | None = None,
     ):
         super().__init__()
@@ -443,8 +446,11 @@ class H1TrackingEnv(gym.Env):
         rng = m.jnt_range[jids]
         self._range_mid = 0.5 * (rng[:, 0] + rng[:, 1])
         self._range_half = 0.5 * (rng[:, 1] - rng[:, 0])
+        if not (math.isfinite(pd_gain_scale) and pd_gain_scale > 0):
+            raise ValueError(f"pd_gain_scale must be a positive number, got {pd_gain_scale!r}")
+        self.pd_gain_scale = float(pd_gain_scale)
         if action_mode == "pd":
-            use_position_actuators(m, PD_KP, PD_KD)
+            use_position_actuators(m, PD_KP * self.pd_gain_scale, PD_KD * self.pd_gain_scale)
         self._bad_warnings = np.array([int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                                mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)])
         # numpy views into self.data's buffers, used in the step loop (self.data is never

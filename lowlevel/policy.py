@@ -117,6 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ckpt_every": 1_000_000,
         "train_max_mean_joint_error": None,
         "control_hz": 100.0,
+        "pd_gain_scale": 1.0,
     },
     # Small MLP: trains in about an hour on 2 cores.
     "cpu": {
@@ -147,6 +148,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_max_mean_joint_error": None,
         # Policy rate (Hz; the physics stays at 500 Hz): 100, 50 or 25 (envs.tracking.PHYSICS_HZ / n).
         "control_hz": 100.0,
+        # Multiplies Unitree's PD gains (kp and kd; torque limits unchanged): an ablation lever.
+        "pd_gain_scale": 1.0,
     },
 }
 

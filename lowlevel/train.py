@@ -171,6 +171,8 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         kw["data_root"] = cfg["data_root"]
     if cfg.get("root_velocity_obs"):  # configs written before it existed: off
         kw["root_velocity_obs"] = True
+    if cfg.get("pd_gain_scale") not in (None, 1.0):  # configs written before it existed: Unitree's gains
+        kw["pd_gain_scale"] = float(cfg["pd_gain_scale"])
     hz = cfg.get("control_hz")  # configs written before it existed: the env's 100 Hz
     if hz is not None:
         kw["control_hz"], kw["frame_skip"] = control_rate(hz)
@@ -548,6 +550,7 @@ def train_lowlevel(
             "root_velocity_obs": bool(root_velocity_obs),
             "train_max_mean_joint_error": p.get("train_max_mean_joint_error"),
             "control_hz": float(p.get("control_hz", 100.0)),
+            "pd_gain_scale": float(p.get("pd_gain_scale", 1.0)),
         }
         control_rate(cfg["control_hz"])  # ValueError before any work
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:

@@ -263,6 +263,18 @@ def test_torque_range_action_scale_spans_each_motor():
             resolve_pd_action_scale(bad, "reference")
 
 
+def test_pd_gain_scale_multiplies_both_gains_not_the_limits():
+    from envs.tracking import PD_KD, PD_KP
+
+    m = H1TrackingEnv([CLIP], action_mode="pd", pd_gain_scale=3.0).model
+    np.testing.assert_allclose(m.actuator_gainprm[:, 0], 3.0 * PD_KP)
+    np.testing.assert_allclose(m.actuator_biasprm[:, 1:3], -3.0 * np.stack([PD_KP, PD_KD], axis=1))
+    np.testing.assert_array_equal(m.actuator_forcerange[:, 1], TORQUE_LIMITS)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="pd_gain_scale"):
+            H1TrackingEnv([CLIP], action_mode="pd", pd_gain_scale=bad)
+
+
 def test_position_actuators_equal_the_pd_law_in_python():
     # kp (target - q) - kd qdot, clipped to the torque limits, recomputed at every substep.
     from envs.tracking import PD_KD, PD_KP
