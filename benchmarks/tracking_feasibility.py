@@ -32,7 +32,10 @@ import mujoco.rollout
 import numpy as np
 
 from envs.reference import ReferenceMotion, make_reference
+from envs.model import JOINT_NAMES
 from envs.tracking import NOMINAL_POSE, PD_KD, PD_KP, H1TrackingEnv, use_position_actuators
+
+ANKLES = np.array(["ankle" in j for j in JOINT_NAMES])
 
 
 def _survive(env: H1TrackingEnv, clip: str, frame: int, steps: int) -> float:
@@ -60,7 +63,7 @@ def stand_table(gains: list[float], seconds: float) -> None:
         row = []
         for ankles_only in (False, True):
             env = H1TrackingEnv([stand], action_mode="pd", pd_target="reference", max_episode_steps=10**6)
-            mult = np.full(19, g) if not ankles_only else np.where(np.isin(np.arange(19), [4, 9]), g, 1.0)
+            mult = np.where(ANKLES | (not ankles_only), g, 1.0)  # every joint, or the two ankles only
             use_position_actuators(env.model, PD_KP * mult, PD_KD * mult)
             row.append(_survive(env, "stand", 0, int(seconds * 100)))
         print(f"| {g:g} | {row[0]:.2f} | {row[1]:.2f} |")

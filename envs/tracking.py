@@ -149,8 +149,6 @@ PD_ACTION_SCALE = 0.25
 NOMINAL_ACTION_SCALE = 1.0
 
 
-
-
 def resolve_pd_action_scale(scale, pd_target: str) -> float | np.ndarray:
     """The rad-per-unit-action of a ``pd_action_scale`` argument: None (the target's default,
     :func:`default_pd_action_scale`), a positive number, a name of :data:`PD_SCALE_NAMES`

@@ -171,7 +171,7 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         kw["data_root"] = cfg["data_root"]
     if cfg.get("root_velocity_obs"):  # configs written before it existed: off
         kw["root_velocity_obs"] = True
-    if cfg.get("pd_gain_scale") not in (None, 1.0):  # configs written before it existed: Unitree's gains
+    if cfg.get("pd_gain_scale") is not None:  # configs written before it existed: Unitree's gains
         kw["pd_gain_scale"] = float(cfg["pd_gain_scale"])
     hz = cfg.get("control_hz")  # configs written before it existed: the env's 100 Hz
     if hz is not None:
