@@ -30,16 +30,17 @@ class FSQRecognition(nn.Module):
         cfg: transformer sizes; cfg.vocab_size must equal prod(levels).
         input_embed: module mapping x to exactly T = block_size input tokens (B, T, H).
         levels: values per FSQ dimension.
+        num_layers: transformer blocks after input_embed (None: cfg.num_layers; 0: LayerNorm only).
     Raises:
         ValueError: levels that do not multiply to the vocabulary size.
     """
 
-    def __init__(self, cfg: TransformerConfig, input_embed: nn.Module, levels: tuple[int, ...]):
+    def __init__(self, cfg: TransformerConfig, input_embed: nn.Module, levels: tuple[int, ...], num_layers: int | None = None):
         super().__init__()
         check_levels(levels, cfg.vocab_size)
         self.cfg = cfg
         self.input_embed = input_embed
-        self.encoder = Encoder(cfg)
+        self.encoder = Encoder(cfg, num_layers)
         self.proj = nn.Linear(cfg.embed_dim, len(levels))
         self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
         init_weights(self)

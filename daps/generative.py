@@ -57,6 +57,39 @@ class TransformerGenerator(nn.Module):
         return self.from_embeddings(soft_embed(self.embed, y))
 
 
+class ConvGenerator(nn.Module):
+    """Map latent codes z (B, K, T) int64 to distribution parameters (B, K, *event) with a
+    convolutional stack instead of a transformer: embed (N, T, H) -> `stack` -> (N, *event).
+
+    Same interface as `TransformerGenerator` (forward, from_embeddings, from_onehot, embed), so
+    every objective trains it unchanged.
+
+    Args:
+        vocab_size: V. embed_dim: H, the code embedding width. stack: module (N, T, H) ->
+            (N, *event), e.g. `daps.nn.ConvStack1D`. embed: as `TransformerGenerator`'s.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, stack: nn.Module, embed: nn.Module | None = None):
+        super().__init__()
+        self.embed = embed if embed is not None else nn.Embedding(vocab_size, embed_dim)
+        self.stack = stack
+        init_weights(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        b, k, t = z.shape
+        return self.from_embeddings(self.embed(z.reshape(b * k, t)).view(b, k, t, -1))
+
+    def from_embeddings(self, e: Tensor) -> Tensor:
+        """Parameters (B, K, *event) from code embeddings e (B, K, T, H)."""
+        b, k, t, h = e.shape
+        out = self.stack(e.reshape(b * k, t, h))
+        return out.view(b, k, *out.shape[1:])
+
+    def from_onehot(self, y: Tensor) -> Tensor:
+        """Parameters (B, K, *event) from (soft or straight-through) one-hots y (B, K, T, V)."""
+        return self.from_embeddings(soft_embed(self.embed, y))
+
+
 def soft_embed(embed: nn.Module, y: Tensor) -> Tensor:
     """Code embeddings (..., T, H) of code probabilities / one-hots y (..., T, V): y @ table.
 

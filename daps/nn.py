@@ -54,8 +54,14 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
 
 
 def init_weights(module: nn.Module) -> None:
-    """Xavier-uniform for every Linear/Conv weight, zero biases, N(0, 1) embeddings (facts Sec. 4)."""
+    """Xavier-uniform for every Linear/Conv weight, zero biases, N(0, 1) embeddings (facts Sec. 4).
+
+    Modules with `keeps_own_init = True` (the residual conv stacks, which train with PyTorch's
+    default init) and everything inside them are left as they are."""
+    own = {id(c) for m in module.modules() if getattr(m, "keeps_own_init", False) for c in m.modules()}
     for m in module.modules():
+        if id(m) in own:
+            continue
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
@@ -137,7 +143,8 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, num_layers: int | None = None):
         super().__init__()
-        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(num_layers or cfg.num_layers))
+        # None: cfg.num_layers; 0: LayerNorm only (the conv motion model puts its layers in front)
+        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.num_layers if num_layers is None else num_layers))
         self.ln = nn.LayerNorm(cfg.embed_dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -225,3 +232,48 @@ class ConvResampler(nn.Module):
         if x.shape[1] != self.in_len:
             raise ValueError(f"expected sequence length {self.in_len}, got {x.shape[1]}")
         return self.conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ResBlock1D(nn.Module):
+    """Residual temporal block on (B, W, L): x + Conv1x1(ReLU(Conv3_dilated(ReLU(x)))); length kept."""
+
+    def __init__(self, width: int, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, kernel_size=3, padding=dilation, dilation=dilation)
+        self.mix = nn.Conv1d(width, width, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.mix(F.relu(self.conv(F.relu(x))))
+
+
+class ConvStack1D(nn.Module):
+    """Convolutional sequence map (B, L_in, C_in) -> (B, L_out, C_out), L_out / L_in in {2, 1, 1/2}.
+
+    Conv3(C_in -> W) -> res_blocks `ResBlock1D` (dilations 1, 3, 9, ...) -> a strided resampler
+    (`ConvResampler`, W -> W) -> res_blocks more -> ReLU -> Conv(W -> C_out, out_kernel). The
+    1D-convolutional ResNet of motion VQ-VAEs (e.g. T2M-GPT) in place of the transformer
+    stacks: on two CPU cores it reaches a given reconstruction error several times sooner
+    (docs/motion_vae_cpu_study.md, session 8).
+
+    Raises:
+        ValueError: a length ratio other than 2, 1 or 1/2, or res_blocks < 0.
+    """
+
+    keeps_own_init = True  # `init_weights` leaves PyTorch's default init, which the study trained with
+
+    def __init__(self, in_len: int, in_channels: int, out_len: int, out_channels: int, width: int, res_blocks: int = 2, out_kernel: int = 1):
+        super().__init__()
+        if res_blocks < 0:
+            raise ValueError(f"res_blocks must be >= 0, got {res_blocks}")
+        self.inp = nn.Conv1d(in_channels, width, kernel_size=3, padding=1)
+        self.pre = nn.Sequential(*(ResBlock1D(width, 3 ** (i % 3)) for i in range(res_blocks)))
+        self.resample = ConvResampler(in_len, width, out_len, width)
+        self.post = nn.Sequential(*(ResBlock1D(width, 3 ** (i % 3)) for i in range(res_blocks)))
+        self.out = nn.Conv1d(width, out_channels, kernel_size=out_kernel, padding=out_kernel // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] != self.resample.in_len:
+            raise ValueError(f"expected sequence length {self.resample.in_len}, got {x.shape[1]}")
+        h = self.pre(self.inp(x.transpose(1, 2)))
+        h = self.resample.conv(h)  # channels-first already; the resampler checked the lengths at build time
+        return self.out(F.relu(self.post(h))).transpose(1, 2)

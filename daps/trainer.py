@@ -138,12 +138,14 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     return ckpt
 
 
-def _without_steps(config: dict) -> dict:
+def _without_steps(config: dict, defaults: dict | None = None) -> dict:
     """The run config less its length: resuming with a larger `steps` continues the same run.
 
-    Optimiser fields added since a checkpoint was written compare at their defaults, so older
-    runs still resume."""
+    Optimiser fields and top-level fields in `defaults` added since a checkpoint was written
+    compare at their defaults, so older runs still resume."""
     out = {k: v for k, v in config.items() if k != "steps"}
+    for k, v in (defaults or {}).items():  # one level deep: {"model": {"arch": ...}} fills fields of config["model"]
+        out[k] = {**v, **out.get(k, {})} if isinstance(v, dict) else out.get(k, v)
     if isinstance(out.get("optim"), dict):
         out["optim"] = {**{f.name: f.default for f in fields(OptimConfig)}, **out["optim"]}
     return out
@@ -213,6 +215,7 @@ def train(
     run_dir: Path,
     config: dict,
     extra: dict | None = None,
+    config_defaults: dict | None = None,
     seed: int = 0,
     log_every: int = 10,
     eval_every: int = 0,
@@ -236,6 +239,9 @@ def train(
             extended over several sittings; schedules that depend on the total are then
             stretched from the resumed step on).
         extra: stored in the checkpoint as is (e.g. feature statistics).
+        config_defaults: values of config fields that older checkpoints lack (fields added
+            later; a dict value holds fields of a nested section), so those checkpoints still
+            resume when the fields are at their defaults.
         time_limit_s: stop once this many seconds of training (all sittings, validation
             excluded) are spent: evaluate, checkpoint, return. The step reached is in the
             checkpoint; `resume` continues from it.
@@ -274,7 +280,7 @@ def train(
         ckpt = load_checkpoint(ckpt_path, kind)
         if ckpt.get("exported"):
             raise CheckpointError(f"{ckpt_path}: an exported model (weights only) cannot be resumed; use the run's checkpoint")
-        if _without_steps(ckpt["config"]) != _without_steps(config):
+        if _without_steps(ckpt["config"], config_defaults) != _without_steps(config, config_defaults):
             raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new run dir")
         if ckpt["step"] > steps:
             raise CheckpointError(f"{ckpt_path}: checkpoint is at step {ckpt['step']}, past the {steps} steps asked for")

@@ -40,6 +40,7 @@ __all__ = [
     "load_clip_csv",
     "csv_to_qpos",
     "qpos_to_csv",
+    "mirror_qpos",
     "write_clip_csv",
 ]
 
@@ -190,6 +191,36 @@ def qpos_to_csv(qpos: np.ndarray) -> np.ndarray:
         raise ValueError(f"qpos_to_csv qpos: ~zero-norm quaternion at row {int(np.argmin(norm))}")
     quat = quat / norm
     return np.concatenate([qpos[:, :3], quat[:, [1, 2, 3, 0]], qpos[:, 7:]], axis=1)
+
+
+def _mirror_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Joint permutation (left <-> right) and signs (-1 for roll and yaw axes) of the mirror."""
+    from envs.model import JOINT_NAMES
+
+    swap = {"left": "right", "right": "left"}
+    perm = [JOINT_NAMES.index("_".join([swap.get(n.split("_")[0], n.split("_")[0]), *n.split("_")[1:]])) for n in JOINT_NAMES]
+    sign = [-1.0 if ("roll" in n or "yaw" in n or n.startswith("torso")) else 1.0 for n in JOINT_NAMES]
+    return np.array(perm), np.array(sign)
+
+
+def mirror_qpos(qpos: np.ndarray) -> np.ndarray:
+    """The left-right mirror image of a motion: qpos (T, 26) -> (T, 26), reflected in the
+    world x-z plane (y -> -y).
+
+    Root position (x, y, z) -> (x, -y, z); root rotation R -> M R M with M = diag(1, -1, 1),
+    i.e. quaternion (w, x, y, z) -> (w, -x, y, -z); left and right joints swap, and the angles
+    of joints about x (roll) or z (yaw, the torso) change sign, pitch angles (about y) keep it.
+    Valid for the H1, whose left and right joints share their axes and mirror their ranges
+    (a test checks the forward kinematics). Used to double the training motions (data
+    augmentation). Raises ValueError for a wrong shape or NaN.
+    """
+    qpos = _check_26(qpos, "mirror_qpos qpos")
+    perm, sign = _mirror_tables()
+    out = qpos.copy()
+    out[:, 1] *= -1
+    out[:, [4, 6]] *= -1
+    out[:, 7:] = qpos[:, 7:][:, perm] * sign
+    return out
 
 
 def write_clip_csv(path: str | os.PathLike, rows: np.ndarray) -> Path:

@@ -30,6 +30,10 @@ def train(
     decay_steps: Optional[int] = typer.Option(
         None, "--decay-steps", help="Learning rates fall linearly to 0.1x over the run's last N steps (0 = constant); default: the preset's."
     ),
+    arch: Optional[str] = typer.Option(None, "--arch", help="transformer | conv (1D-conv ResNet encoder and decoder); default: the preset's."),
+    mirror: Optional[bool] = typer.Option(
+        None, "--mirror/--no-mirror", help="Also train on each training clip's left-right mirror image; default: the preset's."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -42,7 +46,11 @@ def train(
     cfg = preset_config(preset)
     if method is not None:  # before the overrides: it sets the method's own step budget
         cfg = set_method(cfg, method)
-    cfg = apply_overrides(cfg, steps=steps, batch_size=batch_size, seed=seed)
+    cfg = apply_overrides(cfg, steps=steps, batch_size=batch_size, seed=seed, mirror=mirror)
+    if arch is not None:
+        if arch not in ("transformer", "conv"):
+            raise typer.BadParameter(f"must be transformer or conv, got {arch!r}", param_hint="--arch")
+        cfg.model.arch = arch
     if st_warmup_steps is not None:
         cfg = set_st_warmup(cfg, st_warmup_steps)
     if decay_steps is not None:

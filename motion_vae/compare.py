@@ -66,7 +66,7 @@ def compare(
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose {', '.join(METHODS)}")
     cfgs = {m: set_method(preset_config(preset), m) for m in methods}  # validates the preset before training
     out_dir = Path(out_dir)
-    data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length)
+    data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length, mirror=cfgs[methods[0]].mirror)
     limit = max_minutes * 60 if max_minutes is not None else None
     rows, curves, total = [], {}, len(methods) * seeds
     for i, method in enumerate(methods):

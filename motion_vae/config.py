@@ -32,6 +32,8 @@ class MotionTrainConfig:
 
     model.num_features is 0 until the data is loaded (then C, the kept feature columns).
     val_segments: validation windows scored during training (fixed, seeded).
+    mirror: train on every training clip and its left-right mirror image (data augmentation,
+    `envs.lafan1.mirror_qpos`); the feature statistics are fitted on both.
     method: a name of `METHODS` ("" in checkpoints written before the field: DAPS, or FSQ for
     the fsq encoder). daps: the objective of daps / daps-na; objective: the config dict of the
     other stochastic baselines (gumbel, grmck; `daps.objectives.registry.objective_config`).
@@ -50,9 +52,16 @@ class MotionTrainConfig:
     eval_every: int = 5000
     ckpt_every: int = 1000
     val_segments: int = 256
+    mirror: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def added_field_defaults(cls) -> dict:
+        """Fields that checkpoints of earlier versions lack, at their defaults
+        (`daps.trainer.train(config_defaults=...)`: those checkpoints still resume)."""
+        return {"mirror": False, "model": {"arch": "transformer", "conv_width": 128, "conv_res_blocks": 2}}
 
     @property
     def beta_final(self) -> float:
@@ -130,7 +139,7 @@ def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
             continue
         if k not in names:
             raise ValueError(f"unknown config field {k!r}")
-        if k != "seed" and isinstance(v, int) and v <= 0:
+        if k != "seed" and isinstance(v, int) and not isinstance(v, bool) and v <= 0:
             raise ValueError(f"{k} must be positive, got {v}")
         setattr(cfg, k, v)
     return cfg

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from daps.distributed import shard_indices
-from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, resolve_clip_dir, split_clips
+from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, mirror_qpos, resolve_clip_dir, split_clips
 from motion_vae.features import compute_features, feature_names
 
 SEGMENT_LENGTH = 32
+MIRROR_SUFFIX = "~mirror"  # name suffix of a mirrored training clip (`load_motion_dataset(mirror=True)`)
 MIN_VARIANCE = 1e-5  # columns below this training variance are dropped (facts Sec. 5)
 
 
@@ -125,12 +126,14 @@ class MotionDataset:
     feature_names: list[str]
 
 
-def clip_features(path: Path, min_frames: int = SEGMENT_LENGTH, max_frames: int | None = None) -> np.ndarray:
-    """Raw features (T, F) of one clip CSV. Raises DataError naming the file on bad input."""
+def clip_features(path: Path, min_frames: int = SEGMENT_LENGTH, max_frames: int | None = None, mirror: bool = False) -> np.ndarray:
+    """Raw features (T, F) of one clip CSV, or of its left-right mirror image
+    (`envs.lafan1.mirror_qpos`). Raises DataError naming the file on bad input."""
     rows = load_clip_csv(path, min_frames=min_frames)
     if max_frames:
         rows = rows[:max_frames]
-    return compute_features(csv_to_qpos(rows))
+    qpos = csv_to_qpos(rows)
+    return compute_features(mirror_qpos(qpos) if mirror else qpos)
 
 
 def load_motion_dataset(
@@ -139,11 +142,16 @@ def load_motion_dataset(
     train_clips: list[str] | None = None,
     val_clips: list[str] | None = None,
     max_frames: int | None = None,
+    mirror: bool = False,
+    stats: FeatureStats | None = None,
 ) -> MotionDataset:
     """Load the LAFAN1-H1 split (default: the authors' 36/4), fit statistics on train.
 
     train_clips / val_clips restrict the split (for small tests); max_frames keeps only the first
-    frames of each clip. Raises DataError for a missing folder or any bad clip file.
+    frames of each clip. mirror: add each training clip's left-right mirror image as a clip of
+    its own, named "<clip>~mirror" (data augmentation; validation clips are never mirrored).
+    stats: standardise with these statistics (e.g. a checkpoint's) instead of fitting them.
+    Raises DataError for a missing folder or any bad clip file.
     """
     clip_dir = resolve_clip_dir(root)
     train_names, val_names = split_clips(root)
@@ -154,8 +162,10 @@ def load_motion_dataset(
                 raise DataError(f"{clip_dir}: clips not in this split: {', '.join(missing)}")
     train_names, val_names = train_clips or train_names, val_clips or val_names
     raw_train = {n: clip_features(clip_dir / f"{n}.csv", segment_length, max_frames) for n in train_names}
+    if mirror:
+        raw_train |= {f"{n}{MIRROR_SUFFIX}": clip_features(clip_dir / f"{n}.csv", segment_length, max_frames, mirror=True) for n in train_names}
     raw_val = {n: clip_features(clip_dir / f"{n}.csv", segment_length, max_frames) for n in val_names}
-    stats = fit_feature_stats(list(raw_train.values()))
+    stats = stats or fit_feature_stats(list(raw_train.values()))
     names = [n for n, k in zip(feature_names(), stats.keep) if k]
     return MotionDataset(
         SegmentSampler({n: stats.standardise(f) for n, f in raw_train.items()}, segment_length),

@@ -1,10 +1,18 @@
 """The LAFAN1-H1 motion autoencoder: the DAPS core around 32-frame trajectory segments (App. G).
 
+arch "transformer" (the paper's, App. G):
 q_theta(z|x): segment (B, 32, C) -> ConvTranspose1D(k4, s2) -> 64 input tokens (B, 64, H) ->
 transformer encoder -> causal decoder over 64 latent tokens, each one of V = 1024 codes
 (64 x 10 bits = 640 bits per segment).
 p_phi(x|z): Embed(V, H) -> transformer -> Dense(H) -> Conv1D(k4, s2) 64 -> 32 -> Dense(C) means
 of a Gaussian with fixed variance 0.25 (the authors' setting; learned, clipped as an option).
+
+arch "conv" (this project's, for CPU budgets; docs/motion_vae_cpu_study.md, session 8): the
+transformer stacks replaced by 1D-convolutional ResNets of width W (`daps.nn.ConvStack1D`):
+q_theta: (B, 32, C) -> Conv3 -> res blocks -> ConvTranspose(k4, s2) -> res blocks -> (B, 64, H)
+-> LayerNorm -> the same heads (per-token categoricals, FSQ, VQ; the AR encoder keeps its
+transformer on top); p_phi: code embeddings (B*K, 64, H) -> Conv3 -> res blocks -> Conv(k4, s2)
+-> res blocks -> Conv3 -> (B*K, 32, C) means. Same bottleneck, same likelihood.
 """
 from __future__ import annotations
 
@@ -16,8 +24,8 @@ import torch
 from torch import nn
 
 from daps.fsq import FSQCodeEmbedding, FSQRecognition
-from daps.generative import DiscreteVAE, GaussianLikelihood, TransformerGenerator
-from daps.nn import ConvResampler, TransformerConfig
+from daps.generative import ConvGenerator, DiscreteVAE, GaussianLikelihood, TransformerGenerator
+from daps.nn import ConvResampler, ConvStack1D, TransformerConfig
 from daps.trainer import CheckpointError, load_checkpoint
 from daps.recognition import ARRecognition, NARecognition
 from daps.vq import VQCodeEmbedding, VQRecognition
@@ -33,7 +41,9 @@ class MotionVAEConfig:
     scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
     the decoder embeds each code by its grid point, as FSQ's does. aligned_input: the AR
-    encoder's causal decoder also sees the encoded input token at its own position."""
+    encoder's causal decoder also sees the encoded input token at its own position. arch:
+    "transformer" or "conv" (module docstring); conv_width W and conv_res_blocks per length of
+    each conv stack (conv only; num_layers then counts only the AR encoder's transformer)."""
 
     num_features: int
     segment_length: int = 32
@@ -51,9 +61,14 @@ class MotionVAEConfig:
     lattice: bool = False
     aligned_input: bool = False
     vq_commitment: float = 0.5
+    arch: str = "transformer"
+    conv_width: int = 128
+    conv_res_blocks: int = 2
 
     def __post_init__(self) -> None:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
+        if self.arch not in ("transformer", "conv"):
+            raise ValueError(f"arch must be 'transformer' or 'conv', got {self.arch!r}")
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
@@ -74,21 +89,30 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     h, c, l, t = cfg.embed_dim, cfg.num_features, cfg.segment_length, cfg.block_size
     likelihood = GaussianLikelihood(cfg.variance, cfg.learned_variance)
     levels = cfg.fsq_levels if cfg.lattice else None
+    conv = cfg.arch == "conv"
+    if conv:
+        w, n = cfg.conv_width, cfg.conv_res_blocks
+        inp, layers = ConvStack1D(l, c, t, h, w, n), 0  # the conv stack replaces the transformer encoder
+    else:
+        inp, layers = ConvResampler(l, c, t, h), None
     if cfg.recognition == "ar":
-        recognition = ARRecognition(tcfg, ConvResampler(l, c, t, h), t, cfg.init_logit_std, levels, cfg.aligned_input)
+        recognition = ARRecognition(tcfg, inp, t, cfg.init_logit_std, levels, cfg.aligned_input)
     elif cfg.recognition == "na":
-        recognition = NARecognition(tcfg, ConvResampler(l, c, t, h), None, cfg.init_logit_std, levels)
+        recognition = NARecognition(tcfg, inp, layers, cfg.init_logit_std, levels)
     elif cfg.recognition == "fsq":
-        recognition = FSQRecognition(tcfg, ConvResampler(l, c, t, h), cfg.fsq_levels)
+        recognition = FSQRecognition(tcfg, inp, cfg.fsq_levels, layers)
     elif cfg.recognition == "vq":
-        recognition = VQRecognition(tcfg, ConvResampler(l, c, t, h), h, cfg.vq_commitment)
+        recognition = VQRecognition(tcfg, inp, h, cfg.vq_commitment, layers)
     else:
         raise ValueError(f"recognition must be 'ar', 'na', 'fsq' or 'vq', got {cfg.recognition!r}")
-    head = nn.Sequential(ConvResampler(t, h, l, h), nn.Linear(h, c * likelihood.num_params))
     embed = FSQCodeEmbedding(cfg.fsq_levels, h) if cfg.recognition == "fsq" or cfg.lattice else None
     if cfg.recognition == "vq":
         embed = VQCodeEmbedding(recognition.vq)  # the decoder reads the codebook vectors
-    generator = TransformerGenerator(tcfg, head, embed)
+    out = c * likelihood.num_params
+    if conv:
+        generator = ConvGenerator(cfg.vocab_size, h, ConvStack1D(t, h, l, out, w, n, out_kernel=3), embed)
+    else:
+        generator = TransformerGenerator(tcfg, nn.Sequential(ConvResampler(t, h, l, h), nn.Linear(h, out)), embed)
     return DiscreteVAE(recognition, generator, likelihood)
 
 

@@ -46,7 +46,7 @@ def train_motion_vae(
     if cfg.daps.st_warmup_steps and not (cfg.model.recognition == "na" and cfg.model.lattice):
         raise ValueError("st_warmup_steps needs the DAPS-NA encoder on the lattice (recognition 'na', lattice true)")
     dev = distributed.setup(device)  # joins the torchrun process group, if any, before the model exists
-    data = data or load_motion_dataset(data_root, cfg.model.segment_length)
+    data = data or load_motion_dataset(data_root, cfg.model.segment_length, mirror=cfg.mirror)
     cfg = copy.deepcopy(cfg)
     cfg.model.num_features = data.stats.num_features
     torch.manual_seed(cfg.seed)
@@ -72,6 +72,7 @@ def train_motion_vae(
         optim=cfg.optim,
         run_dir=Path(run_dir),
         config=cfg.to_dict(),
+        config_defaults=MotionTrainConfig.added_field_defaults(),
         extra={
             "stats": data.stats.to_dict(),
             "feature_names": data.feature_names,

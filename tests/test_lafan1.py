@@ -16,6 +16,7 @@ from envs.lafan1 import (
     default_data_root,
     list_clips,
     load_clip_csv,
+    mirror_qpos,
     qpos_to_csv,
     resolve_clip_dir,
     split_clips,
@@ -152,6 +153,33 @@ def test_qpos_round_trip():
     bad[2, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         qpos_to_csv(bad)
+
+
+def test_mirror_qpos_is_the_mirror_image_under_forward_kinematics():
+    import mujoco
+
+    from envs.model import load_h1_model
+
+    m = load_h1_model()
+    d = mujoco.MjData(m)
+    rng = np.random.default_rng(0)
+    lo, hi = m.jnt_range[1:].T  # joint 0 is the free root
+    q = np.concatenate([rng.normal(size=(6, 3)), _good_rows(6)[:, 3:7], rng.uniform(lo, hi, size=(6, 19))], axis=1)
+    qm = mirror_qpos(q)
+    names = [m.body(i).name for i in range(m.nbody)]
+    swap = [names.index(n.replace("left", "#").replace("right", "left").replace("#", "right")) for n in names]
+
+    def body_pos(qpos):
+        d.qpos[:] = qpos
+        mujoco.mj_kinematics(m, d)
+        return d.xpos.copy()
+
+    for a, b in zip(q, qm):  # every body lands where its mirror twin was, reflected in y
+        np.testing.assert_allclose(body_pos(b), body_pos(a)[swap] * [1.0, -1.0, 1.0], atol=1e-9)
+    np.testing.assert_allclose(mirror_qpos(qm), q)  # an involution
+    assert (qm[:, 7:] >= lo - 1e-12).all() and (qm[:, 7:] <= hi + 1e-12).all()  # ranges mirror too
+    with pytest.raises(ValueError, match="shape"):
+        mirror_qpos(q[:, :25])
 
 
 def test_real_split_and_fast_load():

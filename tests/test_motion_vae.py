@@ -374,6 +374,9 @@ def test_decay_reaches_the_optimiser_and_old_checkpoints_still_resume(tmp_path, 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     for k in ("decay_steps", "min_lr_factor"):  # a checkpoint written before these fields existed
         del ckpt["config"]["optim"][k]
+    for k in ("arch", "conv_width", "conv_res_blocks"):
+        del ckpt["config"]["model"][k]
+    del ckpt["config"]["mirror"]
     torch.save(ckpt, ckpt_path)
     train_motion_vae(tiny_config(steps=5), tmp_path, device="cpu", progress=False, data=data, resume=True)
     assert load_checkpoint(ckpt_path, "motion_vae")["step"] == 5
@@ -382,6 +385,47 @@ def test_decay_reaches_the_optimiser_and_old_checkpoints_still_resume(tmp_path, 
     train_motion_vae(decayed, tmp_path / "decay", device="cpu", progress=False, data=data)
     groups = load_checkpoint(tmp_path / "decay" / "checkpoint.pt", "motion_vae")["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == pytest.approx([0.25 * decayed.optim.lr] * 2)
+
+
+def test_mirrored_training_clips_are_added_and_validation_is_left_alone(data):
+    from motion_vae.dataset import MIRROR_SUFFIX, clip_features
+    from motion_vae.features import feature_layout, feature_names
+
+    mirrored = load_motion_dataset(train_clips=TRAIN, val_clips=VAL, max_frames=600, mirror=True)
+    assert mirrored.train.names == TRAIN + [n + MIRROR_SUFFIX for n in TRAIN] and mirrored.val.names == data.val.names
+    raw = clip_features(resolve_clip_dir(None) / "walk1_subject1.csv", max_frames=100)
+    flip = clip_features(resolve_clip_dir(None) / "walk1_subject1.csv", max_frames=100, mirror=True)
+    col = {n: i for i, n in enumerate(feature_names())}
+    blocks = {b.name: b for b in feature_layout()}
+    vel = blocks["root_lin_vel"].start
+    np.testing.assert_allclose(flip[:, vel : vel + 3], raw[:, vel : vel + 3] * [1, -1, 1], atol=1e-6)  # sideways velocity flips
+    knee = [n for n in col if "knee" in n and n.startswith("joint_pos")]
+    assert len(knee) == 2  # left and right knee angles trade places
+    np.testing.assert_allclose(flip[:, col[knee[0]]], raw[:, col[knee[1]]], atol=1e-6)
+    np.testing.assert_allclose(flip[:, 0], raw[:, 0], atol=1e-6)  # root height unchanged
+    assert not np.allclose(flip, raw)
+
+
+@pytest.mark.parametrize("method", ["daps-na", "fsq"])
+def test_conv_arch_trains_resumes_and_round_trips(tmp_path, data, method):
+    from motion_vae.config import set_method
+
+    cfg = set_method(tiny_config(steps=2), method)
+    cfg.model.fsq_levels, cfg.model.lattice = (4, 4, 4), method == "daps-na"
+    cfg.model.arch, cfg.model.conv_width, cfg.model.conv_res_blocks = "conv", 16, 1
+    cfg.mirror = True
+    m = train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    assert np.isfinite(m["val/log_p"])
+    cfg.steps = 3
+    train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data, resume=True)
+    model, cfg2, stats, ckpt = load_motion_vae(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 3 and cfg2.model.arch == "conv" and cfg2.mirror
+    assert not any("encoder.blocks" in k for k in ckpt["model"])  # the conv stack replaces the transformer
+    rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:70]
+    codes = encode_clip(model, stats, rows)
+    assert codes.shape == (3, 64) and decode_codes(model, stats, codes, rows).shape == (96, 26)
+    with pytest.raises(ValueError, match="arch"):
+        MotionVAEConfig(num_features=4, arch="lstm")
 
 
 def test_checkpoints_without_a_method_field_are_daps_or_fsq():
