@@ -61,7 +61,7 @@ class MotionTrainConfig:
     def added_field_defaults(cls) -> dict:
         """Fields that checkpoints of earlier versions lack, at their defaults
         (`daps.trainer.train(config_defaults=...)`: those checkpoints still resume)."""
-        return {"mirror": False, "model": {"arch": "transformer", "conv_width": 128, "conv_res_blocks": 2}}
+        return {"mirror": False, "model": {"arch": "transformer", "conv_width": 128, "conv_res_blocks": 4}}
 
     @property
     def beta_final(self) -> float:

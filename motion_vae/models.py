@@ -9,10 +9,11 @@ of a Gaussian with fixed variance 0.25 (the authors' setting; learned, clipped a
 
 arch "conv" (this project's, for CPU budgets; docs/motion_vae_cpu_study.md, session 8): the
 transformer stacks replaced by 1D-convolutional ResNets of width W (`daps.nn.ConvStack1D`):
-q_theta: (B, 32, C) -> Conv3 -> res blocks -> ConvTranspose(k4, s2) -> res blocks -> (B, 64, H)
+q_theta: (B, 32, C) -> Conv3 -> res blocks -> ConvTranspose(k4, s2) -> Conv1 -> (B, 64, H)
 -> LayerNorm -> the same heads (per-token categoricals, FSQ, VQ; the AR encoder keeps its
-transformer on top); p_phi: code embeddings (B*K, 64, H) -> Conv3 -> res blocks -> Conv(k4, s2)
--> res blocks -> Conv3 -> (B*K, 32, C) means. Same bottleneck, same likelihood.
+transformer on top); p_phi: code embeddings (B*K, 64, H) -> Conv3 -> Conv(k4, s2) -> res
+blocks -> Conv3 -> (B*K, 32, C) means. The residual blocks run at the 32 frames. Same
+bottleneck, same likelihood.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class MotionVAEConfig:
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
     the decoder embeds each code by its grid point, as FSQ's does. aligned_input: the AR
     encoder's causal decoder also sees the encoded input token at its own position. arch:
-    "transformer" or "conv" (module docstring); conv_width W and conv_res_blocks per length of
+    "transformer" or "conv" (module docstring); conv_width W and conv_res_blocks, the residual blocks of
     each conv stack (conv only; num_layers then counts only the AR encoder's transformer)."""
 
     num_features: int
@@ -63,7 +64,7 @@ class MotionVAEConfig:
     vq_commitment: float = 0.5
     arch: str = "transformer"
     conv_width: int = 128
-    conv_res_blocks: int = 2
+    conv_res_blocks: int = 4
 
     def __post_init__(self) -> None:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
@@ -92,7 +93,7 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     conv = cfg.arch == "conv"
     if conv:
         w, n = cfg.conv_width, cfg.conv_res_blocks
-        inp, layers = ConvStack1D(l, c, t, h, w, n), 0  # the conv stack replaces the transformer encoder
+        inp, layers = ConvStack1D(l, c, t, h, w, blocks_before=n), 0  # replaces the transformer encoder; blocks at the frame rate
     else:
         inp, layers = ConvResampler(l, c, t, h), None
     if cfg.recognition == "ar":
@@ -110,7 +111,7 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
         embed = VQCodeEmbedding(recognition.vq)  # the decoder reads the codebook vectors
     out = c * likelihood.num_params
     if conv:
-        generator = ConvGenerator(cfg.vocab_size, h, ConvStack1D(t, h, l, out, w, n, out_kernel=3), embed)
+        generator = ConvGenerator(cfg.vocab_size, h, ConvStack1D(t, h, l, out, w, blocks_before=0, blocks_after=n, out_kernel=3), embed)
     else:
         generator = TransformerGenerator(tcfg, nn.Sequential(ConvResampler(t, h, l, h), nn.Linear(h, out)), embed)
     return DiscreteVAE(recognition, generator, likelihood)

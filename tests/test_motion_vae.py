@@ -410,8 +410,8 @@ def test_mirrored_training_clips_are_added_and_validation_is_left_alone(data):
 def test_conv_arch_trains_resumes_and_round_trips(tmp_path, data, method):
     from motion_vae.config import set_method
 
-    cfg = set_method(tiny_config(steps=2), method)
-    cfg.model.fsq_levels, cfg.model.lattice = (4, 4, 4), method == "daps-na"
+    cfg = set_method(tiny_config(), method)
+    cfg.steps, cfg.model.fsq_levels, cfg.model.lattice = 2, (4, 4, 4), method == "daps-na"
     cfg.model.arch, cfg.model.conv_width, cfg.model.conv_res_blocks = "conv", 16, 1
     cfg.mirror = True
     m = train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
