@@ -15,7 +15,6 @@ card writer and ``tests/test_shipped_models.py`` run, so a model file and its ca
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -157,13 +156,11 @@ def _num(x) -> str:
 
 
 def _training_wall_s(run_dir: Path, steps: int) -> float | None:
-    """Training wall time (s, all sittings) of progress.csv's last row at or before ``steps``
+    """Training wall time (s, all sittings) at progress.csv's last row at or before ``steps``
     (a run stopped between checkpoints logged rollouts the checkpoint does not hold), or None."""
-    p = run_dir / "progress.csv"
-    if not p.is_file():
-        return None
-    rows = [r for r in csv.DictReader(p.open()) if int(float(r["timesteps"])) <= steps]
-    return float(rows[-1]["wall_s"]) if rows else None
+    from lowlevel.train import training_wall_s
+
+    return training_wall_s(run_dir / "progress.csv", steps)
 
 
 def write_card(model_path: str | Path, eval_json: str | Path, command: str, out: str | Path, run_dir: str | Path,

@@ -300,6 +300,28 @@ def load_lowlevel(ckpt: str | Path, env=None):
 
 
 # --------------------------------------------------------------------------- callbacks
+def training_wall_s(progress_csv: Path, steps: int | None = None) -> float | None:
+    """Training wall time (s, all sittings) at progress.csv's last row at or before `steps`
+    (None: the last row), or None without such a row or file.
+
+    Sittings before this fix restarted `wall_s` at zero: a drop starts a new sitting, whose
+    times are added to the previous sittings' total. Rows logged after a sitting's last
+    checkpoint and repeated by the resumed run count as spent, which they were.
+    """
+    if not Path(progress_csv).is_file():
+        return None
+    offset, prev, best = 0.0, 0.0, None
+    with Path(progress_csv).open() as f:
+        for r in csv.DictReader(f):
+            w = float(r["wall_s"])
+            if w < prev:
+                offset += prev
+            prev = w
+            if steps is None or int(float(r["timesteps"])) <= steps:
+                best = offset + w
+    return best
+
+
 def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int, progress: bool, vec_holder: list):
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -307,7 +329,8 @@ def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int,
 
     class _Cb(BaseCallback):
         def _on_training_start(self) -> None:
-            self.t0 = time.time()
+            # wall_s counts all sittings: a resumed run goes on from the time already logged
+            self.t0 = time.time() - (training_wall_s(run_dir / "progress.csv") or 0.0)
             self.start = self.model.num_timesteps
             self.next_ckpt = (self.start // ckpt_every + 1) * ckpt_every if ckpt_every > 0 else None
             self.bar = None

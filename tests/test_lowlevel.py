@@ -70,6 +70,15 @@ def test_extractor_shapes():
         LatentConvExtractor(gym.spaces.Box(-1, 1, (10,)))
 
 
+def test_training_wall_time_adds_up_sittings(tmp_path):
+    from lowlevel.train import training_wall_s
+
+    p = tmp_path / "progress.csv"
+    p.write_text("timesteps,wall_s\n100,10\n200,20\n150,3\n250,13\n")  # an old file: the second sitting restarted at 0
+    assert training_wall_s(p) == 33 and training_wall_s(p, 200) == 23 and training_wall_s(p, 120) == 10
+    assert training_wall_s(p, 50) is None and training_wall_s(tmp_path / "none.csv") is None
+
+
 def test_start_frames():
     from lowlevel.evaluate import start_frames
 
@@ -137,6 +146,8 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     assert r2["start_step"] == 128 and r2["num_timesteps"] == 192
     model2, _, ck2 = load_lowlevel(run / "checkpoint.pt")
     np.testing.assert_allclose(model2.policy.log_std.detach().numpy(), np.log(0.2), rtol=1e-7)  # still fixed
+    walls = [float(r.split(",")[1]) for r in (run / "progress.csv").read_text().splitlines()[1:]]
+    assert walls == sorted(walls)  # wall_s goes on across sittings
     assert any(not torch.equal(a, b) for a, b in zip(model.policy.parameters(), model2.policy.parameters()))
 
 
