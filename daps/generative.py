@@ -3,6 +3,8 @@
 TransformerGenerator: Embed(V, H) -> positions -> unmasked blocks -> LN -> Dense(H) -> an
 `output_head` that maps the (B*K, T, H) token features to distribution parameters (for
 trajectories: a 1D-conv resampler to the segment length and Dense(C); paper App. G).
+ConvGenerator: the same interface with a convolutional stack in place of the transformer (the
+motion VAE's `arch conv`). Both are `CodeDecoder`s: forward(z), from_embeddings(e), from_onehot(y).
 
 Likelihoods turn those parameters into log p_phi(x|z), summed over every data dimension, in
 nats. DAPS uses it as the reward R = log p_phi(x|z) (paper Alg. 1 line 6).
@@ -18,11 +20,37 @@ from torch import Tensor, nn
 from daps.nn import Encoder, TransformerConfig, init_weights, sinusoidal_positions
 
 
-class TransformerGenerator(nn.Module):
-    """Map latent codes z (B, K, T) int64 to distribution parameters (B, K, *event).
+class CodeDecoder(nn.Module):
+    """Base of the generators: map latent codes z (B, K, T) int64 to distribution parameters
+    (B, K, *event) through `self.embed` (codes (N, T) -> (N, T, H)) and `decode_tokens`
+    ((N, T, H) -> (N, *event)), which a subclass defines. The last event axis holds P*C channels:
+    C means, then C log-variances where the likelihood learns them (P = likelihood.num_params).
+    """
 
-    The last event axis holds P*C channels: C means, then C log-variances where the
-    likelihood learns them (P = likelihood.num_params).
+    embed: nn.Module
+
+    def decode_tokens(self, e: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, z: Tensor) -> Tensor:
+        b, k, t = z.shape
+        return self.from_embeddings(self.embed(z.reshape(b * k, t)).view(b, k, t, -1))
+
+    def from_embeddings(self, e: Tensor) -> Tensor:
+        """Parameters (B, K, *event) from code embeddings e (B, K, T, H) (FSQ's straight-through path)."""
+        b, k, t, h = e.shape
+        out = self.decode_tokens(e.reshape(b * k, t, h))
+        return out.view(b, k, *out.shape[1:])
+
+    def from_onehot(self, y: Tensor) -> Tensor:
+        """Parameters (B, K, *event) from (soft or straight-through) one-hots y (B, K, T, V): the
+        Gumbel baselines' differentiable path (`soft_embed`)."""
+        return self.from_embeddings(soft_embed(self.embed, y))
+
+
+class TransformerGenerator(CodeDecoder):
+    """Codes -> Embed(V, H) -> positions -> unmasked blocks -> LN -> Dense(H) -> output_head
+    (a `CodeDecoder`).
 
     Args:
         cfg: transformer sizes.
@@ -41,28 +69,13 @@ class TransformerGenerator(nn.Module):
         self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
         init_weights(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        b, k, t = z.shape
-        return self.from_embeddings(self.embed(z.reshape(b * k, t)).view(b, k, t, -1))
-
-    def from_embeddings(self, e: Tensor) -> Tensor:
-        """Parameters (B, K, *event) from code embeddings e (B, K, T, H) (FSQ's straight-through path)."""
-        b, k, t, h = e.shape
-        out = self.output_head(self.proj(self.encoder(e.reshape(b * k, t, h) + self.pos)))
-        return out.view(b, k, *out.shape[1:])
-
-    def from_onehot(self, y: Tensor) -> Tensor:
-        """Parameters (B, K, *event) from (soft or straight-through) one-hots y (B, K, T, V): the
-        Gumbel baselines' differentiable path (`soft_embed`)."""
-        return self.from_embeddings(soft_embed(self.embed, y))
+    def decode_tokens(self, e: Tensor) -> Tensor:
+        return self.output_head(self.proj(self.encoder(e + self.pos)))
 
 
-class ConvGenerator(nn.Module):
-    """Map latent codes z (B, K, T) int64 to distribution parameters (B, K, *event) with a
-    convolutional stack instead of a transformer: embed (N, T, H) -> `stack` -> (N, *event).
-
-    Same interface as `TransformerGenerator` (forward, from_embeddings, from_onehot, embed), so
-    every objective trains it unchanged.
+class ConvGenerator(CodeDecoder):
+    """Codes -> embed (N, T, H) -> a convolutional `stack` -> (N, *event) (a `CodeDecoder`), in
+    place of the transformer.
 
     Args:
         vocab_size: V. embed_dim: H, the code embedding width. stack: module (N, T, H) ->
@@ -75,19 +88,8 @@ class ConvGenerator(nn.Module):
         self.stack = stack
         init_weights(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        b, k, t = z.shape
-        return self.from_embeddings(self.embed(z.reshape(b * k, t)).view(b, k, t, -1))
-
-    def from_embeddings(self, e: Tensor) -> Tensor:
-        """Parameters (B, K, *event) from code embeddings e (B, K, T, H)."""
-        b, k, t, h = e.shape
-        out = self.stack(e.reshape(b * k, t, h))
-        return out.view(b, k, *out.shape[1:])
-
-    def from_onehot(self, y: Tensor) -> Tensor:
-        """Parameters (B, K, *event) from (soft or straight-through) one-hots y (B, K, T, V)."""
-        return self.from_embeddings(soft_embed(self.embed, y))
+    def decode_tokens(self, e: Tensor) -> Tensor:
+        return self.stack(e)
 
 
 def soft_embed(embed: nn.Module, y: Tensor) -> Tensor:

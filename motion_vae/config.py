@@ -4,9 +4,10 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
   paper     App. G/H: batch 256, K 8, 250k steps, beta 2 -> 0.01 (exp), ESS target K/2.
   official  the authors' code: beta 3 -> 0.01, ESS target 0.33 K, AdamW 3e-4 / wd 1e-4 with
             unit-wise adaptive gradient clipping 1.0, eta's own AdamW at 1e-3 (wd 1e-4).
-  cpu       DAPS-NA on the FSQ lattice (H 64, 1 layer per stack), batch 16, K 8, beta 1: a
-            straight-through (FSQ) warm start of 18k steps, then 1500 DAPS steps over which the
-            learning rates fall to 0.1x, within 15 minutes on 2 CPU cores (README command 1).
+  cpu       DAPS-NA on the FSQ lattice with the 1D-conv encoder and decoder (arch conv, token
+            width H 64, conv width 128), batch 16, K 8, beta 1: a straight-through (FSQ) warm
+            start of 7000 steps, then 650 DAPS steps over which the learning rates fall to 0.1x,
+            within 15 minutes on 2 CPU cores (README command 1).
   cpu-long  the paper's width and depth (H 128, 2 layers per stack), batch 16: 40k warm-start
             steps, then 2.5k DAPS steps over which the learning rates fall to 0.1x (a few hours
             on 2 cores; resumable across sittings). The shipped models/motion_vae.pt is a run
@@ -103,26 +104,27 @@ def preset_config(name: str) -> MotionTrainConfig:
         )
     if name in ("cpu", "cpu-long"):
         # DAPS-NA on the FSQ lattice after a straight-through warm start (docs/motion_vae_cpu_study.md):
-        # H 64 x 1 learned fastest per CPU-second from scratch; the long run affords the paper's size,
-        # which FSQ shows is what a lower error needs (0.22 rad plateau at H 64 x 1)
+        # the long run: the paper's transformer size (H 128 x 2); the 15-minute one: the conv
+        # encoder/decoder, which reached the same error ~3x sooner than the transformers (session 8)
         long = name == "cpu-long"
         return MotionTrainConfig(
             preset=name,
             method="daps-na",
             model=MotionVAEConfig(
-                num_features=0, embed_dim=128 if long else 64, num_layers=2 if long else 1, recognition="na", lattice=True
+                num_features=0, embed_dim=128 if long else 64, num_layers=2 if long else 1, recognition="na", lattice=True,
+                arch="transformer" if long else "conv",
             ),
             daps=DAPSConfig(
                 num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0),
-                st_warmup_steps=40_000 if long else 18_000,
+                st_warmup_steps=40_000 if long else 7_000,
             ),
             # the learning rates fall 10x over the DAPS phase (docs/motion_vae_cpu_study.md, session 4:
             # cpu-long 0.0066 rad and 82 nats better at 30k steps; cpu 0.234 against 0.250 rad)
             optim=OptimConfig(
-                lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=2_500 if long else 1_500
+                lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=2_500 if long else 650
             ),
             batch_size=16,
-            steps=42_500 if long else 19_500,
+            steps=42_500 if long else 7_650,
             log_every=50,
             eval_every=2500 if long else 500,
             ckpt_every=500 if long else 250,
@@ -150,7 +152,8 @@ def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
 METHODS = {m: method_spec(m).recognition for m in ("daps", "daps-na", "fsq", "vqvae", "gumbel", "grmck")}
 
 # steps of the `cpu` budget (~15 min of training on one CPU thread at H 64 x 1, batch 16) per method,
-# from each method's measured steps/s; `compare --max-minutes` caps them at equal wall time
+# from each method's measured steps/s on the transformer model; `compare --max-minutes` caps them
+# at equal wall time
 CPU_STEPS = {"fsq": 24_000, "vqvae": 18_000, "gumbel": 3_000, "grmck": 1_500, "daps": 1_300}
 
 

@@ -428,6 +428,13 @@ def test_conv_arch_trains_resumes_and_round_trips(tmp_path, data, method):
         MotionVAEConfig(num_features=4, arch="lstm")
 
 
+def test_cpu_presets_end_with_their_decaying_daps_phase():
+    for name, arch in (("cpu", "conv"), ("cpu-long", "transformer")):
+        cfg = preset_config(name)
+        assert cfg.model.arch == arch and cfg.method == "daps-na" and cfg.model.lattice
+        assert cfg.steps == cfg.daps.st_warmup_steps + cfg.optim.decay_steps  # warm start, then DAPS as the rates fall
+
+
 def test_checkpoints_without_a_method_field_are_daps_or_fsq():
     from motion_vae.config import MotionTrainConfig, method_name, set_method
 
