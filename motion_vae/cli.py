@@ -187,6 +187,7 @@ def compare_cmd(
     preset: str = typer.Option("cpu", "--preset", help="Sizes, batch and learning rates shared by all methods (cpu | cpu-long | paper | official)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Equal wall time: stop each run after this much training."),
     segments: int = typer.Option(1000, "--segments", help="Fixed validation segments scored at the end of each run."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="transformer | conv for every method; default: the preset's."),
     out: Path = typer.Option(Path("runs/motion_compare"), "--out", help="Output folder (runs/, table.md, results.csv/json, curves.png); resumable."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
@@ -206,6 +207,8 @@ def compare_cmd(
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
         if v <= 0:
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
-    compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device)
+    if arch is not None and arch not in ("transformer", "conv"):
+        raise typer.BadParameter(f"must be transformer or conv, got {arch!r}", param_hint="--arch")
+    compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device, arch=arch)
     typer.echo((out / "table.md").read_text())
     typer.echo(f"wrote {out / 'table.md'}, results.csv, results.json and curves.png")

@@ -52,12 +52,14 @@ def compare(
     device: str = "auto",
     progress: bool = True,
     data: MotionDataset | None = None,
+    arch: str | None = None,
 ) -> dict:
     """Train every method x seed (0 .. seeds-1) from the preset (`motion_vae.config.set_method`:
     same sizes, batch and learning rates; each method's own step budget), each stopped after
     max_minutes of training if given; score every final model on `segments` fixed validation
     segments; write the files of the module docstring. data: the loaded dataset (default: read
-    from data_root with the standard split). Returns the results.json content.
+    from data_root with the standard split). arch: "transformer" or "conv" for every method
+    (default: the preset's). Returns the results.json content.
     Raises ValueError for unknown methods or presets, DataError for bad data."""
     if seeds < 1 or not methods:
         raise ValueError("compare needs at least one method and one seed")
@@ -65,6 +67,11 @@ def compare(
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose {', '.join(METHODS)}")
     cfgs = {m: set_method(preset_config(preset), m) for m in methods}  # validates the preset before training
+    if arch is not None:
+        if arch not in ("transformer", "conv"):
+            raise ValueError(f"arch must be transformer or conv, got {arch!r}")
+        for cfg in cfgs.values():
+            cfg.model.arch = arch
     out_dir = Path(out_dir)
     data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length, mirror=cfgs[methods[0]].mirror)
     limit = max_minutes * 60 if max_minutes is not None else None

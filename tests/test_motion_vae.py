@@ -473,3 +473,5 @@ def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeyp
 def test_cli_compare_rejects_unknown_methods(tmp_path):
     r = run_cli("motion-vae", "compare", "--methods", "daps-na,vq", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "unknown method(s) vq" in r.stderr and not (tmp_path / "c").exists()
+    r = run_cli("motion-vae", "compare", "--methods", "fsq", "--arch", "lstm", "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "transformer or conv" in r.stderr and not (tmp_path / "c").exists()
