@@ -40,7 +40,7 @@ def train(
     """Train the motion VAE (DAPS by default) and print the final validation metrics.
     Data-parallel under torchrun: --batch-size per process (README)."""
     from daps.distributed import is_main
-    from motion_vae.config import apply_overrides, preset_config, set_method, set_st_warmup
+    from motion_vae.config import apply_overrides, preset_config, set_arch, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
     cfg = preset_config(preset)
@@ -48,9 +48,10 @@ def train(
         cfg = set_method(cfg, method)
     cfg = apply_overrides(cfg, steps=steps, batch_size=batch_size, seed=seed, mirror=mirror)
     if arch is not None:
-        if arch not in ("transformer", "conv"):
-            raise typer.BadParameter(f"must be transformer or conv, got {arch!r}", param_hint="--arch")
-        cfg.model.arch = arch
+        try:
+            cfg = set_arch(cfg, arch)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--arch") from None
     if st_warmup_steps is not None:
         cfg = set_st_warmup(cfg, st_warmup_steps)
     if decay_steps is not None:
@@ -194,21 +195,24 @@ def compare_cmd(
 ) -> None:
     """Every method x seed at 640 bits and equal wall time: CSV/JSON, Markdown table (mean +- SE), curves."""
     from motion_vae.compare import compare
-    from motion_vae.config import METHODS, preset_config
+    from motion_vae.config import METHODS, preset_config, set_arch
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
         raise typer.BadParameter(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose {', '.join(METHODS)}", param_hint="--methods")
     try:
-        preset_config(preset)
+        cfg = preset_config(preset)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--preset") from None
+    if arch is not None:
+        try:
+            set_arch(cfg, arch)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--arch") from None
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
         if v <= 0:
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
-    if arch is not None and arch not in ("transformer", "conv"):
-        raise typer.BadParameter(f"must be transformer or conv, got {arch!r}", param_hint="--arch")
     compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device, arch=arch)
     typer.echo((out / "table.md").read_text())
     typer.echo(f"wrote {out / 'table.md'}, results.csv, results.json and curves.png")

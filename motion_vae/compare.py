@@ -22,7 +22,7 @@ from pathlib import Path
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.io import atomic_write_text
 from daps.objectives.registry import method_spec
-from motion_vae.config import METHODS, apply_overrides, preset_config, set_method
+from motion_vae.config import METHODS, apply_overrides, preset_config, set_arch, set_method
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint
 from motion_vae.train import train_motion_vae
@@ -68,10 +68,7 @@ def compare(
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose {', '.join(METHODS)}")
     cfgs = {m: set_method(preset_config(preset), m) for m in methods}  # validates the preset before training
     if arch is not None:
-        if arch not in ("transformer", "conv"):
-            raise ValueError(f"arch must be transformer or conv, got {arch!r}")
-        for cfg in cfgs.values():
-            cfg.model.arch = arch
+        cfgs = {m: set_arch(cfg, arch) for m, cfg in cfgs.items()}
     out_dir = Path(out_dir)
     data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length, mirror=cfgs[methods[0]].mirror)
     limit = max_minutes * 60 if max_minutes is not None else None

@@ -16,7 +16,7 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from daps.objectives.daps import DAPSConfig
 from daps.objectives.registry import method_spec
@@ -62,7 +62,8 @@ class MotionTrainConfig:
     def added_field_defaults(cls) -> dict:
         """Fields that checkpoints of earlier versions lack, at their defaults
         (`daps.trainer.train(config_defaults=...)`: those checkpoints still resume)."""
-        return {"mirror": False, "model": {"arch": "transformer", "conv_width": 128, "conv_res_blocks": 4}}
+        model = {f.name: f.default for f in fields(MotionVAEConfig) if f.name in ("arch", "conv_width", "conv_res_blocks")}
+        return {"mirror": cls.__dataclass_fields__["mirror"].default, "model": model}
 
     @property
     def beta_final(self) -> float:
@@ -196,6 +197,14 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
     if cfg.preset == "cpu" and method in CPU_STEPS:
         cfg.steps = CPU_STEPS[method]
         cfg.optim.decay_steps = 0  # the preset's decay spans DAPS-NA's DAPS phase only
+    return cfg
+
+
+def set_arch(cfg: MotionTrainConfig, arch: str) -> MotionTrainConfig:
+    """A copy of cfg with the encoder/decoder family `arch` ("transformer" or "conv",
+    `motion_vae.models.ARCHS`). Raises ValueError for another name."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model = replace(cfg.model, arch=arch)  # __post_init__ checks the name
     return cfg
 
 

@@ -126,13 +126,17 @@ class MotionDataset:
     feature_names: list[str]
 
 
+def clip_qpos(path: Path, min_frames: int = SEGMENT_LENGTH, max_frames: int | None = None) -> np.ndarray:
+    """MuJoCo qpos (T, 26) of one clip CSV, its first max_frames frames if given. Raises
+    DataError naming the file on bad input."""
+    rows = load_clip_csv(path, min_frames=min_frames)
+    return csv_to_qpos(rows[:max_frames] if max_frames else rows)
+
+
 def clip_features(path: Path, min_frames: int = SEGMENT_LENGTH, max_frames: int | None = None, mirror: bool = False) -> np.ndarray:
     """Raw features (T, F) of one clip CSV, or of its left-right mirror image
     (`envs.lafan1.mirror_qpos`). Raises DataError naming the file on bad input."""
-    rows = load_clip_csv(path, min_frames=min_frames)
-    if max_frames:
-        rows = rows[:max_frames]
-    qpos = csv_to_qpos(rows)
+    qpos = clip_qpos(path, min_frames, max_frames)
     return compute_features(mirror_qpos(qpos) if mirror else qpos)
 
 
@@ -161,11 +165,13 @@ def load_motion_dataset(
             if missing:
                 raise DataError(f"{clip_dir}: clips not in this split: {', '.join(missing)}")
     train_names, val_names = train_clips or train_names, val_clips or val_names
-    raw_train = {n: clip_features(clip_dir / f"{n}.csv", segment_length, max_frames) for n in train_names}
-    if mirror:
-        raw_train |= {f"{n}{MIRROR_SUFFIX}": clip_features(clip_dir / f"{n}.csv", segment_length, max_frames, mirror=True) for n in train_names}
+    train_qpos = {n: clip_qpos(clip_dir / f"{n}.csv", segment_length, max_frames) for n in train_names}
+    raw_train = {n: compute_features(q) for n, q in train_qpos.items()}
+    if mirror:  # each CSV read once; its mirror image from the same qpos
+        raw_train |= {f"{n}{MIRROR_SUFFIX}": compute_features(mirror_qpos(q)) for n, q in train_qpos.items()}
     raw_val = {n: clip_features(clip_dir / f"{n}.csv", segment_length, max_frames) for n in val_names}
-    stats = stats or fit_feature_stats(list(raw_train.values()))
+    if stats is None:
+        stats = fit_feature_stats(list(raw_train.values()))
     names = [n for n, k in zip(feature_names(), stats.keep) if k]
     return MotionDataset(
         SegmentSampler({n: stats.standardise(f) for n, f in raw_train.items()}, segment_length),

@@ -32,6 +32,9 @@ from daps.recognition import ARRecognition, NARecognition
 from daps.vq import VQCodeEmbedding, VQRecognition
 
 
+ARCHS = ("transformer", "conv")  # encoder/decoder families (module docstring)
+
+
 @dataclass
 class MotionVAEConfig:
     """num_features: C, standardised feature columns per frame. segment_length: frames (30 Hz).
@@ -68,8 +71,8 @@ class MotionVAEConfig:
 
     def __post_init__(self) -> None:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
-        if self.arch not in ("transformer", "conv"):
-            raise ValueError(f"arch must be 'transformer' or 'conv', got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be transformer or conv, got {self.arch!r}")
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
