@@ -138,8 +138,14 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     return ckpt
 
 
+# fields of a run's schedule, not of its state: a resumed run may change them (the learning rate
+# is set afresh every step; the warm start is checked against the resumed step, `_check_schedule`)
+SCHEDULE_FIELDS = ("steps", "optim.decay_steps", "optim.min_lr_factor", "daps.st_warmup_steps")
+
+
 def _without_steps(config: dict, defaults: dict | None = None) -> dict:
-    """The run config less its length: resuming with a larger `steps` continues the same run.
+    """The run config less its schedule (`SCHEDULE_FIELDS`): resuming with a larger `steps`, or
+    another decay or warm-start length, continues the same run.
 
     Optimiser fields and top-level fields in `defaults` added since a checkpoint was written
     compare at their defaults, so older runs still resume."""
@@ -148,7 +154,21 @@ def _without_steps(config: dict, defaults: dict | None = None) -> dict:
         out[k] = {**v, **out.get(k, {})} if isinstance(v, dict) else out.get(k, v)
     if isinstance(out.get("optim"), dict):
         out["optim"] = {**{f.name: f.default for f in fields(OptimConfig)}, **out["optim"]}
+    for key in SCHEDULE_FIELDS[1:]:
+        section, name = key.split(".")
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != name}
     return out
+
+
+def _check_schedule(path: Path, old: dict, new: dict, step: int) -> None:
+    """Refuse a resume that would move the end of a warm start already passed (or reached) at
+    `step`: the state after it is not a warm-start state. Raises CheckpointError."""
+    was, now = (c.get("daps", {}).get("st_warmup_steps", 0) for c in (old, new))
+    if was != now and step >= min(was, now):
+        raise CheckpointError(
+            f"{path}: checkpoint at step {step} is past the warm start's end ({was}); it cannot become {now}"
+        )
 
 
 class _NoLog:
@@ -235,9 +255,10 @@ def train(
         evaluate: validation metrics of the model, run every `eval_every` steps and at the end
             (rank 0 only under torchrun).
         config: the full run configuration (JSON-able); stored in the checkpoint, and resume
-            refuses a checkpoint whose config differs in anything but `steps` (a run can be
-            extended over several sittings; schedules that depend on the total are then
-            stretched from the resumed step on).
+            refuses a checkpoint whose config differs in anything but its schedule
+            (`SCHEDULE_FIELDS`: a run can be extended over several sittings, its learning-rate
+            decay or a warm start not yet over changed; schedules that depend on the total are
+            then stretched from the resumed step on).
         extra: stored in the checkpoint as is (e.g. feature statistics).
         config_defaults: values of config fields that older checkpoints lack (fields added
             later; a dict value holds fields of a nested section), so those checkpoints still
@@ -284,6 +305,7 @@ def train(
             raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new run dir")
         if ckpt["step"] > steps:
             raise CheckpointError(f"{ckpt_path}: checkpoint is at step {ckpt['step']}, past the {steps} steps asked for")
+        _check_schedule(ckpt_path, ckpt["config"], config, ckpt["step"])
         if ckpt.get("world_size", 1) != world:
             raise CheckpointError(
                 f"{ckpt_path}: checkpoint was written by {ckpt.get('world_size', 1)} process(es), not {world}; "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
+from daps.trainer import CheckpointError, _check_schedule, atomic_torch_save, load_checkpoint
 from motion_vae.codec import decode_codes, encode_clip, read_codes_csv, write_codes_csv
 from envs.lafan1 import DataError, default_data_root, load_clip_csv, resolve_clip_dir
 from motion_vae.dataset import load_motion_dataset
@@ -122,6 +122,23 @@ def test_resume_refuses_another_config(tmp_path, data, trained):
     run = trained.parent
     with pytest.raises(CheckpointError, match="another config"):
         train_motion_vae(tiny_config(steps=2, batch_size=4), run, device="cpu", progress=False, data=data, resume=True)
+
+
+def test_resume_may_change_the_schedule(tmp_path, data):
+    """A longer run, another learning-rate decay: the same run continues; a warm start whose end
+    the checkpoint has passed cannot move (`daps.trainer.SCHEDULE_FIELDS`)."""
+    run = tmp_path / "run"
+    train_motion_vae(tiny_config(steps=2), run, device="cpu", progress=False, data=data)
+    longer = tiny_config(steps=4)
+    longer.optim.decay_steps = 2
+    train_motion_vae(longer, run, device="cpu", progress=False, data=data, resume=True)
+    ckpt = load_checkpoint(run / "checkpoint.pt", "motion_vae")
+    assert ckpt["step"] == 4 and ckpt["config"]["optim"]["decay_steps"] == 2  # the new schedule is the run's now
+    old, new = ({"daps": {"st_warmup_steps": n}} for n in (10, 6))
+    _check_schedule(run, old, new, step=5)  # still warming up under both: fine
+    for step in (6, 10):
+        with pytest.raises(CheckpointError, match="past the warm start's end"):
+            _check_schedule(run, old, new, step=step)
 
 
 def test_encode_decode_round_trip_shapes(trained):
