@@ -115,7 +115,8 @@ def load_exported(path: str | Path):
     spaces_kw = dict(goal="reference", pd_target="reference") if cfg["goal"] == "decoded" else {}
     env = make_policy_env(raw, clip, None if codes is None else {clip: codes[clip]}, 10, **spaces_kw)
     cls = MultiInputActorCriticPolicy if cfg["goal"] == "latent" else ActorCriticPolicy
-    policy = cls(env.observation_space, env.action_space, lambda _: 0.0, **pol.policy_kwargs(cfg, cfg["goal"]))
+    policy = cls(env.observation_space, env.action_space, lambda _: 0.0, **pol.policy_kwargs(cfg, cfg["goal"]),
+                 use_sde=bool(cfg["ppo"].get("use_sde", False)))  # gSDE's log std is a matrix (PPO passes it there)
     try:
         policy.load_state_dict(raw["policy"])
     except RuntimeError as e:

@@ -245,6 +245,12 @@ def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: in
     return VecMonitor(venv)
 
 
+# PPO keyword arguments that `--set` may add to a preset's "ppo" dict: gSDE (generalised
+# state-dependent exploration, Raffin et al. 2022: temporally correlated noise, resampled every
+# sde_sample_freq steps; -1 = once per rollout) is SB3's own lever for smooth exploration
+PPO_EXTRA_KEYS = ("vf_coef", "use_sde", "sde_sample_freq")
+
+
 def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
     """Freeze the policy's state-independent log std when ``cfg["fixed_std"]`` (PPO then never
     changes it: Adam skips parameters without gradients); called after every build or load."""
@@ -531,7 +537,7 @@ def train_lowlevel(
         p = pol.preset(preset)
         ppo_kw = dict(p["ppo"])
         for k, v in (overrides or {}).items():
-            if k in ppo_kw or k in ("vf_coef",):
+            if k in ppo_kw or k in PPO_EXTRA_KEYS:
                 ppo_kw[k] = v
             elif k in p:
                 p[k] = v

@@ -1,5 +1,6 @@
 """Low-level PPO policy: feature extractor shapes, a short end-to-end PPO run with a tiny motion VAE,
 checkpoint -> eval, resume, bad input, CLI help and (if a GL backend exists) the ghost render."""
+import json
 import os
 import subprocess
 import sys
@@ -315,7 +316,7 @@ def test_render_writes_mp4(trained, tmp_path):
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary left behind
 
 
-@pytest.mark.parametrize("goal", ["latent", "reference", "decoded"])
+@pytest.mark.parametrize("goal", ["latent", "reference", "decoded", "reference-gsde"])
 def test_export_loads_weights_only_and_evaluates_like_its_checkpoint(goal, mvae, trained, teacher, tmp_path):
     from lowlevel.card import EXPORT_KIND, export_lowlevel, is_exported
     from lowlevel.evaluate import evaluate_lowlevel
@@ -325,6 +326,12 @@ def test_export_loads_weights_only_and_evaluates_like_its_checkpoint(goal, mvae,
         ckpt = trained[0] / "checkpoint.pt"
     elif goal == "reference":
         ckpt = teacher
+    elif goal == "reference-gsde":  # --set use_sde=True: SB3's gSDE, its log std a (latent x action) matrix
+        gsde = {**TINY, "use_sde": True, "sde_sample_freq": 4, "log_std_init": -3.0}
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "sde", n_envs=1, goal="reference",
+                       action_mode="pd", pd_target="reference", overrides=gsde, progress=False)
+        ckpt = tmp_path / "sde" / "checkpoint.pt"
+        assert json.loads((tmp_path / "sde" / "config.json").read_text())["ppo"]["use_sde"] is True
     else:
         train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "dec", n_envs=1, goal="decoded", action_mode="pd",
                        pd_target="decoded", overrides=TINY, progress=False, init_from=teacher)
