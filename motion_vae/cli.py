@@ -72,6 +72,7 @@ def evaluate(
     ckpt: Optional[Path] = CkptOpt,
     out: Path = typer.Option(None, "--out", help="Output folder for eval.json and reconstruction.png (default: the checkpoint's folder)."),
     segments: int = typer.Option(1000, "--segments", help="Fixed, seeded validation segments to score."),
+    train_segments: int = typer.Option(0, "--train-segments", help="Also score this many fixed segments of the run's training clips (train/... keys): the generalisation gap."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -81,7 +82,9 @@ def evaluate(
 
     out = out or (ckpt.parent if ckpt else Path("runs/motion_vae_default_eval"))  # never write into models/
     ckpt = ckpt or default_model_path()
-    metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device)
+    if segments <= 0 or train_segments < 0:
+        raise typer.BadParameter("--segments must be positive and --train-segments >= 0")
+    metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device, train_segments=train_segments)
     for k, v in metrics.items():
         typer.echo(f"{k:>22s}  {v:.4f}" if isinstance(v, float) else f"{k:>22s}  {v}")
     typer.echo(f"wrote {out / 'eval.json'} and {out / 'reconstruction.png'}")

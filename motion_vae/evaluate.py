@@ -127,25 +127,35 @@ def evaluate_checkpoint(
     num_segments: int = 1000,
     device: str = "auto",
     plot_clip: str = "walk2_subject4",
+    train_segments: int = 0,
 ) -> dict[str, float]:
     """Score a checkpoint on the validation clips; write eval.json and reconstruction.png.
 
+    train_segments > 0 also scores that many fixed segments of the run's own training clips (the
+    unmirrored ones), reported as "train/<metric>" beside the validation metrics: the gap between
+    the two is what the model does not generalise over, the training figure what it does not fit.
     Raises CheckpointError / DataError on bad input; nothing is written then.
     """
     from envs.model import JOINT_NAMES
     from motion_vae.codec import decode_codes, encode_clip
     from envs.lafan1 import load_clip_csv, resolve_clip_dir
-    from motion_vae.dataset import SegmentSampler, clip_features
+    from motion_vae.dataset import MIRROR_SUFFIX, SegmentSampler, clip_features
 
     dev = resolve_device(device)
     model, cfg, stats, ckpt = load_motion_vae(ckpt_path, dev)
     clip_dir = resolve_clip_dir(data_root)
     val_names = ckpt["extra"]["val_clips"]
     L = cfg.model.segment_length
-    val = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in val_names}, L)
-    x = torch.from_numpy(val.fixed(num_segments, seed=0)).to(dev)
-    metrics = evaluate_segments(model, x, stats, beta_final=cfg.beta_final)
-    metrics.update({"num_segments": num_segments, "step": ckpt["step"], "bits": cfg.model.bits})
+    def fixed_segments(names: list[str], count: int) -> torch.Tensor:
+        clips = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in names}, L)
+        return torch.from_numpy(clips.fixed(count, seed=0)).to(dev)
+
+    metrics = evaluate_segments(model, fixed_segments(val_names, num_segments), stats, beta_final=cfg.beta_final)
+    if train_segments > 0:
+        train_names = [n for n in ckpt["extra"]["train_clips"] if not n.endswith(MIRROR_SUFFIX)]
+        train_metrics = evaluate_segments(model, fixed_segments(train_names, train_segments), stats, beta_final=cfg.beta_final)
+        metrics.update({f"train/{k}": v for k, v in train_metrics.items()})
+    metrics.update({"num_segments": num_segments, "train_segments": train_segments, "step": ckpt["step"], "bits": cfg.model.bits})
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -161,6 +161,14 @@ def test_evaluate_checkpoint_writes_json_and_png(tmp_path, trained):
     for key in ("beta_elbo", "elbo", "log_p", "l2", "psnr_db", "codebook_used", "code_perplexity", "joint_rmse_rad"):
         assert np.isfinite(saved[key]), key
     assert (tmp_path / "reconstruction.png").stat().st_size > 10_000
+    assert not any(k.startswith("train/") for k in saved) and saved["train_segments"] == 0
+
+
+def test_evaluate_checkpoint_scores_training_segments_too(tmp_path, trained):
+    m = evaluate_checkpoint(trained, tmp_path, num_segments=20, device="cpu", train_segments=16)
+    assert m["train_segments"] == 16
+    for key in ("log_p", "joint_rmse_rad", "code_perplexity"):
+        assert np.isfinite(m[f"train/{key}"]) and m[f"train/{key}"] != m[key], key  # other segments, other figures
 
 
 # ---------------------------------------------------------------- bad input, through the CLI
