@@ -223,6 +223,29 @@ def mirror_qpos(qpos: np.ndarray) -> np.ndarray:
     return out
 
 
+def resample_qpos(qpos: np.ndarray, speed: float) -> np.ndarray:
+    """The same motion played `speed` times as fast, at the same frame rate: qpos (T, 26) ->
+    (T', 26), T' = floor((T - 1) / speed) + 1, frame i taken at time i * speed of the original
+    (in frames). Root position and joint angles are interpolated linearly, the root quaternion
+    (w, x, y, z) by normalised linear interpolation on the neighbour's hemisphere (frames 1/30 s
+    apart turn little). Used to widen the training motions (speed augmentation). Raises
+    ValueError for a wrong shape, NaN or a speed outside [0.25, 4].
+    """
+    qpos = _check_26(qpos, "resample_qpos qpos")
+    if not 0.25 <= speed <= 4.0:
+        raise ValueError(f"resample_qpos: speed must be in [0.25, 4], got {speed}")
+    t = np.arange(int(np.floor((len(qpos) - 1) / speed + 1e-9)) + 1) * speed
+    i0 = np.minimum(np.floor(t).astype(int), len(qpos) - 1)
+    i1 = np.minimum(i0 + 1, len(qpos) - 1)
+    w = (t - i0)[:, None]
+    out = (1 - w) * qpos[i0] + w * qpos[i1]
+    q0, q1 = qpos[i0, 3:7], qpos[i1, 3:7]
+    q1 = np.where(np.sum(q0 * q1, axis=1, keepdims=True) < 0, -q1, q1)
+    quat = (1 - w) * q0 + w * q1
+    out[:, 3:7] = quat / np.linalg.norm(quat, axis=1, keepdims=True)
+    return out
+
+
 def write_clip_csv(path: str | os.PathLike, rows: np.ndarray) -> Path:
     """Write CSV rows (T, 26) atomically (temp file + os.replace), 6 decimals, no header."""
     rows = _check_26(rows, f"write_clip_csv {Path(path).name}")

@@ -34,19 +34,27 @@ def train(
     mirror: Optional[bool] = typer.Option(
         None, "--mirror/--no-mirror", help="Also train on each training clip's left-right mirror image; default: the preset's."
     ),
+    speeds: Optional[str] = typer.Option(
+        None, "--speeds", help="Also train on each training clip played at these speeds, e.g. 0.8,1.25 (speed augmentation); default: the preset's (none)."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Train the motion VAE (DAPS by default) and print the final validation metrics.
     Data-parallel under torchrun: --batch-size per process (README)."""
     from daps.distributed import is_main
-    from motion_vae.config import apply_overrides, preset_config, set_arch, set_method, set_st_warmup
+    from motion_vae.config import apply_overrides, parse_speeds, preset_config, set_arch, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
     cfg = preset_config(preset)
     if method is not None:  # before the overrides: it sets the method's own step budget
         cfg = set_method(cfg, method)
     cfg = apply_overrides(cfg, steps=steps, batch_size=batch_size, seed=seed, mirror=mirror)
+    if speeds is not None:
+        try:
+            cfg.speeds = parse_speeds(speeds)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--speeds") from None
     if arch is not None:
         try:
             cfg = set_arch(cfg, arch)

@@ -70,7 +70,7 @@ def compare(
     if arch is not None:
         cfgs = {m: set_arch(cfg, arch) for m, cfg in cfgs.items()}
     out_dir = Path(out_dir)
-    data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length, mirror=cfgs[methods[0]].mirror)
+    data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length, mirror=cfgs[methods[0]].mirror, speeds=cfgs[methods[0]].speeds)
     limit = max_minutes * 60 if max_minutes is not None else None
     rows, curves, total = [], {}, len(methods) * seeds
     for i, method in enumerate(methods):

@@ -35,6 +35,8 @@ class MotionTrainConfig:
     val_segments: validation windows scored during training (fixed, seeded).
     mirror: train on every training clip and its left-right mirror image (data augmentation,
     `envs.lafan1.mirror_qpos`); the feature statistics are fitted on both.
+    speeds: also train on every training clip (and mirror image) played at these speeds
+    (`envs.lafan1.resample_qpos`, e.g. [0.8, 1.25]; speed augmentation); [] = none.
     method: a name of `METHODS` ("" in checkpoints written before the field: DAPS, or FSQ for
     the fsq encoder). daps: the objective of daps / daps-na; objective: the config dict of the
     other stochastic baselines (gumbel, grmck; `daps.objectives.registry.objective_config`).
@@ -54,6 +56,7 @@ class MotionTrainConfig:
     ckpt_every: int = 1000
     val_segments: int = 256
     mirror: bool = False
+    speeds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,7 +66,7 @@ class MotionTrainConfig:
         """Fields that checkpoints of earlier versions lack, at their defaults
         (`daps.trainer.train(config_defaults=...)`: those checkpoints still resume)."""
         model = {f.name: f.default for f in fields(MotionVAEConfig) if f.name in ("arch", "conv_width", "conv_res_blocks")}
-        return {"mirror": cls.__dataclass_fields__["mirror"].default, "model": model}
+        return {"mirror": cls.__dataclass_fields__["mirror"].default, "speeds": [], "model": model}
 
     @property
     def beta_final(self) -> float:
@@ -219,3 +222,16 @@ def set_st_warmup(cfg: MotionTrainConfig, steps: int) -> MotionTrainConfig:
     cfg = copy.deepcopy(cfg)
     cfg.daps.st_warmup_steps = steps
     return cfg
+
+
+def parse_speeds(text: str) -> list[float]:
+    """"0.8,1.25" -> [0.8, 1.25] (`MotionTrainConfig.speeds`; "" -> []). Raises ValueError for a
+    non-number, a speed outside [0.25, 4], 1 (the clips themselves) or a repeat."""
+    try:
+        out = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"speeds must be numbers separated by commas, got {text!r}") from None
+    bad = [v for v in out if not 0.25 <= v <= 4.0 or v == 1.0]
+    if bad or len(set(out)) != len(out):
+        raise ValueError(f"speeds must be distinct, in [0.25, 4] and not 1, got {text!r}")
+    return out

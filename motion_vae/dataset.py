@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from daps.distributed import shard_indices
-from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, mirror_qpos, resolve_clip_dir, split_clips
+from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, mirror_qpos, resample_qpos, resolve_clip_dir, split_clips
 from motion_vae.features import compute_features, feature_names
 
 SEGMENT_LENGTH = 32
 MIRROR_SUFFIX = "~mirror"  # name suffix of a mirrored training clip (`load_motion_dataset(mirror=True)`)
+SPEED_SUFFIX = "~speed"  # "<clip>~speed1.25": a training clip played faster or slower (`load_motion_dataset(speeds=...)`)
 MIN_VARIANCE = 1e-5  # columns below this training variance are dropped (facts Sec. 5)
 
 
@@ -148,12 +149,15 @@ def load_motion_dataset(
     max_frames: int | None = None,
     mirror: bool = False,
     stats: FeatureStats | None = None,
+    speeds: list[float] | tuple[float, ...] = (),
 ) -> MotionDataset:
     """Load the LAFAN1-H1 split (default: the authors' 36/4), fit statistics on train.
 
     train_clips / val_clips restrict the split (for small tests); max_frames keeps only the first
     frames of each clip. mirror: add each training clip's left-right mirror image as a clip of
     its own, named "<clip>~mirror" (data augmentation; validation clips are never mirrored).
+    speeds: add each training clip (and its mirror image) played at these speeds
+    (`envs.lafan1.resample_qpos`), named "<clip>~speed<s>" (augmentation; validation untouched).
     stats: standardise with these statistics (e.g. a checkpoint's) instead of fitting them.
     Raises DataError for a missing folder or any bad clip file.
     """
@@ -166,9 +170,12 @@ def load_motion_dataset(
                 raise DataError(f"{clip_dir}: clips not in this split: {', '.join(missing)}")
     train_names, val_names = train_clips or train_names, val_clips or val_names
     train_qpos = {n: clip_qpos(clip_dir / f"{n}.csv", segment_length, max_frames) for n in train_names}
-    raw_train = {n: compute_features(q) for n, q in train_qpos.items()}
     if mirror:  # each CSV read once; its mirror image from the same qpos
-        raw_train |= {f"{n}{MIRROR_SUFFIX}": compute_features(mirror_qpos(q)) for n, q in train_qpos.items()}
+        train_qpos |= {f"{n}{MIRROR_SUFFIX}": mirror_qpos(q) for n, q in train_qpos.items()}
+    for speed in speeds:
+        played = {f"{n}{SPEED_SUFFIX}{speed:g}": resample_qpos(q, speed) for n, q in train_qpos.items() if SPEED_SUFFIX not in n}
+        train_qpos |= {n: q for n, q in played.items() if len(q) >= segment_length}
+    raw_train = {n: compute_features(q) for n, q in train_qpos.items()}
     raw_val = {n: clip_features(clip_dir / f"{n}.csv", segment_length, max_frames) for n in val_names}
     if stats is None:
         stats = fit_feature_stats(list(raw_train.values()))

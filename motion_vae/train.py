@@ -46,7 +46,7 @@ def train_motion_vae(
     if cfg.daps.st_warmup_steps and not (cfg.model.recognition == "na" and cfg.model.lattice):
         raise ValueError("st_warmup_steps needs the DAPS-NA encoder on the lattice (recognition 'na', lattice true)")
     dev = distributed.setup(device)  # joins the torchrun process group, if any, before the model exists
-    data = data or load_motion_dataset(data_root, cfg.model.segment_length, mirror=cfg.mirror)
+    data = data or load_motion_dataset(data_root, cfg.model.segment_length, mirror=cfg.mirror, speeds=cfg.speeds)
     cfg = copy.deepcopy(cfg)
     cfg.model.num_features = data.stats.num_features
     torch.manual_seed(cfg.seed)

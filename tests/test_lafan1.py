@@ -18,6 +18,7 @@ from envs.lafan1 import (
     load_clip_csv,
     mirror_qpos,
     qpos_to_csv,
+    resample_qpos,
     resolve_clip_dir,
     split_clips,
     write_clip_csv,
@@ -196,3 +197,22 @@ def test_real_split_and_fast_load():
     elapsed = time.perf_counter() - t0
     assert total == 264_705
     assert elapsed < 10.0
+
+
+def test_resample_qpos_plays_the_motion_faster_or_slower():
+    qpos = csv_to_qpos(load_clip_csv(_real_root() / "h1" / "walk1_subject1.csv")[:101])
+    np.testing.assert_allclose(resample_qpos(qpos, 2.0), qpos[::2], atol=1e-12)  # every other frame, exactly
+    slow = resample_qpos(qpos, 0.5)
+    assert slow.shape == (201, 26)
+    np.testing.assert_allclose(slow[::2], qpos, atol=1e-12)
+    np.testing.assert_allclose(slow[1::2, 7:], (qpos[:-1, 7:] + qpos[1:, 7:]) / 2, atol=1e-12)  # joints: midpoints
+    np.testing.assert_allclose(np.linalg.norm(slow[:, 3:7], axis=1), 1.0, atol=1e-12)  # unit root quaternions
+    fast = resample_qpos(qpos, 1.25)
+    assert len(fast) == 81 and np.allclose(fast[-1], qpos[100])
+    flipped = qpos.copy()
+    flipped[1::2, 3:7] *= -1  # the same rotations on the other hemisphere
+    dots = np.sum(resample_qpos(flipped, 0.5)[:, 3:7] * slow[:, 3:7], axis=1)
+    np.testing.assert_allclose(np.abs(dots), 1.0, atol=1e-12)  # q and -q: the same in-between rotation
+    for speed in (0.1, 5.0):
+        with pytest.raises(ValueError, match="speed must be in"):
+            resample_qpos(qpos, speed)

@@ -431,6 +431,22 @@ def test_mirrored_training_clips_are_added_and_validation_is_left_alone(data):
     assert not np.allclose(flip, raw)
 
 
+def test_speed_augmented_training_clips_and_parse_speeds(data):
+    from motion_vae.config import parse_speeds
+    from motion_vae.dataset import MIRROR_SUFFIX, SPEED_SUFFIX
+
+    played = load_motion_dataset(train_clips=TRAIN, val_clips=VAL, max_frames=600, mirror=True, speeds=[0.8, 1.25])
+    base = TRAIN + [n + MIRROR_SUFFIX for n in TRAIN]
+    assert played.train.names == base + [f"{n}{SPEED_SUFFIX}{s}" for s in (0.8, 1.25) for n in base]
+    assert played.val.names == data.val.names
+    lengths = dict(zip(played.train.names, (len(c) for c in played.train.clips)))
+    assert lengths[f"{TRAIN[0]}{SPEED_SUFFIX}0.8"] == 749 and lengths[f"{TRAIN[0]}{SPEED_SUFFIX}1.25"] == 480  # 600 frames at 0.8x / 1.25x
+    assert parse_speeds("0.8, 1.25") == [0.8, 1.25] and parse_speeds("") == []
+    for bad in ("1", "0.1", "fast", "0.8,0.8"):
+        with pytest.raises(ValueError, match="speeds"):
+            parse_speeds(bad)
+
+
 @pytest.mark.parametrize("method", ["daps-na", "fsq"])
 def test_conv_arch_trains_resumes_and_round_trips(tmp_path, data, method):
     from motion_vae.config import set_method
