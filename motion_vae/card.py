@@ -66,6 +66,17 @@ def describe_machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
+def _describe_train_clips(names: list[str]) -> str:
+    """"36 clips" or "36 clips + 36 mirror images + 72 speed replays" (augmented clips carry a
+    "~" suffix, `motion_vae.dataset`)."""
+    recorded = [n for n in names if "~" not in n]
+    mirrored = sum(n.endswith("~mirror") for n in names)
+    replays = len(names) - len(recorded) - mirrored
+    text = f"{len(recorded)} clips"
+    text += f" + {mirrored} mirror images" if mirrored else ""
+    return text + (f" + {replays} speed replays" if replays else "")
+
+
 def write_card(
     model_path: str | Path, eval_json: str | Path, command: str, out: str | Path, notes: str = "",
     train_commit: str | None = None, machine: str | None = None,
@@ -104,7 +115,7 @@ The default motion autoencoder of this project: 32 frames of the H1 (30 Hz, C = 
 - **Commit:** `{card['commit']}` (the code that trained it)
 - **Method / preset:** {card['method']} / `{card['preset']}`; {ckpt['step']} steps of batch {cfg.batch_size}
 - **Training wall time:** {card['train_seconds'] / 60:.1f} min (validation excluded), {card['machine']}
-- **Data split:** LAFAN1-H1, train = {len(card['train_clips'])} clips, validation = {', '.join(card['val_clips'])}
+- **Data split:** LAFAN1-H1, train = {_describe_train_clips(card['train_clips'])}, validation = {', '.join(card['val_clips'])}
 - **Validation ({v.get('num_segments')} fixed segments, one sampled code each):** joint RMSE
   {v['joint_rmse_rad']:.3f} rad, body-position RMSE {v['body_pos_rmse_m']:.3f} m, log p {v['log_p']:.1f} nats,
   own-minus-shuffled code log p {v['code_info_nats']:.1f} nats, code perplexity {v['code_perplexity']:.0f}

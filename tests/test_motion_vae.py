@@ -348,6 +348,15 @@ def test_model_card_json_errors_name_the_file(tmp_path):
         read_card(card)
 
 
+def test_model_card_counts_augmented_training_clips_apart():
+    from motion_vae.card import _describe_train_clips
+
+    assert _describe_train_clips(TRAIN) == f"{len(TRAIN)} clips"
+    mirrored = TRAIN + [n + "~mirror" for n in TRAIN]
+    assert _describe_train_clips(mirrored) == f"{len(TRAIN)} clips + {len(TRAIN)} mirror images"
+    assert _describe_train_clips(mirrored + [n + "~speed0.8" for n in mirrored]).endswith(f"+ {2 * len(TRAIN)} speed replays")
+
+
 def test_cli_export_and_roundtrip(tmp_path, trained):
     out = tmp_path / "m.pt"
     r = run_cli("motion-vae", "export", "--ckpt", str(trained), "--out", str(out))
