@@ -223,6 +223,9 @@ def mirror_qpos(qpos: np.ndarray) -> np.ndarray:
     return out
 
 
+SPEED_RANGE = (0.25, 4.0)  # playback speeds `resample_qpos` accepts
+
+
 def resample_qpos(qpos: np.ndarray, speed: float) -> np.ndarray:
     """The same motion played `speed` times as fast, at the same frame rate: qpos (T, 26) ->
     (T', 26), T' = floor((T - 1) / speed) + 1, frame i taken at time i * speed of the original
@@ -232,8 +235,8 @@ def resample_qpos(qpos: np.ndarray, speed: float) -> np.ndarray:
     ValueError for a wrong shape, NaN or a speed outside [0.25, 4].
     """
     qpos = _check_26(qpos, "resample_qpos qpos")
-    if not 0.25 <= speed <= 4.0:
-        raise ValueError(f"resample_qpos: speed must be in [0.25, 4], got {speed}")
+    if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+        raise ValueError(f"resample_qpos: speed must be in [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}], got {speed}")
     t = np.arange(int(np.floor((len(qpos) - 1) / speed + 1e-9)) + 1) * speed
     i0 = np.minimum(np.floor(t).astype(int), len(qpos) - 1)
     i1 = np.minimum(i0 + 1, len(qpos) - 1)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from daps.io import atomic_write_text
+from motion_vae.dataset import MIRROR_SUFFIX, recorded_clips
 
 SLICE = 128  # validation segments re-scored by the test (a few seconds on a CPU)
 
@@ -67,10 +68,10 @@ def describe_machine() -> str:
 
 
 def _describe_train_clips(names: list[str]) -> str:
-    """"36 clips" or "36 clips + 36 mirror images + 72 speed replays" (augmented clips carry a
-    "~" suffix, `motion_vae.dataset`)."""
-    recorded = [n for n in names if "~" not in n]
-    mirrored = sum(n.endswith("~mirror") for n in names)
+    """"36 clips" or "36 clips + 36 mirror images + 72 speed replays" (the name suffixes of
+    `motion_vae.dataset`)."""
+    recorded = recorded_clips(names)
+    mirrored = sum(n.endswith(MIRROR_SUFFIX) for n in names)
     replays = len(names) - len(recorded) - mirrored
     text = f"{len(recorded)} clips"
     text += f" + {mirrored} mirror images" if mirrored else ""

@@ -22,6 +22,7 @@ from daps.objectives.daps import DAPSConfig
 from daps.objectives.registry import method_spec
 from daps.schedules import BetaSchedule
 from daps.trainer import OptimConfig
+from envs.lafan1 import SPEED_RANGE
 from motion_vae.models import MotionVAEConfig
 
 CHECKPOINT_KIND = "motion_vae"
@@ -231,7 +232,8 @@ def parse_speeds(text: str) -> list[float]:
         out = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise ValueError(f"speeds must be numbers separated by commas, got {text!r}") from None
-    bad = [v for v in out if not 0.25 <= v <= 4.0 or v == 1.0]
+    lo, hi = SPEED_RANGE
+    bad = [v for v in out if not lo <= v <= hi or v == 1.0]
     if bad or len(set(out)) != len(out):
-        raise ValueError(f"speeds must be distinct, in [0.25, 4] and not 1, got {text!r}")
+        raise ValueError(f"speeds must be distinct, in [{lo:g}, {hi:g}] and not 1, got {text!r}")
     return out

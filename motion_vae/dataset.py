@@ -19,6 +19,7 @@ from motion_vae.features import compute_features, feature_names
 SEGMENT_LENGTH = 32
 MIRROR_SUFFIX = "~mirror"  # name suffix of a mirrored training clip (`load_motion_dataset(mirror=True)`)
 SPEED_SUFFIX = "~speed"  # "<clip>~speed1.25": a training clip played faster or slower (`load_motion_dataset(speeds=...)`)
+AUGMENTED_MARK = "~"  # both suffixes start with it: recorded clip names never contain it (`recorded_clips`)
 MIN_VARIANCE = 1e-5  # columns below this training variance are dropped (facts Sec. 5)
 
 
@@ -125,6 +126,11 @@ class MotionDataset:
     val: SegmentSampler
     stats: FeatureStats
     feature_names: list[str]
+
+
+def recorded_clips(names: list[str]) -> list[str]:
+    """The recorded clips among training clip names: without their mirror images and replays."""
+    return [n for n in names if AUGMENTED_MARK not in n]
 
 
 def clip_qpos(path: Path, min_frames: int = SEGMENT_LENGTH, max_frames: int | None = None) -> np.ndarray:

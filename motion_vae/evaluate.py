@@ -132,14 +132,15 @@ def evaluate_checkpoint(
     """Score a checkpoint on the validation clips; write eval.json and reconstruction.png.
 
     train_segments > 0 also scores that many fixed segments of the run's own training clips (the
-    recorded ones, not their mirror images or replays at other speeds), reported as "train/<metric>" beside the validation metrics: the gap between
-    the two is what the model does not generalise over, the training figure what it does not fit.
+    recorded ones, not their mirror images or replays at other speeds), reported as
+    "train/<metric>" beside the validation metrics: the gap between the two is what the model
+    does not generalise over, the training figure what it does not fit.
     Raises CheckpointError / DataError on bad input; nothing is written then.
     """
     from envs.model import JOINT_NAMES
     from motion_vae.codec import decode_codes, encode_clip
     from envs.lafan1 import load_clip_csv, resolve_clip_dir
-    from motion_vae.dataset import SegmentSampler, clip_features
+    from motion_vae.dataset import SegmentSampler, clip_features, recorded_clips
 
     dev = resolve_device(device)
     model, cfg, stats, ckpt = load_motion_vae(ckpt_path, dev)
@@ -152,8 +153,8 @@ def evaluate_checkpoint(
 
     metrics = evaluate_segments(model, fixed_segments(val_names, num_segments), stats, beta_final=cfg.beta_final)
     if train_segments > 0:
-        train_names = [n for n in ckpt["extra"]["train_clips"] if "~" not in n]  # the recorded clips, not their augmentations
-        train_metrics = evaluate_segments(model, fixed_segments(train_names, train_segments), stats, beta_final=cfg.beta_final)
+        train_x = fixed_segments(recorded_clips(ckpt["extra"]["train_clips"]), train_segments)
+        train_metrics = evaluate_segments(model, train_x, stats, beta_final=cfg.beta_final)
         metrics.update({f"train/{k}": v for k, v in train_metrics.items()})
     metrics.update({"num_segments": num_segments, "train_segments": train_segments, "step": ckpt["step"], "bits": cfg.model.bits})
 
