@@ -38,6 +38,7 @@ records ``init_from`` = {path, sha256, num_timesteps, goal, action_mode, pd_targ
 """
 from __future__ import annotations
 
+import copy
 import csv
 import fnmatch
 import hashlib
@@ -303,6 +304,24 @@ def load_lowlevel(ckpt: str | Path, env=None):
         raise CheckpointError(f"{ckpt}: policy in checkpoint cannot be loaded ({type(e).__name__}: {str(e)[:160]})") from None
     vecnorm.training = False
     return model, vecnorm, ck
+
+
+def _vecnorm_from(src, venv, gamma: float):
+    """A training VecNormalize on `venv` that starts from `src`'s statistics.
+
+    `src` may wrap another environment (an export's statistics sit on a one-env DummyVecEnv,
+    which SB3's ``set_venv`` refuses to replace), so the statistics are copied into a new
+    wrapper: observation running mean / variance always, the return statistics when `src`
+    normalised rewards (an export keeps none; they then start fresh).
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    vn = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=getattr(src, "norm_obs_keys", None),
+                      clip_obs=src.clip_obs, gamma=gamma)
+    vn.obs_rms = copy.deepcopy(src.obs_rms)
+    if src.norm_reward:
+        vn.ret_rms = copy.deepcopy(src.ret_rms)
+    return vn
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -606,9 +625,7 @@ def train_lowlevel(
             _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
         else:
             if src is not None:  # the source's observation / return statistics, updated further here
-                vecnorm = src[1]
-                vecnorm.set_venv(venv)
-                vecnorm.training, vecnorm.gamma = True, cfg["ppo"]["gamma"]
+                vecnorm = _vecnorm_from(src[1], venv, cfg["ppo"]["gamma"])
             else:
                 norm_keys = ["proprio"] if cfg["goal"] == "latent" else None
                 vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=norm_keys,
@@ -620,7 +637,8 @@ def train_lowlevel(
                 # the source's policy weights, strictly (SB3's public set_parameters); the new run
                 # keeps its own fresh optimiser
                 try:
-                    model.set_parameters({"policy": src[0].policy.state_dict(),
+                    src_policy = getattr(src[0], "policy", src[0])  # a PPO model, or an export's policy
+                    model.set_parameters({"policy": src_policy.state_dict(),
                                           "policy.optimizer": model.policy.optimizer.state_dict()},
                                          exact_match=True, device="cpu")
                 except RuntimeError as e:

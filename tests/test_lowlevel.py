@@ -257,6 +257,28 @@ def test_decoded_goal_from_a_teacher_trains_checkpoints_evaluates_and_resumes(mv
     assert r2["start_step"] == 128 and r2["num_timesteps"] == 256
 
 
+def test_init_from_an_exported_policy(mvae, teacher, tmp_path):
+    """--init-from models/lowlevel.pt: fine-tuning the shipped policy on a new motion VAE starts from
+    an export (tensors only; its VecNormalize wraps a one-env DummyVecEnv): same weights, its
+    observation statistics carried over and updated, no return statistics."""
+    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.train import load_lowlevel, train_lowlevel
+
+    train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "dec", n_envs=1, goal="decoded", action_mode="pd",
+                   pd_target="decoded", overrides=TINY, progress=False, init_from=teacher)
+    export = export_lowlevel(tmp_path / "dec" / "checkpoint.pt", tmp_path / "policy.pt")
+    src_policy, src_vecnorm, _ = load_exported(export)
+    r = train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "ft", n_envs=1, goal="decoded",
+                       action_mode="pd", pd_target="decoded", overrides=TINY, progress=False, init_from=export)
+    assert r["start_step"] == 0 and r["num_timesteps"] == 64
+    model, vecnorm, ck = load_lowlevel(tmp_path / "ft" / "checkpoint.pt")
+    assert ck["config"]["init_from"]["num_timesteps"] == 64
+    assert vecnorm.obs_rms.count > src_vecnorm.obs_rms.count  # the export's statistics, updated further
+    diff = max(float((a - b).abs().max()) for a, b in zip(model.policy.state_dict().values(),
+                                                           src_policy.state_dict().values()))
+    assert diff < 1e-2  # started from the export's weights
+
+
 def test_decoded_goal_and_init_from_bad_input(mvae, trained, teacher, tmp_path):
     from lowlevel.train import train_lowlevel
 
