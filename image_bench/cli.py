@@ -51,14 +51,17 @@ def evaluate(
     ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint written by `train`."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json, reconstructions.png, prior_samples.png (default: the checkpoint's)."),
     images: int = typer.Option(0, "--images", help="Validation images to score (0: all 10,000)."),
+    fid_weights: Optional[Path] = typer.Option(
+        None, "--fid-weights", help="TorchScript FID Inception (NVIDIA's inception-2015-12-05.pt, as StyleGAN2-ADA and clean-fid use): adds fid_recon."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """Validation beta-ELBO, ELBO, log p, L2, PSNR, codebook usage; JSON + reconstruction and prior-sample grids."""
+    """Validation beta-ELBO, ELBO, log p, L2, PSNR, codebook usage (+ FID with --fid-weights); JSON + reconstruction and prior-sample grids."""
     from image_bench.evaluate import evaluate_checkpoint
 
     out = out or ckpt.parent
-    metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_images=images, device=device)
+    metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_images=images, device=device, fid_weights=fid_weights)
     for k, v in metrics.items():
         typer.echo(f"{k:>16s}  {v:.4f}" if isinstance(v, float) else f"{k:>16s}  {v}")
     typer.echo(f"wrote {out / 'eval.json'}, {out / 'reconstructions.png'}, {out / 'prior_samples.png'}")

@@ -11,6 +11,8 @@ authors, facts Sec. 6):
                    standardised pixels)
   psnr_db          PSNR of the decoder mean against the image, both mapped to [0, 1] (`to_unit`)
   codebook_used, code_perplexity   over all tokens of the validation codes
+  fid_recon        (with --fid-weights) FID of the reconstructions against the validation
+                   images, image_bench.fid (paper Table 1 reports it for CIFAR-10 and ImageNet)
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 
 from daps.io import atomic_write, atomic_write_text
 from daps.metrics import codebook_usage, elbo, psnr, segment_l2
+from image_bench.fid import load_inception
 
 
 @torch.no_grad()
@@ -91,22 +94,47 @@ def save_grid(rows: list[np.ndarray], labels: list[str], path: Path, title: str 
     return Path(path)
 
 
+@torch.no_grad()
+def reconstruction_fid(model: nn.Module, x: Tensor, inception, to_unit: Callable[[Tensor], Tensor],
+                       device: torch.device, batch: int = 100, seed: int = 0) -> float:
+    """FID of the reconstructions of images x (N, H, W[, C], model units) against x itself: one
+    sampled code per image, decoder mean; ``inception`` from :func:`image_bench.fid.load_inception`."""
+    from image_bench.fid import frechet_distance
+
+    model.eval()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+
+    def pairs():
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch]
+            z, _ = model.recognition.sample(xb, 1, gen)
+            yield xb, model.reconstruct(z)[:, 0]
+
+    return frechet_distance(inception, pairs(), to_unit, device)
+
+
 def evaluate_checkpoint(ckpt: str | Path, out: str | Path, data_root: str | Path | None = None, num_images: int = 0,
-                        device: str = "auto") -> dict:
+                        device: str = "auto", fid_weights: str | Path | None = None) -> dict:
     """Score a checkpoint on the validation images (all if num_images <= 0); write eval.json,
     reconstructions.png (images over their reconstructions) and prior_samples.png (uniform codes,
-    paper Fig. 14) to `out`. Raises CheckpointError / ImageDataError for bad files."""
+    paper Fig. 14) to `out`. With ``fid_weights`` (a TorchScript FID Inception, image_bench.fid)
+    also ``fid_recon``: FID of the reconstructions (decoder means of one sampled code each)
+    against the same validation images. Raises CheckpointError / ImageDataError for bad files,
+    before anything is written."""
     from daps.device import resolve_device
     from image_bench.data import load_image_dataset
     from image_bench.models import prior_samples
     from image_bench.train import load_image_vae
 
     dev = resolve_device(device)
+    inception = load_inception(fid_weights, dev) if fid_weights is not None else None  # bad file: fail first
     model, cfg, ckpt_dict = load_image_vae(ckpt, dev)
     data = load_image_dataset(cfg.dataset, data_root)
     x = torch.from_numpy(data.val.fixed(num_images)).to(dev)
     metrics = {"method": cfg.method, "dataset": cfg.dataset, "step": ckpt_dict["step"], "images": len(x),
                "bits": cfg.model.bits, **evaluate_images(model, x, cfg.beta_final, to_unit=data.to_unit)}
+    if inception is not None:
+        metrics["fid_recon"] = reconstruction_fid(model, x, inception, data.to_unit, dev)
     out = Path(out)
     atomic_write_text(out / "eval.json", json.dumps(metrics, indent=2) + "\n")
     with torch.no_grad():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,9 @@ def train(
     speeds: Optional[str] = typer.Option(
         None, "--speeds", help="Also train on each training clip played at these speeds, e.g. 0.8,1.25 (speed augmentation); default: the preset's (none)."
     ),
+    weight_decay: Optional[float] = typer.Option(
+        None, "--weight-decay", help="AdamW's decoupled weight decay of the VAE's parameters (default: the preset's, 1e-4)."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -66,6 +70,10 @@ def train(
         if decay_steps < 0:
             raise typer.BadParameter(f"must be >= 0, got {decay_steps}", param_hint="--decay-steps")
         cfg.optim.decay_steps = decay_steps
+    if weight_decay is not None:
+        if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+            raise typer.BadParameter(f"must be a finite number >= 0, got {weight_decay}", param_hint="--weight-decay")
+        cfg.optim.weight_decay = weight_decay
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports

@@ -324,3 +324,61 @@ def test_methods_train_one_step_on_the_imagenet_fixture(tmp_path, method):
     cfg = apply_overrides(cfg, steps=1, batch_size=1, val_images=2, eval_every=1, log_every=1)
     out = train_image_vae(cfg, tmp_path / "run", data_root=root, device="cpu", progress=False)
     assert out["skipped_steps"] == 0 and np.isfinite(out["val/log_p"]) and np.isfinite(out["val/psnr_db"])
+
+
+class _TinyFidNet(torch.nn.Module):
+    """Stands in for NVIDIA's TorchScript FID Inception: same call, uint8 (N, 3, H, W) ->
+    (N, 8) features with return_features=True (fixed random projection of a 16 x 16 resize)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 16 * 16, 8)
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(img.float() / 255.0, size=(16, 16), mode="bilinear", align_corners=False)
+        f = self.proj(x.flatten(1))
+        return f if return_features else f.softmax(-1)
+
+
+@pytest.fixture(scope="module")
+def fid_net_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("fid") / "inception.pt"
+    torch.jit.script(_TinyFidNet()).save(str(path))
+    return path
+
+
+def test_fid_is_zero_for_the_same_images_and_grows_with_the_difference(fid_net_file):
+    from image_bench.fid import frechet_distance, load_inception, to_uint8_rgb
+
+    net = load_inception(fid_net_file)
+    assert net.num_features == 8
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(64, 28, 28, generator=g)
+    assert to_uint8_rgb(real).shape == (64, 3, 28, 28) and to_uint8_rgb(torch.rand(2, 5, 5, 3)).shape == (2, 3, 5, 5)
+    same = frechet_distance(net, [(real[:32], real[:32]), (real[32:], real[32:])])
+    near = frechet_distance(net, [(real, (real + 0.05 * torch.randn(real.shape, generator=g)).clamp(0, 1))])
+    far = frechet_distance(net, [(real, torch.zeros_like(real))])
+    assert abs(same) < 1e-4 and 0 < near < far
+
+
+def test_eval_with_fid_weights_adds_fid_recon_and_bad_weights_fail_first(idx_root, fid_net_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from image_bench.cli import app
+
+    run = tmp_path / "run"
+    train_image_vae(tiny("fsq"), run, data_root=idx_root, device="cpu", progress=False)
+    runner = CliRunner()
+    base = ["eval", "--ckpt", str(run / "checkpoint.pt"), "--data", str(idx_root), "--device", "cpu"]
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "e"), "--fid-weights", str(fid_net_file)])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert np.isfinite(metrics["fid_recon"]) and metrics["fid_recon"] > 0
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": torch.zeros(3)}, bad)  # a pickle, not TorchScript
+    for weights, message in ((bad, "not a TorchScript file"), (tmp_path / "missing.pt", "no such file")):
+        with pytest.raises(Exception, match=message):
+            from image_bench.evaluate import evaluate_checkpoint
+            evaluate_checkpoint(run / "checkpoint.pt", tmp_path / "e2", data_root=idx_root, device="cpu", fid_weights=weights)
+        assert not (tmp_path / "e2").exists()  # nothing written
