@@ -525,3 +525,13 @@ def test_cli_compare_rejects_unknown_methods(tmp_path):
     assert r.returncode == 2 and "unknown method(s) vq" in r.stderr and not (tmp_path / "c").exists()
     r = run_cli("motion-vae", "compare", "--methods", "fsq", "--arch", "lstm", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "transformer or conv" in r.stderr and not (tmp_path / "c").exists()
+
+
+def test_train_cli_refuses_a_bad_weight_decay(tmp_path):
+    from typer.testing import CliRunner
+
+    from motion_vae.cli import app
+
+    for bad in ("-0.1", "nan"):
+        r = CliRunner().invoke(app, ["train", "--weight-decay", bad, "--run-dir", str(tmp_path / "r")])
+        assert r.exit_code != 0 and "--weight-decay" in r.output and not (tmp_path / "r").exists()
