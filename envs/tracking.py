@@ -114,7 +114,7 @@ from .rewards import imitation_reward
 
 __all__ = ["H1TrackingEnv", "PD_KP", "PD_KD", "PD_ACTION_SCALE", "NOMINAL_ACTION_SCALE", "default_pd_action_scale",
            "PD_TORQUE_RANGE_SCALE", "resolve_pd_action_scale",
-           "NOMINAL_POSE", "PHYSICS_HZ", "PROPRIO_DIM", "ROOT_VELOCITY_DIM", "REF_FRAME_DIM",
+           "NOMINAL_POSE", "PHYSICS_HZ", "PROPRIO_DIM", "ROOT_VELOCITY_DIM", "REF_FRAME_DIM", "DEFAULT_REFERENCE_OFFSETS",
            "default_clips", "decoded_reference", "GOALS", "PD_TARGETS"]
 
 GOALS = ("reference", "latent", "decoded")
@@ -127,6 +127,8 @@ PROPRIO_DIM = 63
 #: frame (3) and root height (1).
 ROOT_VELOCITY_DIM = 4
 REF_FRAME_DIM = 28
+#: Control frames ahead of the current one whose reference (or decoded) frames the goal holds.
+DEFAULT_REFERENCE_OFFSETS = (1, 2, 5)
 SEGMENT_FRAMES = 32  # 30 Hz frames per DAPS latent segment
 
 # PD gains: Unitree's own H1 training config (unitree_rl_gym, legged_gym/envs/h1/h1_config.py,
@@ -349,7 +351,9 @@ class H1TrackingEnv(gym.Env):
         data_root: LAFAN1-H1 data root (see :func:`envs.lafan1.resolve_clip_dir`).
         control_hz, frame_skip: policy rate (100) and physics substeps per action (5).
         max_episode_steps: truncation length in control steps (1000 = 10 s).
-        reference_offsets: future reference frames in the ``"reference"`` goal.
+        reference_offsets: control frames ahead (>= 1) whose reference frames the ``"reference"`` goal
+            (and the decoded frames the ``"decoded"`` goal) holds; default (1, 2, 5), 10-50 ms at
+            100 Hz. ValueError for an empty list or an offset below 1.
         pd_target, pd_action_scale: PD target mode (None: "decoded" for ``goal="decoded"``, else
             "reference") and scale (rad per unit action: a number, "torque-range" or a (19,) array,
             default :func:`default_pd_action_scale`; :func:`resolve_pd_action_scale`).
@@ -379,7 +383,7 @@ class H1TrackingEnv(gym.Env):
         control_hz: float = 100.0,
         frame_skip: int = 5,
         max_episode_steps: int = 1000,
-        reference_offsets: Sequence[int] = (1, 2, 5),
+        reference_offsets: Sequence[int] = DEFAULT_REFERENCE_OFFSETS,
         pd_target: str | None = None,
         pd_action_scale: float | None = None,
         torque_penalty_weight: float = 0.0,
@@ -417,6 +421,8 @@ class H1TrackingEnv(gym.Env):
         self.frame_skip = int(frame_skip)
         self.max_episode_steps = int(max_episode_steps)
         self.reference_offsets = np.asarray(reference_offsets, dtype=np.int64)
+        if self.reference_offsets.ndim != 1 or len(self.reference_offsets) == 0 or (self.reference_offsets < 1).any():
+            raise ValueError(f"reference_offsets must be one or more control frames >= 1, got {list(reference_offsets)!r}")
         self.torque_penalty_weight = float(torque_penalty_weight)
         self.min_pelvis_height = float(min_pelvis_height)
         self.max_tilt = float(max_tilt)

@@ -118,6 +118,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_max_mean_joint_error": None,
         "control_hz": 100.0,
         "pd_gain_scale": 1.0,
+        "reference_offsets": [1, 2, 5],
     },
     # Small MLP: trains in about an hour on 2 cores.
     "cpu": {
@@ -150,6 +151,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "control_hz": 100.0,
         # Multiplies Unitree's PD gains (kp and kd; torque limits unchanged): an ablation lever.
         "pd_gain_scale": 1.0,
+        # Control frames ahead whose reference (or decoded) frames the goal shows (10-50 ms).
+        "reference_offsets": [1, 2, 5],
     },
 }
 

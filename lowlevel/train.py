@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
+from envs.tracking import DEFAULT_REFERENCE_OFFSETS
 
 CHECKPOINT_FORMAT = "daps-checkpoint-v1"
 CHECKPOINT_KIND = "lowlevel-ppo"
@@ -174,6 +175,8 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         kw["root_velocity_obs"] = True
     if cfg.get("pd_gain_scale") is not None:  # configs written before it existed: Unitree's gains
         kw["pd_gain_scale"] = float(cfg["pd_gain_scale"])
+    if cfg.get("reference_offsets") is not None:  # configs written before it existed: the env's (1, 2, 5)
+        kw["reference_offsets"] = tuple(int(o) for o in cfg["reference_offsets"])
     hz = cfg.get("control_hz")  # configs written before it existed: the env's 100 Hz
     if hz is not None:
         kw["control_hz"], kw["frame_skip"] = control_rate(hz)
@@ -599,6 +602,7 @@ def train_lowlevel(
             "train_max_mean_joint_error": p.get("train_max_mean_joint_error"),
             "control_hz": float(p.get("control_hz", 100.0)),
             "pd_gain_scale": float(p.get("pd_gain_scale", 1.0)),
+            "reference_offsets": [int(o) for o in p.get("reference_offsets", DEFAULT_REFERENCE_OFFSETS)],
         }
         control_rate(cfg["control_hz"])  # ValueError before any work
         if cfg["n_envs"] < 1 or cfg["steps"] < 1:

@@ -451,3 +451,27 @@ def test_training_only_early_termination(tmp_path):
     finally:
         venv.close()
     assert make_policy_env(ck, "walk1_subject1", None, 100).max_mean_joint_error == 0.5  # evaluation keeps the standard threshold
+
+
+def test_reference_offsets_set_the_goal_horizon_and_are_rebuilt_by_eval_and_export(tmp_path):
+    """--set reference_offsets=[...]: the goal holds one 28-number frame per offset; the config
+    keeps it, so eval and an export rebuild the same observation; configs without it keep (1, 2, 5)."""
+    from envs.tracking import H1TrackingEnv, PROPRIO_DIM, REF_FRAME_DIM
+    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.evaluate import evaluate_lowlevel
+    from lowlevel.train import env_kwargs, load_lowlevel, train_lowlevel
+
+    offsets = [1, 5, 20, 50]
+    train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "r", n_envs=1, goal="reference",
+                   action_mode="pd", pd_target="reference", overrides={**TINY, "reference_offsets": offsets}, progress=False)
+    model, _, ck = load_lowlevel(tmp_path / "r" / "checkpoint.pt")
+    assert ck["config"]["reference_offsets"] == offsets
+    assert model.observation_space.shape == (PROPRIO_DIM + REF_FRAME_DIM * len(offsets),)
+    export = export_lowlevel(tmp_path / "r" / "checkpoint.pt", tmp_path / "p.pt")
+    assert load_exported(export)[0].observation_space == model.observation_space
+    rep = evaluate_lowlevel(export, "walk1_subject1", max_seconds=0.2, starts=1, controllers=("policy",))
+    assert rep["summary"]["policy"]["seconds_tracked"] > 0
+    old = {k: v for k, v in ck["config"].items() if k != "reference_offsets"}  # a config from before the key
+    assert "reference_offsets" not in env_kwargs(old)
+    with pytest.raises(ValueError, match="reference_offsets"):
+        H1TrackingEnv(["walk1_subject1"], goal="reference", reference_offsets=[0, 5])
