@@ -89,6 +89,7 @@ def evaluate(
     out: Path = typer.Option(None, "--out", help="Output folder for eval.json and reconstruction.png (default: the checkpoint's folder)."),
     segments: int = typer.Option(1000, "--segments", help="Fixed, seeded validation segments to score."),
     train_segments: int = typer.Option(0, "--train-segments", help="Also score this many fixed segments of the run's training clips (train/... keys): the generalisation gap."),
+    clip_segments: int = typer.Option(0, "--clip-segments", help="Also score this many fixed segments of each validation clip on its own (clip/<name>/... keys)."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -98,9 +99,10 @@ def evaluate(
 
     out = out or (ckpt.parent if ckpt else Path("runs/motion_vae_default_eval"))  # never write into models/
     ckpt = ckpt or default_model_path()
-    if segments <= 0 or train_segments < 0:
-        raise typer.BadParameter("--segments must be positive and --train-segments >= 0")
-    metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device, train_segments=train_segments)
+    if segments <= 0 or train_segments < 0 or clip_segments < 0:
+        raise typer.BadParameter("--segments must be positive, --train-segments and --clip-segments >= 0")
+    metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device,
+                                  train_segments=train_segments, clip_segments=clip_segments)
     for k, v in metrics.items():
         typer.echo(f"{k:>22s}  {v:.4f}" if isinstance(v, float) else f"{k:>22s}  {v}")
     typer.echo(f"wrote {out / 'eval.json'} and {out / 'reconstruction.png'}")

@@ -165,8 +165,12 @@ def test_evaluate_checkpoint_writes_json_and_png(tmp_path, trained):
 
 
 def test_evaluate_checkpoint_scores_training_segments_too(tmp_path, trained):
-    m = evaluate_checkpoint(trained, tmp_path, num_segments=20, device="cpu", train_segments=16)
-    assert m["train_segments"] == 16
+    m = evaluate_checkpoint(trained, tmp_path, num_segments=20, device="cpu", train_segments=16, clip_segments=8)
+    assert m["train_segments"] == 16 and m["clip_segments"] == 8
+    per_clip = [m[f"clip/{n}/joint_rmse_rad"] for n in VAL]
+    assert all(np.isfinite(per_clip)) and len(set(per_clip)) == len(VAL)  # each validation clip on its own
+    one = evaluate_checkpoint(trained, tmp_path / "one", num_segments=20, device="cpu", clip_segments=20)
+    assert one[f"clip/{VAL[0]}/joint_rmse_rad"] == pytest.approx(one["joint_rmse_rad"])  # one clip: the same segments
     for key in ("log_p", "joint_rmse_rad", "code_perplexity"):
         assert np.isfinite(m[f"train/{key}"]) and m[f"train/{key}"] != m[key], key  # other segments, other figures
 
