@@ -139,11 +139,20 @@ class LatticeHead(nn.Module):
         embed_dim: H. levels: values per grid dimension (their product is V).
         init_sharpness: kappa at initialisation (about the log-odds of the nearest grid point
             against the next one along a dimension).
+        bound: "box" (u = A h + a, a penalty outside the grid in the warm start; linear in h, so
+            `.weight`/`.bias` serve the AR encoder's fused kernel) or "tanh" (u squashed into the
+            grid by FSQ's bound, :func:`fsq_bound`: the warm start is then FSQ exactly; NA only).
+    Raises:
+        ValueError: an unknown bound.
     """
 
-    def __init__(self, embed_dim: int, levels: tuple[int, ...], init_sharpness: float = 2.0):
+    def __init__(self, embed_dim: int, levels: tuple[int, ...], init_sharpness: float = 2.0, bound: str = "box"):
         super().__init__()
         from vector_quantize_pytorch import FSQ
+
+        if bound not in LATTICE_BOUNDS:
+            raise ValueError(f"lattice bound must be one of {', '.join(LATTICE_BOUNDS)}, got {bound!r}")
+        self.bound = bound
 
         grid = FSQ(list(levels)).implicit_codebook.float()  # (V, d), same index order as FSQ
         self.register_buffer("grid", grid, persistent=False)
@@ -161,17 +170,32 @@ class LatticeHead(nn.Module):
     def _precision_grid(self) -> Tensor:
         return self.grid * (2 * self.log_sharpness.exp() * self.inv_spacing2)  # (V, d)
 
+    def position(self, h: Tensor) -> Tensor:
+        """u (..., d), the token's position in grid coordinates: A h + a, squashed into the grid
+        by FSQ's tanh bound when ``bound="tanh"`` (:func:`fsq_bound`)."""
+        u = self.proj(h)
+        return fsq_bound(u, self.levels) if self.bound == "tanh" else u
+
+    def _linear(self) -> None:
+        if self.bound != "box":
+            raise TypeError("a tanh-bounded lattice head is not linear in h: no .weight / .bias (the AR encoder's fused kernel needs them)")
+
     @property
     def weight(self) -> Tensor:
+        self._linear()
         return self._precision_grid() @ self.proj.weight  # (V, H)
 
     @property
     def bias(self) -> Tensor:
+        self._linear()
         prec = self.log_sharpness.exp() * self.inv_spacing2
         return self._precision_grid() @ self.proj.bias - self.grid.square() @ prec  # (V,)
 
     def forward(self, h: Tensor) -> Tensor:
-        return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
+        if self.bound == "box":
+            return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
+        prec = self.log_sharpness.exp() * self.inv_spacing2
+        return self.position(h) @ self._precision_grid().t() - self.grid.square() @ prec  # (..., V)
 
     def straight_through(self, h: Tensor) -> StraightThrough:
         """The nearest grid point to u = A h + a, with straight-through gradients to u.
@@ -185,7 +209,7 @@ class LatticeHead(nn.Module):
         the 2^d corners), and log q(index) and KL(q || uniform) per token (`factor_log_prob`, no
         gradient). Used to warm-start the encoder as an FSQ autoencoder.
         """
-        u = self.proj(h)
+        u = self.position(h)
         levels = torch.tensor(self.levels, device=u.device)
         # FSQ grid coordinate along each dimension: (j - half) / half, j in [0, L), half = L // 2
         # (odd and even L alike, as in vector_quantize_pytorch.FSQ's implicit codebook)
@@ -222,19 +246,35 @@ class LatticeHead(nn.Module):
         return log_q, kl
 
 
+#: How a lattice head keeps u in the grid: "box" (a penalty outside it) or "tanh" (FSQ's bound).
+LATTICE_BOUNDS = ("box", "tanh")
+
+
+def fsq_bound(u: Tensor, levels: tuple[int, ...]) -> Tensor:
+    """FSQ's bound (Mentzer et al. 2023, as `vector_quantize_pytorch.FSQ.bound`) in grid coordinates:
+    u (..., d) -> (tanh(u + s) (L - 1)(1 + 1e-3) / 2 - o) / (L // 2), o = 1/2 for even L (0 for odd),
+    s = atanh(o / half_l); rounding it to the grid gives FSQ's code of u."""
+    lv = torch.tensor(levels, device=u.device, dtype=u.dtype)
+    half_l = (lv - 1) * (1 + 1e-3) / 2
+    offset = torch.where(lv % 2 == 0, 0.5, 0.0).to(u.dtype)
+    shift = (offset / half_l).atanh()
+    return ((u + shift).tanh() * half_l - offset) / (lv // 2)
+
+
 def check_levels(levels: tuple[int, ...] | list[int], vocab_size: int) -> None:
     """Raise ValueError unless the FSQ grid levels multiply to the vocabulary size and are all > 2."""
     if math.prod(levels) != vocab_size or min(levels) < 3:
         raise ValueError(f"FSQ levels {list(levels)} must each be >= 3 and multiply to the vocab size {vocab_size}")
 
 
-def make_head(cfg: TransformerConfig, lattice_levels: tuple[int, ...] | None) -> nn.Module:
-    """The output layer H -> V: a free Dense(V), or a `LatticeHead` when lattice_levels are given.
-    Raises ValueError for lattice levels that do not fit the vocabulary (`check_levels`)."""
+def make_head(cfg: TransformerConfig, lattice_levels: tuple[int, ...] | None, lattice_bound: str = "box") -> nn.Module:
+    """The output layer H -> V: a free Dense(V), or a `LatticeHead` (bounded by `lattice_bound`)
+    when lattice_levels are given. Raises ValueError for lattice levels that do not fit the
+    vocabulary (`check_levels`) or an unknown bound."""
     if lattice_levels is None:
         return nn.Linear(cfg.embed_dim, cfg.vocab_size)
     check_levels(lattice_levels, cfg.vocab_size)
-    return LatticeHead(cfg.embed_dim, tuple(lattice_levels))
+    return LatticeHead(cfg.embed_dim, tuple(lattice_levels), bound=lattice_bound)
 
 
 def init_head(head: nn.Module, init_logit_std: float) -> None:
@@ -404,7 +444,7 @@ class NARecognition(nn.Module):
 
     input tokens + positions -> unmasked blocks -> LN -> Dense(H) -> Dense(V) per position (or
     the `LatticeHead` over the grid of lattice_levels). `input_embed` must give exactly
-    T = block_size tokens.
+    T = block_size tokens. lattice_bound: the lattice head's bound ("box" or "tanh", `LatticeHead`).
     """
 
     def __init__(
@@ -414,13 +454,14 @@ class NARecognition(nn.Module):
         num_layers: int | None = None,
         init_logit_std: float = 0.0,
         lattice_levels: tuple[int, ...] | None = None,
+        lattice_bound: str = "box",
     ):
         super().__init__()
         self.cfg = cfg
         self.input_embed = input_embed
         self.encoder = Encoder(cfg, num_layers)
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.head = make_head(cfg, lattice_levels)
+        self.head = make_head(cfg, lattice_levels, lattice_bound)
         self.register_buffer("pos", sinusoidal_positions(cfg.block_size, cfg.embed_dim), persistent=False)
         init_weights(self)
         init_head(self.head, init_logit_std)

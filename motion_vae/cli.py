@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +39,9 @@ def train(
     speeds: Optional[str] = typer.Option(
         None, "--speeds", help="Also train on each training clip played at these speeds, e.g. 0.8,1.25 (speed augmentation); default: the preset's (none)."
     ),
+    lattice_bound: Optional[str] = typer.Option(
+        None, "--lattice-bound", help="box | tanh: how the DAPS-NA lattice keeps tokens in the grid (tanh = FSQ's bound, so the warm start is FSQ); default: the preset's."
+    ),
     weight_decay: Optional[float] = typer.Option(
         None, "--weight-decay", help="AdamW's decoupled weight decay of the VAE's parameters (default: the preset's, 1e-4)."
     ),
@@ -70,6 +74,11 @@ def train(
         if decay_steps < 0:
             raise typer.BadParameter(f"must be >= 0, got {decay_steps}", param_hint="--decay-steps")
         cfg.optim.decay_steps = decay_steps
+    if lattice_bound is not None:
+        try:
+            cfg.model = replace(cfg.model, lattice_bound=lattice_bound)  # __post_init__ checks it
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--lattice-bound") from None
     if weight_decay is not None:
         if not (weight_decay >= 0 and math.isfinite(weight_decay)):
             raise typer.BadParameter(f"must be a finite number >= 0, got {weight_decay}", param_hint="--weight-decay")

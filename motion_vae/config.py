@@ -66,7 +66,7 @@ class MotionTrainConfig:
     def added_field_defaults(cls) -> dict:
         """Fields that checkpoints of earlier versions lack, at their defaults
         (`daps.trainer.train(config_defaults=...)`: those checkpoints still resume)."""
-        model = {f.name: f.default for f in fields(MotionVAEConfig) if f.name in ("arch", "conv_width", "conv_res_blocks")}
+        model = {f.name: f.default for f in fields(MotionVAEConfig) if f.name in ("arch", "conv_width", "conv_res_blocks", "lattice_bound")}
         return {"mirror": cls.__dataclass_fields__["mirror"].default, "speeds": [], "model": model}
 
     @property

@@ -44,7 +44,8 @@ class MotionVAEConfig:
     learned_variance (then clipped to [0.01, 1]). init_logit_std: the DAPS encoder's initial logit
     scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
-    the decoder embeds each code by its grid point, as FSQ's does. aligned_input: the AR
+    the decoder embeds each code by its grid point, as FSQ's does; lattice_bound "box" or "tanh"
+    (FSQ's bound, NA encoder only: `daps.recognition.LatticeHead`). aligned_input: the AR
     encoder's causal decoder also sees the encoded input token at its own position. arch:
     "transformer" or "conv" (module docstring); conv_width W and conv_res_blocks, the residual blocks of
     each conv stack (conv only; num_layers then counts only the AR encoder's transformer)."""
@@ -63,6 +64,7 @@ class MotionVAEConfig:
     fsq_levels: tuple[int, ...] = (8, 8, 4, 4)
     init_logit_std: float = 0.0
     lattice: bool = False
+    lattice_bound: str = "box"
     aligned_input: bool = False
     vq_commitment: float = 0.5
     arch: str = "transformer"
@@ -73,6 +75,8 @@ class MotionVAEConfig:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be transformer or conv, got {self.arch!r}")
+        if self.lattice_bound != "box" and not (self.lattice and self.recognition == "na"):
+            raise ValueError(f"lattice_bound {self.lattice_bound!r} needs the NA encoder on the lattice (daps-na)")
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
@@ -102,7 +106,7 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     if cfg.recognition == "ar":
         recognition = ARRecognition(tcfg, inp, t, cfg.init_logit_std, levels, cfg.aligned_input)
     elif cfg.recognition == "na":
-        recognition = NARecognition(tcfg, inp, layers, cfg.init_logit_std, levels)
+        recognition = NARecognition(tcfg, inp, layers, cfg.init_logit_std, levels, cfg.lattice_bound)
     elif cfg.recognition == "fsq":
         recognition = FSQRecognition(tcfg, inp, cfg.fsq_levels, layers)
     elif cfg.recognition == "vq":

@@ -338,6 +338,35 @@ def test_lattice_head_is_a_distance_to_grid_softmax():
     assert torch.equal(logp.argmax(-1), nearest)
 
 
+def test_tanh_bounded_lattice_warm_start_is_vector_quantize_fsq():
+    """bound="tanh": the straight-through codes and indices are vector_quantize_pytorch.FSQ's own
+    for the same u, the categorical's mode is that code, and logits are the distance-to-grid
+    softmax of the bounded u; the linear .weight/.bias (the AR kernel's) are refused."""
+    from vector_quantize_pytorch import FSQ
+
+    from daps.recognition import LatticeHead, fsq_bound
+
+    levels = (8, 4, 5)
+    head = LatticeHead(3, levels, init_sharpness=3.0, bound="tanh")
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.eye(3))
+        head.proj.bias.zero_()
+    u = 2 * torch.randn(500, 3, generator=torch.Generator().manual_seed(0))
+    codes, idx = FSQ(list(levels))(u.unsqueeze(0))
+    st = head.straight_through(u)
+    assert torch.equal(st.idx, idx[0].long()) and torch.allclose(st.codes, codes[0], atol=1e-6)
+    assert torch.equal(head(u).argmax(-1), st.idx) and float(st.box.abs().max()) == 0.0
+    b = fsq_bound(u, levels)
+    assert float(b.min()) >= -1.0 - 1e-3 and float(b.max()) <= 1.0 + 1e-3
+    delta = torch.tensor([0.25, 0.5, 0.5])
+    dist = -(3.0 * (b[:, None, :] - head.grid[None]).square() / delta.square()).sum(-1)
+    assert torch.allclose(torch.log_softmax(head(u), -1), torch.log_softmax(dist, -1), atol=1e-4)
+    with pytest.raises(TypeError, match="not linear"):
+        head.weight
+    with pytest.raises(ValueError, match="bound"):
+        LatticeHead(3, levels, bound="clamp")
+
+
 def test_aligned_input_sampler_matches_teacher_forcing():
     torch.manual_seed(3)
     cfg = TransformerConfig(vocab_size=64, block_size=8, embed_dim=16, num_heads=2, num_layers=2)

@@ -539,3 +539,20 @@ def test_train_cli_refuses_a_bad_weight_decay(tmp_path):
     for bad in ("-0.1", "nan"):
         r = CliRunner().invoke(app, ["train", "--weight-decay", bad, "--run-dir", str(tmp_path / "r")])
         assert r.exit_code != 0 and "--weight-decay" in r.output and not (tmp_path / "r").exists()
+
+
+def test_tanh_bounded_lattice_trains_through_the_warm_start_and_reloads(tmp_path, data):
+    """--lattice-bound tanh: a DAPS-NA lattice run warm-starts as FSQ and goes on with DAPS; the
+    bound is stored in the checkpoint and rebuilt on load; other encoders refuse it."""
+    from motion_vae.config import set_method
+
+    cfg = set_method(tiny_config(), "daps-na")
+    cfg.steps, cfg.model.fsq_levels, cfg.model.lattice = 3, (4, 4, 4), True
+    cfg.model.arch, cfg.model.conv_width, cfg.model.conv_res_blocks = "conv", 16, 1
+    cfg.model.lattice_bound, cfg.daps.st_warmup_steps = "tanh", 2
+    m = train_motion_vae(cfg, tmp_path, device="cpu", progress=False, data=data)
+    assert np.isfinite(m["val/log_p"])
+    model, loaded, _, _ = load_motion_vae(tmp_path / "checkpoint.pt", "cpu")
+    assert loaded.model.lattice_bound == "tanh" and model.recognition.head.bound == "tanh"
+    with pytest.raises(ValueError, match="lattice_bound"):
+        MotionVAEConfig(num_features=0, recognition="ar", lattice=True, lattice_bound="tanh")
