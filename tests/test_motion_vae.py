@@ -483,10 +483,15 @@ def test_conv_arch_trains_resumes_and_round_trips(tmp_path, data, method):
 
 
 def test_cpu_presets_end_with_their_decaying_daps_phase():
+    from motion_vae.config import set_method
+
     for name, arch in (("cpu", "conv"), ("cpu-long", "transformer")):
         cfg = preset_config(name)
         assert cfg.model.arch == arch and cfg.method == "daps-na" and cfg.model.lattice
         assert cfg.steps == cfg.daps.st_warmup_steps + cfg.optim.decay_steps  # warm start, then DAPS as the rates fall
+    assert preset_config("cpu").model.lattice_bound == "tanh"
+    for method in ("daps", "fsq", "vqvae", "gumbel", "grmck"):  # the bound is DAPS-NA's; the others build
+        assert set_method(preset_config("cpu"), method).model.lattice_bound == "box"
 
 
 def test_checkpoints_without_a_method_field_are_daps_or_fsq():
