@@ -170,6 +170,10 @@ class LatticeHead(nn.Module):
     def _precision_grid(self) -> Tensor:
         return self.grid * (2 * self.log_sharpness.exp() * self.inv_spacing2)  # (V, d)
 
+    def _grid_norm(self) -> Tensor:
+        """sum_i kappa_i g_ci^2 / delta_i^2 per code (V,): the u-independent part of the logits."""
+        return self.grid.square() @ (self.log_sharpness.exp() * self.inv_spacing2)
+
     def position(self, h: Tensor) -> Tensor:
         """u (..., d), the token's position in grid coordinates: A h + a, squashed into the grid
         by FSQ's tanh bound when ``bound="tanh"`` (:func:`fsq_bound`)."""
@@ -188,14 +192,12 @@ class LatticeHead(nn.Module):
     @property
     def bias(self) -> Tensor:
         self._linear()
-        prec = self.log_sharpness.exp() * self.inv_spacing2
-        return self._precision_grid() @ self.proj.bias - self.grid.square() @ prec  # (V,)
+        return self._precision_grid() @ self.proj.bias - self._grid_norm()  # (V,)
 
     def forward(self, h: Tensor) -> Tensor:
         if self.bound == "box":
             return torch.addmm(self.bias, h.flatten(0, -2), self.weight.t()).view(*h.shape[:-1], -1)
-        prec = self.log_sharpness.exp() * self.inv_spacing2
-        return self.position(h) @ self._precision_grid().t() - self.grid.square() @ prec  # (..., V)
+        return self.position(h) @ self._precision_grid().t() - self._grid_norm()  # (..., V)
 
     def straight_through(self, h: Tensor) -> StraightThrough:
         """The nearest grid point to u = A h + a, with straight-through gradients to u.

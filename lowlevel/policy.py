@@ -39,6 +39,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
 
+from envs.tracking import DEFAULT_REFERENCE_OFFSETS
+
 __all__ = ["LatentConvExtractor", "PRESETS", "preset", "policy_kwargs"]
 
 
@@ -118,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_max_mean_joint_error": None,
         "control_hz": 100.0,
         "pd_gain_scale": 1.0,
-        "reference_offsets": [1, 2, 5],
+        "reference_offsets": list(DEFAULT_REFERENCE_OFFSETS),
     },
     # Small MLP: trains in about an hour on 2 cores.
     "cpu": {
@@ -152,7 +154,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Multiplies Unitree's PD gains (kp and kd; torque limits unchanged): an ablation lever.
         "pd_gain_scale": 1.0,
         # Control frames ahead whose reference (or decoded) frames the goal shows (10-50 ms).
-        "reference_offsets": [1, 2, 5],
+        "reference_offsets": list(DEFAULT_REFERENCE_OFFSETS),
     },
 }
 

@@ -151,8 +151,13 @@ def evaluate_checkpoint(
     clip_dir = resolve_clip_dir(data_root)
     val_names = ckpt["extra"]["val_clips"]
     L = cfg.model.segment_length
+    features: dict[str, np.ndarray] = {}  # standardised features per clip, computed once (FK of every frame)
+
     def fixed_segments(names: list[str], count: int) -> torch.Tensor:
-        clips = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in names}, L)
+        for n in names:
+            if n not in features:
+                features[n] = stats.standardise(clip_features(clip_dir / f"{n}.csv", L))
+        clips = SegmentSampler({n: features[n] for n in names}, L)
         return torch.from_numpy(clips.fixed(count, seed=0)).to(dev)
 
     metrics = evaluate_segments(model, fixed_segments(val_names, num_segments), stats, beta_final=cfg.beta_final)
@@ -160,9 +165,10 @@ def evaluate_checkpoint(
         train_x = fixed_segments(recorded_clips(ckpt["extra"]["train_clips"]), train_segments)
         train_metrics = evaluate_segments(model, train_x, stats, beta_final=cfg.beta_final)
         metrics.update({f"train/{k}": v for k, v in train_metrics.items()})
-    for name in val_names if clip_segments > 0 else []:
-        m = evaluate_segments(model, fixed_segments([name], clip_segments), stats, beta_final=cfg.beta_final)
-        metrics.update({f"clip/{name}/{k}": m[k] for k in ("joint_rmse_rad", "log_p", "code_info_nats")})
+    if clip_segments > 0:
+        for name in val_names:
+            m = evaluate_segments(model, fixed_segments([name], clip_segments), stats, beta_final=cfg.beta_final)
+            metrics.update({f"clip/{name}/{k}": m[k] for k in ("joint_rmse_rad", "log_p", "code_info_nats")})
     metrics.update({"num_segments": num_segments, "train_segments": train_segments, "clip_segments": clip_segments, "step": ckpt["step"], "bits": cfg.model.bits})
 
     out_dir = Path(out_dir)
