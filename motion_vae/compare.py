@@ -3,7 +3,8 @@ the preset's model sizes and batch, and (with max_minutes) the same training wal
 
     compare(...) -> out_dir/
         runs/<method>/seed<s>/   each run's checkpoint, metrics.csv, eval.csv, tb/ (resumable),
-                                 eval.json + reconstruction.png of the final validation
+                                 eval.json + reconstruction.png of the final validation, and
+                                 result.json: the run's table row and validation curve
         results.csv / .json      one row per run: validation metrics on `segments` fixed segments
                                  (one sampled code each), steps, training seconds, steps/s
         table.md                 mean +- standard error over seeds per method (Markdown)
@@ -11,7 +12,10 @@ the preset's model sizes and batch, and (with max_minutes) the same training wal
                                  steps and against training wall time (256 segments, as logged)
 
 Runs already complete in out_dir are not trained again (the trainer resumes them), so an
-interrupted comparison continues where it stopped.
+interrupted comparison continues where it stopped. A run whose result.json exists is neither
+trained nor scored again, even without its checkpoint: a comparison too long for one sitting or
+one machine can keep only those small files (a few kB each) and go on elsewhere; the table then
+gathers rows scored in different processes (each row keeps its own steps/s).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.io import atomic_write_text
 from daps.objectives.registry import method_spec
+from motion_vae.card import describe_machine
 from motion_vae.config import METHODS, apply_overrides, preset_config, set_arch, set_method
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint
@@ -70,7 +75,6 @@ def compare(
     if arch is not None:
         cfgs = {m: set_arch(cfg, arch) for m, cfg in cfgs.items()}
     out_dir = Path(out_dir)
-    data = data or load_motion_dataset(data_root, cfgs[methods[0]].model.segment_length, mirror=cfgs[methods[0]].mirror, speeds=cfgs[methods[0]].speeds)
     limit = max_minutes * 60 if max_minutes is not None else None
     rows, curves, total = [], {}, len(methods) * seeds
     for i, method in enumerate(methods):
@@ -79,14 +83,22 @@ def compare(
             run_dir = out_dir / "runs" / method / f"seed{seed}"
             if progress:
                 print(f"[{i * seeds + seed + 1}/{total}] {method} seed {seed} -> {run_dir}", flush=True)
-            cfg = apply_overrides(copy.deepcopy(cfgs[method]), seed=seed)
-            train_motion_vae(cfg, run_dir, data=data, device=device, resume=True, progress=progress, time_limit_s=limit)
-            row, evals = final_row(method, seed, run_dir)
-            final = evaluate_checkpoint(run_dir / "checkpoint.pt", run_dir, data_root=data_root, num_segments=segments, device=device)
-            row.update({k: v for k, v in final.items() if isinstance(v, float)})
-            row["train_minutes"] = row["train_seconds"] / 60
-            rows.append(row)
-            curves[method].append(evals)
+            record = read_run_record(run_dir / "result.json", method, seed, segments, preset, max_minutes)
+            if record is None:
+                cfg = apply_overrides(copy.deepcopy(cfgs[method]), seed=seed)
+                if data is None:  # read only when a run still has to train
+                    c0 = cfgs[methods[0]]
+                    data = load_motion_dataset(data_root, c0.model.segment_length, mirror=c0.mirror, speeds=c0.speeds)
+                train_motion_vae(cfg, run_dir, data=data, device=device, resume=True, progress=progress, time_limit_s=limit)
+                row, evals = final_row(method, seed, run_dir)
+                final = evaluate_checkpoint(run_dir / "checkpoint.pt", run_dir, data_root=data_root, num_segments=segments, device=device)
+                row.update({k: v for k, v in final.items() if isinstance(v, float)})
+                row["train_minutes"] = row["train_seconds"] / 60
+                record = {"row": row, "evals": evals, "segments": segments, "preset": preset,
+                          "max_minutes": max_minutes, "machine": describe_machine()}
+                atomic_write_text(run_dir / "result.json", json.dumps(record, indent=1) + "\n")
+            rows.append(record["row"])
+            curves[method].append(record["evals"])
     summary = summarize(rows, TABLE_COLUMNS)
     bits = {m: cfgs[m].model.bits for m in methods}
     c0 = cfgs[methods[0]]
@@ -105,3 +117,24 @@ def compare(
     panels = (("joint_rmse_rad", "validation joint RMSE [rad]"), ("code_info_nats", "own - shuffled log p [nats]"))
     plot_curves(curves, out_dir / "curves.png", header.split(";")[0], panels)
     return result
+
+
+def read_run_record(path: Path, method: str, seed: int, segments: int, preset: str, max_minutes: float | None) -> dict | None:
+    """A finished run's result.json ({"row", "evals", "segments", "preset", "max_minutes",
+    "machine"}), or None when the run has none. Raises ValueError naming the file when it is
+    malformed, or belongs to another method, seed, preset, time budget or number of validation
+    segments than this comparison."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        row, evals = record["row"], record["evals"]
+        ok = row["method"] == method and int(row["seed"]) == seed and isinstance(evals, list)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a comparison run record ({e})") from None
+    if not ok:
+        raise ValueError(f"{path}: a record of {row.get('method')} seed {row.get('seed')}, expected {method} seed {seed}")
+    for key, want in (("segments", segments), ("preset", preset), ("max_minutes", max_minutes)):
+        if record.get(key) != want:
+            raise ValueError(f"{path}: {key} {record.get(key)!r} in the record, this comparison has {want!r}")
+    return record

@@ -8,10 +8,11 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
             width H 64, conv width 128), batch 16, K 8, beta 1: a straight-through (FSQ) warm
             start of 7000 steps, then 650 DAPS steps over which the learning rates fall to 0.1x,
             within 15 minutes on 2 CPU cores (README command 1).
-  cpu-long  the paper's width and depth (H 128, 2 layers per stack), batch 16: 40k warm-start
-            steps, then 2.5k DAPS steps over which the learning rates fall to 0.1x (a few hours
-            on 2 cores; resumable across sittings). The shipped models/motion_vae.pt is a run
-            of it (its card names the commit and the sittings).
+  cpu-long  the conv model at the paper's token width and depth (H 128, 2 layers per stack),
+            batch 32, training clips and their mirror images, the tanh-bounded lattice: 40k
+            warm-start steps (FSQ exactly), then 2k DAPS steps; the learning rates fall linearly
+            to 0.1x over the whole run (a few hours on 2 cores; resumable across sittings). The
+            shipped models/motion_vae.pt is a run of it (its card names the commit and the sittings).
 """
 from __future__ import annotations
 
@@ -108,32 +109,33 @@ def preset_config(name: str) -> MotionTrainConfig:
             ckpt_every=50_000,
         )
     if name in ("cpu", "cpu-long"):
-        # DAPS-NA on the FSQ lattice after a straight-through warm start (docs/motion_vae_cpu_study.md):
-        # the long run: the paper's transformer size (H 128 x 2); the 15-minute one: the conv
-        # encoder/decoder, which reached the same error ~3x sooner than the transformers (session 8)
+        # DAPS-NA on the FSQ lattice after a straight-through warm start (docs/motion_vae_cpu_study.md),
+        # both on the conv encoder/decoder, which reached the same error ~3x sooner than the
+        # transformers (session 8); the long run at the paper's token width and depth (H 128 x 2)
         long = name == "cpu-long"
         return MotionTrainConfig(
             preset=name,
             method="daps-na",
             model=MotionVAEConfig(
                 num_features=0, embed_dim=128 if long else 64, num_layers=2 if long else 1, recognition="na", lattice=True,
-                arch="transformer" if long else "conv",
+                arch="conv",
                 # FSQ's tanh bound on the lattice: the warm start is FSQ exactly (session 10: the
-                # box bound lagged FSQ; cpu 0.2115 against 0.216 rad). cpu-long keeps the shipped
-                # model's recipe until its tanh run is measured.
-                lattice_bound="box" if long else "tanh",
+                # box bound lagged FSQ; cpu 0.2115 against 0.216 rad)
+                lattice_bound="tanh",
             ),
             daps=DAPSConfig(
                 num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0),
                 st_warmup_steps=40_000 if long else 7_000,
             ),
-            # the learning rates fall 10x over the DAPS phase (docs/motion_vae_cpu_study.md, session 4:
-            # cpu-long 0.0066 rad and 82 nats better at 30k steps; cpu 0.234 against 0.250 rad)
+            # the learning rates fall 10x: over the DAPS phase for cpu (docs/motion_vae_cpu_study.md,
+            # session 4: 0.234 against 0.250 rad), over the whole run for cpu-long (session 9)
             optim=OptimConfig(
-                lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=2_500 if long else 650
+                lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=42_000 if long else 650
             ),
-            batch_size=16,
-            steps=42_500 if long else 7_650,
+            batch_size=32 if long else 16,
+            steps=42_000 if long else 7_650,
+            # mirror images of the training clips (session 9: -2054.5 against -2109.7 nats at 16k steps)
+            mirror=long,
             log_every=50,
             eval_every=2500 if long else 500,
             ckpt_every=500 if long else 250,

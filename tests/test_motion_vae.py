@@ -485,11 +485,12 @@ def test_conv_arch_trains_resumes_and_round_trips(tmp_path, data, method):
 def test_cpu_presets_end_with_their_decaying_daps_phase():
     from motion_vae.config import set_method
 
-    for name, arch in (("cpu", "conv"), ("cpu-long", "transformer")):
-        cfg = preset_config(name)
-        assert cfg.model.arch == arch and cfg.method == "daps-na" and cfg.model.lattice
-        assert cfg.steps == cfg.daps.st_warmup_steps + cfg.optim.decay_steps  # warm start, then DAPS as the rates fall
-    assert preset_config("cpu").model.lattice_bound == "tanh"
+    cpu, long = preset_config("cpu"), preset_config("cpu-long")
+    for cfg in (cpu, long):
+        assert cfg.model.arch == "conv" and cfg.method == "daps-na" and cfg.model.lattice
+        assert cfg.model.lattice_bound == "tanh" and cfg.daps.st_warmup_steps < cfg.steps
+    assert cpu.steps == cpu.daps.st_warmup_steps + cpu.optim.decay_steps  # warm start, then DAPS as the rates fall
+    assert long.optim.decay_steps == long.steps and long.mirror and not cpu.mirror  # rates fall over the whole run
     for method in ("daps", "fsq", "vqvae", "gumbel", "grmck"):  # the bound is DAPS-NA's; the others build
         assert set_method(preset_config("cpu"), method).model.lattice_bound == "box"
 
@@ -527,6 +528,38 @@ def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeyp
     before = (tmp_path / "runs/fsq/seed0/checkpoint.pt").stat().st_mtime_ns
     mc.compare(["fsq"], 1, "cpu", tmp_path, segments=32, data=data, progress=False)  # complete runs are not trained again
     assert (tmp_path / "runs/fsq/seed0/checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_compare_goes_on_from_run_records_without_checkpoints(tmp_path, data, monkeypatch):
+    """A comparison kept as result.json records only (another sitting or machine) rebuilds its
+    table from them without training or reading data; records of another budget are refused."""
+    import shutil
+
+    import motion_vae.compare as mc
+    from motion_vae.config import CPU_STEPS
+
+    def tiny(name):
+        cfg = tiny_config(val_segments=16)
+        cfg.model.fsq_levels = (4, 4, 4)
+        return cfg
+
+    monkeypatch.setattr(mc, "preset_config", tiny)
+    monkeypatch.setitem(CPU_STEPS, "fsq", 3)
+    first = mc.compare(["fsq"], 1, "cpu", tmp_path / "a", segments=32, data=data, progress=False)
+    kept = tmp_path / "b/runs/fsq/seed0"
+    kept.mkdir(parents=True)
+    shutil.copy(tmp_path / "a/runs/fsq/seed0/result.json", kept)  # only the record travels
+    monkeypatch.setattr(mc, "train_motion_vae", lambda *a, **k: pytest.fail("a recorded run was trained again"))
+    again = mc.compare(["fsq"], 1, "cpu", tmp_path / "b", segments=32, progress=False, data_root=tmp_path / "no_data")
+    assert again["runs"] == first["runs"] and (tmp_path / "b/table.md").read_text() == (tmp_path / "a/table.md").read_text()
+    assert not (kept / "checkpoint.pt").exists()
+    with pytest.raises(ValueError, match="result.json: segments 32 in the record"):
+        mc.compare(["fsq"], 1, "cpu", tmp_path / "b", segments=64, progress=False)
+    with pytest.raises(ValueError, match="result.json: max_minutes None in the record"):
+        mc.compare(["fsq"], 1, "cpu", tmp_path / "b", segments=32, max_minutes=5, progress=False)
+    (kept / "result.json").write_text("{")
+    with pytest.raises(ValueError, match="result.json: not a comparison run record"):
+        mc.compare(["fsq"], 1, "cpu", tmp_path / "b", segments=32, progress=False)
 
 
 def test_cli_compare_rejects_unknown_methods(tmp_path):
