@@ -75,6 +75,7 @@ def compare(
     if arch is not None:
         cfgs = {m: set_arch(cfg, arch) for m, cfg in cfgs.items()}
     out_dir = Path(out_dir)
+    c0 = cfgs[methods[0]]
     limit = max_minutes * 60 if max_minutes is not None else None
     rows, curves, total = [], {}, len(methods) * seeds
     for i, method in enumerate(methods):
@@ -87,7 +88,6 @@ def compare(
             if record is None:
                 cfg = apply_overrides(copy.deepcopy(cfgs[method]), seed=seed)
                 if data is None:  # read only when a run still has to train
-                    c0 = cfgs[methods[0]]
                     data = load_motion_dataset(data_root, c0.model.segment_length, mirror=c0.mirror, speeds=c0.speeds)
                 train_motion_vae(cfg, run_dir, data=data, device=device, resume=True, progress=progress, time_limit_s=limit)
                 row, evals = final_row(method, seed, run_dir)
@@ -101,7 +101,6 @@ def compare(
             curves[method].append(record["evals"])
     summary = summarize(rows, TABLE_COLUMNS)
     bits = {m: cfgs[m].model.bits for m in methods}
-    c0 = cfgs[methods[0]]
     budget = f"at most {max_minutes:g} min of training each" if max_minutes is not None else "each method's preset steps"
     header = (f"LAFAN1-H1, preset {preset}: {c0.model.block_size} tokens x {c0.model.vocab_size} codes per "
               f"{c0.model.segment_length} frames, H {c0.model.embed_dim} x {c0.model.num_layers}, batch {c0.batch_size}, "
