@@ -112,16 +112,27 @@ class GaussianLikelihood(nn.Module):
     """Diagonal Gaussian N(x; mu, sigma^2) with a fixed or a learned, clipped variance.
 
     Fixed (default, as the authors' LAFAN setting): sigma^2 = `variance`, parameters P = 1 (mu).
-    Learned: P = 2 (mu, log sigma^2), log sigma^2 clipped to [log min_var, log max_var]
-    (paper Sec. 4: [0.01, 1]).
+    channel_variance (C,), fixed case only: one sigma^2 per channel of the last event dim instead
+    (e.g. a smaller one for a feature that should be fit more closely; the likelihood stays
+    normalised, so log p is still in nats). Learned: P = 2 (mu, log sigma^2), log sigma^2 clipped
+    to [log min_var, log max_var] (paper Sec. 4: [0.01, 1]).
+    Raises ValueError for non-positive variances or channel_variance with learned=True.
     """
 
-    def __init__(self, variance: float = 0.25, learned: bool = False, min_var: float = 0.01, max_var: float = 1.0):
+    def __init__(self, variance: float = 0.25, learned: bool = False, min_var: float = 0.01, max_var: float = 1.0,
+                 channel_variance: "Tensor | None" = None):
         super().__init__()
         if variance <= 0 or not 0 < min_var <= max_var:
             raise ValueError(f"variances must be positive with min_var <= max_var, got {variance}, {min_var}, {max_var}")
         self.variance, self.learned = variance, learned
         self.log_min, self.log_max = math.log(min_var), math.log(max_var)
+        self.channel_variance: Tensor | None
+        if channel_variance is not None:
+            channel_variance = torch.as_tensor(channel_variance, dtype=torch.float32)
+            if learned or channel_variance.ndim != 1 or not bool((channel_variance > 0).all()):
+                raise ValueError("channel_variance must be a 1-D tensor of positive variances, with a fixed variance")
+        # not persistent: it comes from the model's config, and checkpoints without it still load
+        self.register_buffer("channel_variance", channel_variance, persistent=False)
 
     @property
     def num_params(self) -> int:
@@ -135,12 +146,18 @@ class GaussianLikelihood(nn.Module):
         """log sigma^2, same shape as the mean."""
         if self.learned:
             return params.chunk(2, dim=-1)[1].clamp(self.log_min, self.log_max)
+        if self.channel_variance is not None:
+            return self.channel_variance.log().to(params.dtype).expand_as(params)
         return torch.full_like(params, math.log(self.variance))
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x|z) (B, K) in nats, summed over the event dims, for x (B, *event)."""
         mu = self.mean(params)
         d2 = (x.unsqueeze(1) - mu).square()
+        if self.channel_variance is not None:
+            var = self.channel_variance.to(d2.dtype)
+            lp = d2.mul_(-0.5 / var).sub_(0.5 * (var.log() + math.log(2 * math.pi)))
+            return lp.flatten(2).sum(-1)
         if not self.learned:  # scalar variance: no full-size log-variance tensors
             lp = d2.mul_(-0.5 / self.variance).sub_(0.5 * (math.log(self.variance) + math.log(2 * math.pi)))
             return lp.flatten(2).sum(-1)

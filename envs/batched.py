@@ -355,7 +355,10 @@ class H1BatchedVecEnv(VecEnv):
         proprio = np.concatenate(parts, axis=1)
         flat = e0.goal != "latent"
         if flat:
-            obs = np.concatenate([proprio, self._reference_goal(idx).reshape(n, -1)], axis=1)
+            parts = [proprio, self._reference_goal(idx).reshape(n, -1)]
+            if e0.critic_reference_obs:  # the asymmetric critic's true-reference block
+                parts.append(self._reference_goal(idx, true_reference=True).reshape(n, -1))
+            obs = np.concatenate(parts, axis=1)
         else:
             obs = proprio
         if not np.isfinite(obs).all():  # non-finite numbers (unstable state) are observed as 0
@@ -366,12 +369,13 @@ class H1BatchedVecEnv(VecEnv):
         latent, phase = self._latent_goal(idx)
         return {"proprio": obs, "latent": latent, "phase": phase}
 
-    def _reference_goal(self, idx: np.ndarray) -> np.ndarray:
-        """(n, offsets, 28) "reference" / "decoded" goal numbers (see envs.tracking's module docstring)."""
+    def _reference_goal(self, idx: np.ndarray, true_reference: bool = False) -> np.ndarray:
+        """(n, offsets, 28) "reference" / "decoded" goal numbers (see envs.tracking's module
+        docstring); true_reference: the true clip's even with goal="decoded" (critic_reference_obs)."""
         t, e0 = self._table, self.envs[0]
         c = self._clip_idx[idx]
         fs = np.minimum(self._frame[idx, None] + e0.reference_offsets, t.last[c, None])
-        if e0.goal == "decoded":
+        if e0.goal == "decoded" and not true_reference:
             g = t.dec_rows[t.dec_offset[c, None] + fs]  # (n, O, 28)
             ca, sa, tx, ty = (v[:, None] for v in self._anchor[idx].T)
             for j, (ox, oy) in ((19, (tx, ty)), (22, (0.0, 0.0)), (25, (0.0, 0.0))):  # about z, as the single env

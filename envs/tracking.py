@@ -88,6 +88,12 @@ Observation (float32)
         stay as decoded.  Reward, termination, RSI and truncation stay against the TRUE reference:
         the training signal is imitation of the true motion.  The usable part of a clip ends with
         the decoded motion (or the clip, whichever is shorter).
+    ``critic_reference_obs=True`` (``goal="decoded"`` only, opt-in): the Box grows by 28 *
+        len(reference_offsets) numbers appended after the decoded goal: the TRUE reference's goal
+        numbers in the ``goal="reference"`` layout, for an asymmetric critic (the rewards are
+        computed against the true clip). The actor must not see them: ``actor_obs_dim`` (the
+        observation's first numbers) is what a deployable policy reads
+        (:class:`lowlevel.policy.AsymmetricCriticPolicy`).
 
 ``info`` holds the reward terms ``pose``, ``vel``, ``end_effector``, ``com``,
 ``torque_penalty``, and ``termination`` (reason or None), ``truncation`` (reason or None),
@@ -365,6 +371,9 @@ class H1TrackingEnv(gym.Env):
             lever: the torque limits stay).
         root_velocity_obs: append the root's linear velocity in the heading frame and its height
             to proprio (63 -> 67 numbers, ``self.proprio_dim``; module docstring).  Default off.
+        critic_reference_obs: ``goal="decoded"`` only: append the true reference's goal numbers
+            for an asymmetric critic (module docstring); ``self.actor_obs_dim`` numbers come
+            first, the policy's own input.  Default off.  ValueError with another goal.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
@@ -393,6 +402,7 @@ class H1TrackingEnv(gym.Env):
         max_qvel: float = 1000.0,
         ground_feet: bool = True,
         root_velocity_obs: bool = False,
+        critic_reference_obs: bool = False,
         pd_gain_scale: float = 1.0,
         render_mode: str | None = None,
     ):
@@ -435,6 +445,9 @@ class H1TrackingEnv(gym.Env):
         self.root_velocity_obs = bool(root_velocity_obs)
         #: proprio numbers: 63, or 67 with root_velocity_obs
         self.proprio_dim = PROPRIO_DIM + (ROOT_VELOCITY_DIM if self.root_velocity_obs else 0)
+        if critic_reference_obs and goal != "decoded":
+            raise ValueError(f"critic_reference_obs needs goal='decoded', got goal={goal!r}")
+        self.critic_reference_obs = bool(critic_reference_obs)
 
         self.model = load_h1_model()
         self.model.opt.timestep = 1.0 / (self.control_hz * self.frame_skip)
@@ -495,7 +508,9 @@ class H1TrackingEnv(gym.Env):
         # Spaces.
         self.action_space = spaces.Box(-1.0, 1.0, shape=(len(JOINT_NAMES),), dtype=np.float32)
         if goal in ("reference", "decoded"):
-            dim = self.proprio_dim + REF_FRAME_DIM * len(self.reference_offsets)
+            #: the numbers a policy may act on; the critic's true-reference block follows them
+            self.actor_obs_dim = self.proprio_dim + REF_FRAME_DIM * len(self.reference_offsets)
+            dim = self.actor_obs_dim + (REF_FRAME_DIM * len(self.reference_offsets) if self.critic_reference_obs else 0)
             self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         else:
             self.observation_space = spaces.Dict({
@@ -835,13 +850,14 @@ class H1TrackingEnv(gym.Env):
         q[3:7] = (ch * w - sh * z, ch * x - sh * y, ch * y + sh * x, ch * z + sh * w)
         return q
 
-    def _write_reference_goal(self, out: np.ndarray) -> None:
+    def _write_reference_goal(self, out: np.ndarray, true_reference: bool = False) -> None:
         """Write the ``goal="reference"`` / ``"decoded"`` numbers (28 per reference offset, module
-        docstring) into ``out``."""
+        docstring) into ``out``; true_reference: the true clip's even with ``goal="decoded"``
+        (the critic's block of ``critic_reference_obs``)."""
         c = self._clip
         fs = np.minimum(self._frame + self.reference_offsets, c.last)
         g = out.reshape(len(fs), REF_FRAME_DIM)
-        if self.goal == "decoded":
+        if self.goal == "decoded" and not true_reference:
             np.take(c.dec_rows, fs, axis=0, out=g)  # decoded joints, root position, root rotation columns
             ca, sa, tx, ty = self._anchor  # anchor: rotate the root position and rotation columns about z
             for j, t in ((19, (tx, ty)), (22, (0.0, 0.0)), (25, (0.0, 0.0))):
@@ -873,8 +889,10 @@ class H1TrackingEnv(gym.Env):
     def _get_obs(self):
         flat = self.goal != "latent"
         if flat:
-            obs = np.empty(self.proprio_dim + REF_FRAME_DIM * len(self.reference_offsets))
-            self._write_reference_goal(obs[self.proprio_dim:])
+            obs = np.empty(self.observation_space.shape[0])
+            self._write_reference_goal(obs[self.proprio_dim:self.actor_obs_dim])
+            if self.critic_reference_obs:
+                self._write_reference_goal(obs[self.actor_obs_dim:], true_reference=True)
         else:
             obs = np.empty(self.proprio_dim)
         self._write_proprio(obs[:self.proprio_dim])

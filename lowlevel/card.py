@@ -85,7 +85,6 @@ def load_exported(path: str | Path):
     "codes").  Raises CheckpointError naming the file when it is missing, not an export, or its
     weights do not fit the policy its config describes.
     """
-    from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActorCriticPolicy
     from stable_baselines3.common.running_mean_std import RunningMeanStd
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -112,10 +111,16 @@ def load_exported(path: str | Path):
     codes = None if raw.get("codes") is None else {c: np.asarray(z, np.int64) for c, z in raw["codes"].items()}
     clip = cfg["clips"][0]
     # only the spaces are needed: a decoded goal observes the reference goal's layout
-    spaces_kw = dict(goal="reference", pd_target="reference") if cfg["goal"] == "decoded" else {}
+    spaces_kw = dict(goal="reference", pd_target="reference", critic_reference_obs=False) if cfg["goal"] == "decoded" else {}
     env = make_policy_env(raw, clip, None if codes is None else {clip: codes[clip]}, 10, **spaces_kw)
-    cls = MultiInputActorCriticPolicy if cfg["goal"] == "latent" else ActorCriticPolicy
-    policy = cls(env.observation_space, env.action_space, lambda _: 0.0, **pol.policy_kwargs(cfg, cfg["goal"]),
+    obs_space = env.observation_space
+    if cfg.get("critic_reference_obs"):  # the asymmetric critic's true-reference block follows the actor's numbers
+        from gymnasium import spaces
+
+        n = obs_space.shape[0] + (obs_space.shape[0] - env.proprio_dim)
+        obs_space = spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+        env.observation_space = obs_space  # spaces-only env: the VecNormalize below reads it
+    policy = pol.policy_class(cfg)(obs_space, env.action_space, lambda _: 0.0, **pol.policy_kwargs(cfg, cfg["goal"]),
                  use_sde=bool(cfg["ppo"].get("use_sde", False)))  # gSDE's log std is a matrix (PPO passes it there)
     try:
         policy.load_state_dict(raw["policy"])

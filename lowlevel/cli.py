@@ -40,6 +40,7 @@ def train(
     goal: str = typer.Option("latent", "--goal", help="latent (DAPS codes) | reference (next reference frames) | decoded (the reference goal's layout, filled from the motion VAE's decoding of the clip's codes)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start a new run from this low-level checkpoint's policy weights and VecNormalize statistics (identical observation and action spaces, e.g. a --goal reference teacher for --goal decoded)."),
     root_velocity_obs: bool = typer.Option(False, "--root-velocity-obs", help="Also observe the root's linear velocity in the heading frame and its height (proprio 63 -> 67 numbers; stored in the run config)."),
+    critic_reference_obs: bool = typer.Option(False, "--critic-reference-obs", help="--goal decoded: an asymmetric critic that also sees the true reference (the actor does not; stored in the run config)."),
     split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
     settings: Optional[list[str]] = typer.Option(
         None, "--set", help="KEY=VALUE overriding a PPO argument (learning_rate, gamma, target_kl=None, n_epochs, ...) or a preset key "
@@ -59,7 +60,7 @@ def train(
     r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec, threads=threads,
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, pd_action_scale=pd_action_scale, split=split,
                        data_root=data, ckpt_every=ckpt_every, progress=progress, init_from=init_from,
-                       root_velocity_obs=root_velocity_obs, overrides=overrides)
+                       root_velocity_obs=root_velocity_obs, critic_reference_obs=critic_reference_obs, overrides=overrides)
     typer.echo(json.dumps(r, indent=2))
 
 

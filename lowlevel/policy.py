@@ -18,6 +18,11 @@ by 16, so no window straddles the two codes).
 Reference or decoded goal (``goal="reference"`` / ``"decoded"``, the same flat Box): SB3's default
 ``FlattenExtractor`` + the same MLPs.
 
+Asymmetric critic (``critic_reference_obs``, decoded goal): the observation is [proprio | decoded
+goal | true reference goal]; :class:`AsymmetricCriticPolicy` gives the actor the first
+``actor_obs_dim`` numbers only and the critic all of them, so the value function can predict
+rewards that are computed against the true clip while the policy stays deployable.
+
 Presets (:data:`PRESETS`): ``paper`` keeps App. I's [2048, 1024, 512] ELU MLP; ``cpu`` uses
 [256, 256] with 32 batched environments (:class:`envs.batched.H1BatchedVecEnv`), about
 1,700-2,500 environment steps/s on 2 loaded cores (``benchmarks/bench_ppo.py``), so its 10 M
@@ -35,13 +40,14 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from torch.nn import functional as F
 
 from envs.tracking import DEFAULT_REFERENCE_OFFSETS
 
-__all__ = ["LatentConvExtractor", "PRESETS", "preset", "policy_kwargs"]
+__all__ = ["AsymmetricCriticPolicy", "LatentConvExtractor", "PRESETS", "preset", "policy_kwargs", "policy_class"]
 
 
 class LatentConvExtractor(BaseFeaturesExtractor):
@@ -99,6 +105,46 @@ class LatentConvExtractor(BaseFeaturesExtractor):
         windows = h[:, : (L // k) * k].reshape(B, L // k, k * c_in)  # (j, c) order within a window
         weight = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, k * c_in)  # (C_out, C_in, k) -> (j, c)
         return F.linear(windows, weight, conv.bias)
+
+
+class ActorSlice(BaseFeaturesExtractor):
+    """The first ``actor_obs_dim`` numbers of a flat Box observation (B, D) -> (B, actor_obs_dim)."""
+
+    def __init__(self, observation_space: gym.spaces.Box, actor_obs_dim: int):
+        if not 0 < actor_obs_dim <= int(observation_space.shape[0]):
+            raise ValueError(f"actor_obs_dim {actor_obs_dim} outside (0, {observation_space.shape[0]}]")
+        super().__init__(observation_space, features_dim=actor_obs_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.flatten(1)[:, : self.features_dim]
+
+
+class AsymmetricCriticPolicy(ActorCriticPolicy):
+    """SB3's MLP actor-critic whose actor reads only the observation's first ``actor_obs_dim``
+    numbers while the critic reads all of them (privileged information for the value function only,
+    as in asymmetric actor-critic, Pinto et al. 2018).
+
+    Built through SB3's own hooks: separate features extractors (``share_features_extractor=False``;
+    the actor's is :class:`ActorSlice`, the critic's a flatten) and an ``MlpExtractor`` whose policy
+    network's first layer takes ``actor_obs_dim`` inputs. Everything PPO does is unchanged; the
+    actions never depend on the numbers after ``actor_obs_dim`` (a test checks it).
+    """
+
+    def __init__(self, observation_space, action_space, lr_schedule, *args, actor_obs_dim: int, **kwargs):
+        self.actor_obs_dim = int(actor_obs_dim)
+        kwargs["share_features_extractor"] = False
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        super()._build_mlp_extractor()  # both networks on the full observation
+        self.pi_features_extractor = ActorSlice(self.observation_space, self.actor_obs_dim)
+        first = self.mlp_extractor.policy_net[0]
+        self.mlp_extractor.policy_net[0] = nn.Linear(self.actor_obs_dim, first.out_features)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data["actor_obs_dim"] = self.actor_obs_dim
+        return data
 
 
 #: Hyper-parameters per preset.  "ppo" holds PPO's own keyword arguments.
@@ -177,4 +223,25 @@ def policy_kwargs(cfg: dict[str, Any], goal: str) -> dict[str, Any]:
         kw["share_features_extractor"] = True
     elif goal not in ("reference", "decoded"):
         raise ValueError(f"goal must be 'latent', 'reference' or 'decoded', got {goal!r}")
+    if cfg.get("critic_reference_obs"):
+        kw["actor_obs_dim"] = actor_obs_dim(cfg)
     return kw
+
+
+def actor_obs_dim(cfg: dict[str, Any]) -> int:
+    """Numbers of the flat observation the actor reads: proprio (63, 67 with root_velocity_obs) +
+    28 per reference offset (envs.tracking.H1TrackingEnv.actor_obs_dim)."""
+    from envs.tracking import PROPRIO_DIM, REF_FRAME_DIM, ROOT_VELOCITY_DIM
+
+    offsets = cfg.get("reference_offsets", DEFAULT_REFERENCE_OFFSETS)
+    return PROPRIO_DIM + (ROOT_VELOCITY_DIM if cfg.get("root_velocity_obs") else 0) + REF_FRAME_DIM * len(offsets)
+
+
+def policy_class(cfg: dict[str, Any]):
+    """The SB3 policy class of a run config: MultiInputActorCriticPolicy (latent goal),
+    AsymmetricCriticPolicy (critic_reference_obs) or ActorCriticPolicy."""
+    from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+
+    if cfg["goal"] == "latent":
+        return MultiInputActorCriticPolicy
+    return AsymmetricCriticPolicy if cfg.get("critic_reference_obs") else ActorCriticPolicy

@@ -173,6 +173,8 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         kw["data_root"] = cfg["data_root"]
     if cfg.get("root_velocity_obs"):  # configs written before it existed: off
         kw["root_velocity_obs"] = True
+    if cfg.get("critic_reference_obs"):  # configs written before it existed: off
+        kw["critic_reference_obs"] = True
     if cfg.get("pd_gain_scale") is not None:  # configs written before it existed: Unitree's gains
         kw["pd_gain_scale"] = float(cfg["pd_gain_scale"])
     if cfg.get("reference_offsets") is not None:  # configs written before it existed: the env's (1, 2, 5)
@@ -255,6 +257,25 @@ def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: in
 PPO_EXTRA_KEYS = ("vf_coef", "use_sde", "sde_sample_freq")
 
 
+def _actor_space(space, actor_obs_dim: int):
+    """The flat Box of the first actor_obs_dim numbers of `space` (a source without critic_reference_obs)."""
+    from gymnasium import spaces
+
+    return spaces.Box(space.low[:actor_obs_dim], space.high[:actor_obs_dim], dtype=space.dtype)
+
+
+def _widen_critic(src_state: dict, new_state: dict) -> dict:
+    """`src_state` (an ActorCriticPolicy's weights) fitted into an AsymmetricCriticPolicy's
+    `new_state`: the actor's and the critic's weights as they were, the critic's first layer
+    widened with zero weights for the appended true-reference inputs (so the value function
+    starts as the source's)."""
+    out = dict(src_state)
+    for k in ("mlp_extractor.value_net.0.weight",):
+        w, shape = src_state[k], new_state[k].shape
+        out[k] = torch.cat([w, w.new_zeros(shape[0], shape[1] - w.shape[1])], dim=1)
+    return out
+
+
 def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
     """Freeze the policy's state-independent log std when ``cfg["fixed_std"]`` (PPO then never
     changes it: Adam skips parameters without gradients); called after every build or load."""
@@ -309,19 +330,30 @@ def load_lowlevel(ckpt: str | Path, env=None):
     return model, vecnorm, ck
 
 
-def _vecnorm_from(src, venv, gamma: float):
+def _vecnorm_from(src, venv, gamma: float, widen_from: int | None = None):
     """A training VecNormalize on `venv` that starts from `src`'s statistics.
 
     `src` may wrap another environment (an export's statistics sit on a one-env DummyVecEnv,
     which SB3's ``set_venv`` refuses to replace), so the statistics are copied into a new
     wrapper: observation running mean / variance always, the return statistics when `src`
-    normalised rewards (an export keeps none; they then start fresh).
+    normalised rewards (an export keeps none; they then start fresh). widen_from: `src` saw only
+    the first widen_from numbers (no critic_reference_obs); the appended true-reference goal
+    block starts from the statistics of the decoded goal block, which has the same layout.
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
     vn = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=getattr(src, "norm_obs_keys", None),
                       clip_obs=src.clip_obs, gamma=gamma)
     vn.obs_rms = copy.deepcopy(src.obs_rms)
+    if widen_from is not None:
+        from envs.tracking import PROPRIO_DIM, ROOT_VELOCITY_DIM
+
+        rms, full = vn.obs_rms, venv.observation_space.shape[0]
+        proprio = widen_from - (full - widen_from)  # the goal block after proprio has the appended block's length
+        if proprio not in (PROPRIO_DIM, PROPRIO_DIM + ROOT_VELOCITY_DIM):
+            raise ValueError(f"cannot widen observation statistics from {widen_from} to {full} numbers")
+        rms.mean = np.concatenate([rms.mean, rms.mean[proprio:widen_from]])
+        rms.var = np.concatenate([rms.var, rms.var[proprio:widen_from]])
     if src.norm_reward:
         vn.ret_rms = copy.deepcopy(src.ret_rms)
     return vn
@@ -474,6 +506,7 @@ def train_lowlevel(
     progress: bool = True,
     init_from: str | Path | None = None,
     root_velocity_obs: bool = False,
+    critic_reference_obs: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) the low-level policy; returns a summary dict (steps, wall time, checkpoint).
 
@@ -508,6 +541,10 @@ def train_lowlevel(
             frame and its height (63 -> 67 numbers, :class:`envs.tracking.H1TrackingEnv`); stored in
             the config (key ``root_velocity_obs``, absent = off) so evaluation and export rebuild it.
             On resume the stored value wins.
+        critic_reference_obs: goal="decoded" only: an asymmetric critic that also sees the true
+            reference's goal numbers (:class:`lowlevel.policy.AsymmetricCriticPolicy`; the actor
+            does not). With ``init_from`` a source without it is widened: the critic's extra
+            inputs start at zero weight, their normalisation statistics from the decoded goal's.
         overrides: PPO keyword arguments overriding the preset's (e.g. {"n_steps": 64}) and/or
             preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std,
             train_max_mean_joint_error: a tighter "diverged" termination while training only).
@@ -554,6 +591,8 @@ def train_lowlevel(
                              "controller; use --pd-target decoded (or nominal / absolute)")
         if pd_target == "decoded" and goal != "decoded":
             raise ValueError(f"pd_target 'decoded' needs goal 'decoded' (got goal {goal!r}, pd_target {pd_target!r})")
+        if critic_reference_obs and goal != "decoded":
+            raise ValueError(f"critic_reference_obs needs goal 'decoded', got {goal!r}")
         if init_from is not None:
             src = load_lowlevel(init_from)  # CheckpointError for a missing / wrong file, before any work
         p = pol.preset(preset)
@@ -599,6 +638,7 @@ def train_lowlevel(
             "data_root": str(data_root) if data_root is not None else None,
             "init_from": init_info,
             "root_velocity_obs": bool(root_velocity_obs),
+            "critic_reference_obs": bool(critic_reference_obs),
             "train_max_mean_joint_error": p.get("train_max_mean_joint_error"),
             "control_hz": float(p.get("control_hz", 100.0)),
             "pd_gain_scale": float(p.get("pd_gain_scale", 1.0)),
@@ -614,7 +654,10 @@ def train_lowlevel(
     venv = build_vec_env(cfg, codes, cfg["n_envs"], cfg["seed"] + (7919 if resume else 0), decoded)
     try:
         if src is not None:  # identical spaces, checked before anything is written
-            for what, a, b in (("observation", src[0].observation_space, venv.observation_space),
+            src_obs = src[0].observation_space
+            widen = cfg["critic_reference_obs"] and not src[2]["config"].get("critic_reference_obs")
+            want_obs = _actor_space(venv.observation_space, pol.actor_obs_dim(cfg)) if widen else venv.observation_space
+            for what, a, b in (("observation", src_obs, want_obs),
                                ("action", src[0].action_space, venv.action_space)):
                 if a != b:
                     raise ValueError(f"{init_from}: cannot initialise from this checkpoint: its {what} space {a} "
@@ -629,20 +672,22 @@ def train_lowlevel(
             _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
         else:
             if src is not None:  # the source's observation / return statistics, updated further here
-                vecnorm = _vecnorm_from(src[1], venv, cfg["ppo"]["gamma"])
+                vecnorm = _vecnorm_from(src[1], venv, cfg["ppo"]["gamma"], pol.actor_obs_dim(cfg) if widen else None)
             else:
                 norm_keys = ["proprio"] if cfg["goal"] == "latent" else None
                 vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=norm_keys,
                                        clip_obs=10.0, gamma=cfg["ppo"]["gamma"])
-            policy = "MultiInputPolicy" if cfg["goal"] == "latent" else "MlpPolicy"
-            model = PPO(policy, vecnorm, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
+            model = PPO(pol.policy_class(cfg), vecnorm, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
                         device="cpu", verbose=0, **cfg["ppo"])
             if src is not None:
                 # the source's policy weights, strictly (SB3's public set_parameters); the new run
                 # keeps its own fresh optimiser
                 try:
                     src_policy = getattr(src[0], "policy", src[0])  # a PPO model, or an export's policy
-                    model.set_parameters({"policy": src_policy.state_dict(),
+                    state = src_policy.state_dict()
+                    if widen:
+                        state = _widen_critic(state, model.policy.state_dict())
+                    model.set_parameters({"policy": state,
                                           "policy.optimizer": model.policy.optimizer.state_dict()},
                                          exact_match=True, device="cpu")
                 except RuntimeError as e:

@@ -45,6 +45,9 @@ def train(
     weight_decay: Optional[float] = typer.Option(
         None, "--weight-decay", help="AdamW's decoupled weight decay of the VAE's parameters (default: the preset's, 1e-4)."
     ),
+    root_height_variance: Optional[float] = typer.Option(
+        None, "--root-height-variance", help="sigma^2 of the root-height feature alone (standardised units; default: the preset's, the model's variance 0.25)."
+    ),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -83,6 +86,11 @@ def train(
         if not (weight_decay >= 0 and math.isfinite(weight_decay)):
             raise typer.BadParameter(f"must be a finite number >= 0, got {weight_decay}", param_hint="--weight-decay")
         cfg.optim.weight_decay = weight_decay
+    if root_height_variance is not None:
+        try:
+            cfg.model = replace(cfg.model, root_height_variance=root_height_variance)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--root-height-variance") from None
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports

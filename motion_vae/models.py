@@ -41,7 +41,9 @@ class MotionVAEConfig:
     recognition: "ar" (DAPS, Gumbel, GR-MCK), "na" (DAPS-NA), "fsq" (the deterministic FSQ
     baseline, with fsq_levels multiplying to vocab_size) or "vq" (VQ-VAE: vocab_size codebook
     vectors of embed_dim, commitment vq_commitment; facts Sec. 7: 0.5 on LAFAN). variance: fixed sigma^2 in standardised units, unless
-    learned_variance (then clipped to [0.01, 1]). init_logit_std: the DAPS encoder's initial logit
+    learned_variance (then clipped to [0.01, 1]); root_height_variance: sigma^2 of the root-height
+    column alone (column 0, standardised units; None = variance), a heavier weight on the one
+    feature that places the whole body vertically. init_logit_std: the DAPS encoder's initial logit
     scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
     encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
     the decoder embeds each code by its grid point, as FSQ's does; lattice_bound "box" or "tanh"
@@ -61,6 +63,7 @@ class MotionVAEConfig:
     recognition: str = "ar"
     variance: float = 0.25
     learned_variance: bool = False
+    root_height_variance: float | None = None
     fsq_levels: tuple[int, ...] = (8, 8, 4, 4)
     init_logit_std: float = 0.0
     lattice: bool = False
@@ -77,6 +80,8 @@ class MotionVAEConfig:
             raise ValueError(f"arch must be transformer or conv, got {self.arch!r}")
         if self.lattice_bound != "box" and not (self.lattice and self.recognition == "na"):
             raise ValueError(f"lattice_bound {self.lattice_bound!r} needs the NA encoder on the lattice (daps-na)")
+        if self.root_height_variance is not None and (self.learned_variance or not self.root_height_variance > 0):
+            raise ValueError(f"root_height_variance must be positive with a fixed variance, got {self.root_height_variance}")
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
@@ -95,7 +100,11 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     """Build the motion VAE. Raises ValueError for an unknown recognition kind or bad sizes."""
     tcfg = cfg.transformer()
     h, c, l, t = cfg.embed_dim, cfg.num_features, cfg.segment_length, cfg.block_size
-    likelihood = GaussianLikelihood(cfg.variance, cfg.learned_variance)
+    channel_variance = None
+    if cfg.root_height_variance is not None:  # column 0 is root_height (motion_vae.features), never dropped
+        channel_variance = torch.full((cfg.num_features,), cfg.variance)
+        channel_variance[0] = cfg.root_height_variance
+    likelihood = GaussianLikelihood(cfg.variance, cfg.learned_variance, channel_variance=channel_variance)
     levels = cfg.fsq_levels if cfg.lattice else None
     conv = cfg.arch == "conv"
     if conv:

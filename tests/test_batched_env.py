@@ -52,7 +52,9 @@ def _decoded(frames=400):
 
 def _kwargs(goal, action_mode, pd_target="reference", root_velocity_obs=False):
     kw = dict(goal=goal, action_mode=action_mode, pd_target=pd_target, max_episode_steps=60)
-    if root_velocity_obs:
+    if root_velocity_obs == "critic":  # the decoded goal plus the asymmetric critic's true-reference block
+        kw["critic_reference_obs"] = True
+    elif root_velocity_obs:
         kw["root_velocity_obs"] = True
     if goal == "latent":
         kw.update(latent_codes=_codes(), vocab_size=16)
@@ -73,6 +75,7 @@ def _assert_obs_close(a, b, i=None):
     ("reference", "torque", "reference", 1, False), ("latent", "pd", "nominal", 2, False),
     ("reference", "pd", "reference", 1, False), ("decoded", "pd", "decoded", 1, False),
     ("reference", "pd", "reference", 1, True), ("reference", "pd", "torque-range", 1, False),
+    ("decoded", "pd", "decoded", 1, "critic"),
 ])
 def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads, root_vel):
     per_joint = pd_target == "torque-range"  # per-joint action scale, around the reference
@@ -208,3 +211,28 @@ def test_root_velocity_obs_numbers():
     g, t = 9.81, 0.1
     np.testing.assert_allclose(o[63:66], [0.0, 0.0, -g * t], atol=0.03)
     assert o[66] == pytest.approx(3.0 - 0.5 * g * t * t, abs=0.01)
+
+
+def test_critic_reference_obs_appends_the_true_reference_goal():
+    """critic_reference_obs (goal="decoded"): [proprio | decoded goal | true reference goal]; the
+    first actor_obs_dim numbers are the decoded-goal env's, the appended block the reference-goal
+    env's at the same state; refused with another goal."""
+    kw = _kwargs("decoded", "pd", "decoded")
+    on = H1TrackingEnv(CLIPS, critic_reference_obs=True, **kw)
+    off = H1TrackingEnv(CLIPS, **kw)
+    ref = H1TrackingEnv(CLIPS, **_kwargs("reference", "pd", "reference"))
+    assert on.actor_obs_dim == off.actor_obs_dim == 63 + 3 * 28 and on.observation_space.shape == (63 + 6 * 28,)
+    start = {"clip": CLIPS[0], "frame": 20}
+    on.reset(seed=3, options=start)
+    off.reset(seed=3, options=start)
+    ref.reset(seed=3, options=start)
+    a = np.full(19, 0.1, np.float32)
+    for _ in range(5):
+        o_on, o_off = on.step(a)[0], off.step(a)[0]
+    np.testing.assert_array_equal(o_on[:on.actor_obs_dim], o_off)
+    ref.state_reward(on.data.qpos.copy(), on.data.qvel.copy(), frame=on._frame)  # noqa: SLF001 - the same state
+    o_ref = ref._get_obs()  # noqa: SLF001
+    np.testing.assert_allclose(o_on[on.actor_obs_dim:], o_ref[63:], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(o_on[63:on.actor_obs_dim], o_on[on.actor_obs_dim:])  # the decoded goal is not the true one
+    with pytest.raises(ValueError, match="critic_reference_obs needs goal='decoded'"):
+        H1TrackingEnv(CLIPS, critic_reference_obs=True, **_kwargs("reference", "pd", "reference"))

@@ -475,3 +475,46 @@ def test_reference_offsets_set_the_goal_horizon_and_are_rebuilt_by_eval_and_expo
     assert "reference_offsets" not in env_kwargs(old)
     with pytest.raises(ValueError, match="reference_offsets"):
         H1TrackingEnv(["walk1_subject1"], goal="reference", reference_offsets=[0, 5])
+
+
+def test_asymmetric_critic_widens_a_teacher_and_keeps_the_actor_deployable(mvae, teacher, tmp_path):
+    """--critic-reference-obs: a decoded-goal run whose critic also sees the true reference, started
+    from a teacher without it (critic widened with zero weights): the actor's actions do not depend
+    on the appended block, the value function does; checkpoint, export and resume keep it."""
+    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.evaluate import evaluate_lowlevel
+    from lowlevel.policy import AsymmetricCriticPolicy
+    from lowlevel.train import _widen_critic, load_lowlevel, train_lowlevel
+
+    run = tmp_path / "asym"
+    r = train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=run, n_envs=1, goal="decoded", action_mode="pd",
+                       pd_target="decoded", overrides=TINY, progress=False, init_from=teacher, critic_reference_obs=True)
+    assert r["num_timesteps"] == 64
+    model, vecnorm, ck = load_lowlevel(run / "checkpoint.pt")
+    policy, d = model.policy, 63 + 3 * 28
+    assert isinstance(policy, AsymmetricCriticPolicy) and ck["config"]["critic_reference_obs"] is True
+    assert model.observation_space.shape == (d + 3 * 28,) and vecnorm.obs_rms.mean.shape == (d + 3 * 28,)
+    obs = torch.randn(4, d + 3 * 28)
+    moved = obs.clone()
+    moved[:, d:] += 3.0
+    with torch.no_grad():
+        assert torch.equal(policy.get_distribution(obs).distribution.mean, policy.get_distribution(moved).distribution.mean)
+        assert not torch.allclose(policy.predict_values(obs), policy.predict_values(moved))
+    # widening: the teacher's value function exactly, whatever the appended numbers
+    t_model, _, _ = load_lowlevel(teacher)
+    fresh = AsymmetricCriticPolicy(model.observation_space, model.action_space, lambda _: 0.0,
+                                   actor_obs_dim=d, net_arch=dict(pi=[32, 32], vf=[32, 32]), activation_fn=torch.nn.ELU)
+    fresh.load_state_dict(_widen_critic(t_model.policy.state_dict(), fresh.state_dict()))
+    with torch.no_grad():
+        np.testing.assert_allclose(fresh.predict_values(moved), t_model.policy.predict_values(obs[:, :d]), rtol=1e-5, atol=1e-5)
+    export = export_lowlevel(run / "checkpoint.pt", tmp_path / "policy.pt")
+    e_policy, e_vecnorm, _ = load_exported(export)
+    assert isinstance(e_policy, AsymmetricCriticPolicy) and e_vecnorm.obs_rms.mean.shape == (d + 3 * 28,)
+    reports = [evaluate_lowlevel(p, "walk1_subject1", max_seconds=0.2, starts=2, controllers=("policy",))["summary"]["policy"]
+               for p in (run / "checkpoint.pt", export)]
+    assert reports[1]["seconds_tracked"] == reports[0]["seconds_tracked"]
+    r2 = train_lowlevel(None, steps=128, run_dir=run, resume=True, progress=False)
+    assert r2["start_step"] == 64 and r2["num_timesteps"] == 128
+    with pytest.raises(ValueError, match="critic_reference_obs needs goal 'decoded'"):
+        train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "bad", goal="reference", action_mode="pd",
+                       pd_target="reference", overrides=TINY, progress=False, critic_reference_obs=True)
