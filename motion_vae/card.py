@@ -107,6 +107,7 @@ def write_card(
         **slice_metrics(model_path),
     }
     v = card["validation"]
+    root_height = f" root height RMSE {v['root_height_rmse_m']:.3f} m," if "root_height_rmse_m" in v else ""
     text = f"""# Model card: `{card['model_file']}`
 
 The default motion autoencoder of this project: 32 frames of the H1 (30 Hz, C = 104 features) ->
@@ -118,7 +119,7 @@ The default motion autoencoder of this project: 32 frames of the H1 (30 Hz, C = 
 - **Training wall time:** {card['train_seconds'] / 60:.1f} min (validation excluded), {card['machine']}
 - **Data split:** LAFAN1-H1, train = {_describe_train_clips(card['train_clips'])}, validation = {', '.join(card['val_clips'])}
 - **Validation ({v.get('num_segments')} fixed segments, one sampled code each):** joint RMSE
-  {v['joint_rmse_rad']:.3f} rad, body-position RMSE {v['body_pos_rmse_m']:.3f} m, log p {v['log_p']:.1f} nats,
+  {v['joint_rmse_rad']:.3f} rad, body-position RMSE {v['body_pos_rmse_m']:.3f} m,{root_height} log p {v['log_p']:.1f} nats,
   own-minus-shuffled code log p {v['code_info_nats']:.1f} nats, code perplexity {v['code_perplexity']:.0f}
 {notes}
 The JSON below is read by `tests/test_shipped_models.py`, which re-scores the first

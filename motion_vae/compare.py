@@ -39,6 +39,7 @@ TABLE_COLUMNS = (
     Column("l2", "L2", 2),
     Column("beta_elbo", "beta-ELBO", 1, True),
     Column("body_pos_rmse_m", "body pos RMSE m", 3),
+    Column("root_height_rmse_m", "root height RMSE m", 3),
     Column("code_perplexity", "perplexity", 0),
     Column("step", "steps", 0),
     Column("train_minutes", "train min", 1),

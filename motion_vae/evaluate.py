@@ -12,6 +12,7 @@ authors do, facts Sec. 6):
                      the paper's LAFAN "L2" row (facts Sec. 9)
   joint_rmse_rad     RMS joint-angle error (rad), original units
   body_pos_rmse_m    RMS root-relative body-position error (m), original units
+  root_height_rmse_m RMS root-height error (m), original units
   psnr_db            PSNR on training min-max scaled features
   codebook_used, code_perplexity
   log_p_mean_reference  log_p of predicting the training mean for every segment
@@ -83,7 +84,8 @@ def min_max_psnr(x_hat: Tensor, x: Tensor, stats: FeatureStats) -> Tensor:
 
 
 def raw_unit_errors(x_hat: np.ndarray, x: np.ndarray, stats: FeatureStats) -> dict[str, float]:
-    """RMS errors in original units: joint angles (rad) and root-relative body positions (m)."""
+    """RMS errors in original units: joint angles (rad), root-relative body positions (m) and the
+    root height above the floor (m)."""
     from motion_vae.features import feature_layout
 
     err = stats.destandardise(x_hat) - stats.destandardise(x)  # (N, L, F)
@@ -91,6 +93,7 @@ def raw_unit_errors(x_hat: np.ndarray, x: np.ndarray, stats: FeatureStats) -> di
     return {
         "joint_rmse_rad": float(np.sqrt(np.mean(err[..., blocks["joint_pos"]] ** 2))),
         "body_pos_rmse_m": float(np.sqrt(np.mean(err[..., blocks["body_pos"]] ** 2))),
+        "root_height_rmse_m": float(np.sqrt(np.mean(err[..., blocks["root_height"]] ** 2))),
     }
 
 

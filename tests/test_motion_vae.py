@@ -594,3 +594,26 @@ def test_tanh_bounded_lattice_trains_through_the_warm_start_and_reloads(tmp_path
     assert loaded.model.lattice_bound == "tanh" and model.recognition.head.bound == "tanh"
     with pytest.raises(ValueError, match="lattice_bound"):
         MotionVAEConfig(num_features=0, recognition="ar", lattice=True, lattice_bound="tanh")
+
+
+def test_root_height_variance_weights_one_column_and_is_validated(tmp_path):
+    """root_height_variance: sigma^2 of column 0 (root height) alone; log p stays a normalised
+    Gaussian (nats); bad values are refused by the config and the CLI."""
+    import math
+
+    from motion_vae.models import MotionVAEConfig, build_motion_vae
+
+    cfg = MotionVAEConfig(num_features=5, vocab_size=16, embed_dim=16, num_heads=2, num_layers=1, root_height_variance=0.01)
+    lik = build_motion_vae(cfg).likelihood
+    x, mu = torch.randn(3, 4, 5), torch.randn(3, 2, 4, 5)
+    var = torch.tensor([0.01, 0.25, 0.25, 0.25, 0.25])
+    want = (-0.5 * (x.unsqueeze(1) - mu).square() / var - 0.5 * torch.log(2 * math.pi * var)).flatten(2).sum(-1)
+    torch.testing.assert_close(lik.log_prob(x, mu), want)
+    assert lik.log_var(mu)[..., 0].exp().allclose(torch.tensor(0.01)) and not any(
+        "channel_variance" in k for k in build_motion_vae(cfg).state_dict())  # from the config, not stored
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="root_height_variance"):
+            MotionVAEConfig(num_features=5, root_height_variance=bad)
+    r = subprocess.run([sys.executable, "-m", "daps.cli", "motion-vae", "train", "--root-height-variance", "-1",
+                        "--run-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert r.returncode != 0 and "root_height_variance" in r.stderr and not (tmp_path / "r").exists()
