@@ -11,7 +11,8 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
   cpu-long  the conv model at the paper's token width and depth (H 128, 2 layers per stack),
             batch 32, training clips and their mirror images, the tanh-bounded lattice: 40k
             warm-start steps (FSQ exactly), then 2k DAPS steps; the learning rates fall linearly
-            to 0.1x over the whole run (a few hours on 2 cores; resumable across sittings). The
+            to 0.1x over the whole run (a few hours on 2 cores; resumable across sittings); the
+            root-height feature's sigma^2 is 0.25 / 16 (16x the weight of the other features). The
             shipped models/motion_vae.pt is a run of it (its card names the commit and the sittings).
 """
 from __future__ import annotations
@@ -122,6 +123,9 @@ def preset_config(name: str) -> MotionTrainConfig:
                 # FSQ's tanh bound on the lattice: the warm start is FSQ exactly (session 10: the
                 # box bound lagged FSQ; cpu 0.2115 against 0.216 rad)
                 lattice_bound="tanh",
+                # 16x the likelihood's weight on root height (sigma^2 0.25 / 16) for cpu-long (session
+                # 12: validation root height 0.031 -> 0.019 m, joints 0.148 -> 0.143 rad)
+                root_height_variance=0.015625 if long else None,
             ),
             daps=DAPSConfig(
                 num_samples=8, ess_target=0.5, init_eta=10.0, beta=BetaSchedule("constant", 1.0, 1.0),

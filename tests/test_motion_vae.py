@@ -491,6 +491,8 @@ def test_cpu_presets_end_with_their_decaying_daps_phase():
         assert cfg.model.lattice_bound == "tanh" and cfg.daps.st_warmup_steps < cfg.steps
     assert cpu.steps == cpu.daps.st_warmup_steps + cpu.optim.decay_steps  # warm start, then DAPS as the rates fall
     assert long.optim.decay_steps == long.steps and long.mirror and not cpu.mirror  # rates fall over the whole run
+    assert long.model.root_height_variance == 0.25 / 16 and cpu.model.root_height_variance is None
+    assert set_method(preset_config("cpu-long"), "fsq").model.root_height_variance == 0.25 / 16  # compared alike
     for method in ("daps", "fsq", "vqvae", "gumbel", "grmck"):  # the bound is DAPS-NA's; the others build
         assert set_method(preset_config("cpu"), method).model.lattice_bound == "box"
 
