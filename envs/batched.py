@@ -355,10 +355,10 @@ class H1BatchedVecEnv(VecEnv):
         proprio = np.concatenate(parts, axis=1)
         flat = e0.goal != "latent"
         if flat:
-            parts = [proprio, self._reference_goal(idx).reshape(n, -1)]
+            blocks = [proprio, self._reference_goal(idx).reshape(n, -1)]
             if e0.critic_reference_obs:  # the asymmetric critic's true-reference block
-                parts.append(self._reference_goal(idx, true_reference=True).reshape(n, -1))
-            obs = np.concatenate(parts, axis=1)
+                blocks.append(self._reference_goal(idx, true_reference=True).reshape(n, -1))
+            obs = np.concatenate(blocks, axis=1)
         else:
             obs = proprio
         if not np.isfinite(obs).all():  # non-finite numbers (unstable state) are observed as 0

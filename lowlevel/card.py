@@ -117,8 +117,7 @@ def load_exported(path: str | Path):
     if cfg.get("critic_reference_obs"):  # the asymmetric critic's true-reference block follows the actor's numbers
         from gymnasium import spaces
 
-        n = obs_space.shape[0] + (obs_space.shape[0] - env.proprio_dim)
-        obs_space = spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+        obs_space = spaces.Box(-np.inf, np.inf, shape=(obs_space.shape[0] + pol.goal_dim(cfg),), dtype=np.float32)
         env.observation_space = obs_space  # spaces-only env: the VecNormalize below reads it
     policy = pol.policy_class(cfg)(obs_space, env.action_space, lambda _: 0.0, **pol.policy_kwargs(cfg, cfg["goal"]),
                  use_sde=bool(cfg["ppo"].get("use_sde", False)))  # gSDE's log std is a matrix (PPO passes it there)

@@ -228,13 +228,20 @@ def policy_kwargs(cfg: dict[str, Any], goal: str) -> dict[str, Any]:
     return kw
 
 
+def goal_dim(cfg: dict[str, Any]) -> int:
+    """Numbers of one reference / decoded goal block: 28 per reference offset (the length of the
+    critic's appended true-reference block too)."""
+    from envs.tracking import REF_FRAME_DIM
+
+    return REF_FRAME_DIM * len(cfg.get("reference_offsets", DEFAULT_REFERENCE_OFFSETS))
+
+
 def actor_obs_dim(cfg: dict[str, Any]) -> int:
     """Numbers of the flat observation the actor reads: proprio (63, 67 with root_velocity_obs) +
-    28 per reference offset (envs.tracking.H1TrackingEnv.actor_obs_dim)."""
-    from envs.tracking import PROPRIO_DIM, REF_FRAME_DIM, ROOT_VELOCITY_DIM
+    the goal block (envs.tracking.H1TrackingEnv.actor_obs_dim)."""
+    from envs.tracking import PROPRIO_DIM, ROOT_VELOCITY_DIM
 
-    offsets = cfg.get("reference_offsets", DEFAULT_REFERENCE_OFFSETS)
-    return PROPRIO_DIM + (ROOT_VELOCITY_DIM if cfg.get("root_velocity_obs") else 0) + REF_FRAME_DIM * len(offsets)
+    return PROPRIO_DIM + (ROOT_VELOCITY_DIM if cfg.get("root_velocity_obs") else 0) + goal_dim(cfg)
 
 
 def policy_class(cfg: dict[str, Any]):

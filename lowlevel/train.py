@@ -269,11 +269,9 @@ def _widen_critic(src_state: dict, new_state: dict) -> dict:
     `new_state`: the actor's and the critic's weights as they were, the critic's first layer
     widened with zero weights for the appended true-reference inputs (so the value function
     starts as the source's)."""
-    out = dict(src_state)
-    for k in ("mlp_extractor.value_net.0.weight",):
-        w, shape = src_state[k], new_state[k].shape
-        out[k] = torch.cat([w, w.new_zeros(shape[0], shape[1] - w.shape[1])], dim=1)
-    return out
+    k = "mlp_extractor.value_net.0.weight"
+    w, (rows, cols) = src_state[k], new_state[k].shape
+    return {**src_state, k: torch.cat([w, w.new_zeros(rows, cols - w.shape[1])], dim=1)}
 
 
 def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
@@ -330,15 +328,15 @@ def load_lowlevel(ckpt: str | Path, env=None):
     return model, vecnorm, ck
 
 
-def _vecnorm_from(src, venv, gamma: float, widen_from: int | None = None):
+def _vecnorm_from(src, venv, gamma: float, widen_from: slice | None = None):
     """A training VecNormalize on `venv` that starts from `src`'s statistics.
 
     `src` may wrap another environment (an export's statistics sit on a one-env DummyVecEnv,
     which SB3's ``set_venv`` refuses to replace), so the statistics are copied into a new
     wrapper: observation running mean / variance always, the return statistics when `src`
-    normalised rewards (an export keeps none; they then start fresh). widen_from: `src` saw only
-    the first widen_from numbers (no critic_reference_obs); the appended true-reference goal
-    block starts from the statistics of the decoded goal block, which has the same layout.
+    normalised rewards (an export keeps none; they then start fresh). widen_from: `src` had no
+    critic_reference_obs; the appended true-reference goal block starts from the statistics of
+    this slice, the decoded goal block, which has the same layout.
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -346,14 +344,11 @@ def _vecnorm_from(src, venv, gamma: float, widen_from: int | None = None):
                       clip_obs=src.clip_obs, gamma=gamma)
     vn.obs_rms = copy.deepcopy(src.obs_rms)
     if widen_from is not None:
-        from envs.tracking import PROPRIO_DIM, ROOT_VELOCITY_DIM
-
         rms, full = vn.obs_rms, venv.observation_space.shape[0]
-        proprio = widen_from - (full - widen_from)  # the goal block after proprio has the appended block's length
-        if proprio not in (PROPRIO_DIM, PROPRIO_DIM + ROOT_VELOCITY_DIM):
-            raise ValueError(f"cannot widen observation statistics from {widen_from} to {full} numbers")
-        rms.mean = np.concatenate([rms.mean, rms.mean[proprio:widen_from]])
-        rms.var = np.concatenate([rms.var, rms.var[proprio:widen_from]])
+        if len(rms.mean) + len(rms.mean[widen_from]) != full:
+            raise ValueError(f"cannot widen observation statistics from {len(rms.mean)} to {full} numbers")
+        rms.mean = np.concatenate([rms.mean, rms.mean[widen_from]])
+        rms.var = np.concatenate([rms.var, rms.var[widen_from]])
     if src.norm_reward:
         vn.ret_rms = copy.deepcopy(src.ret_rms)
     return vn
@@ -672,7 +667,8 @@ def train_lowlevel(
             _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
         else:
             if src is not None:  # the source's observation / return statistics, updated further here
-                vecnorm = _vecnorm_from(src[1], venv, cfg["ppo"]["gamma"], pol.actor_obs_dim(cfg) if widen else None)
+                decoded_goal = slice(pol.actor_obs_dim(cfg) - pol.goal_dim(cfg), pol.actor_obs_dim(cfg))
+                vecnorm = _vecnorm_from(src[1], venv, cfg["ppo"]["gamma"], decoded_goal if widen else None)
             else:
                 norm_keys = ["proprio"] if cfg["goal"] == "latent" else None
                 vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=norm_keys,

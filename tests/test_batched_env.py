@@ -50,12 +50,9 @@ def _decoded(frames=400):
     return dict(_DECODED)
 
 
-def _kwargs(goal, action_mode, pd_target="reference", root_velocity_obs=False):
-    kw = dict(goal=goal, action_mode=action_mode, pd_target=pd_target, max_episode_steps=60)
-    if root_velocity_obs == "critic":  # the decoded goal plus the asymmetric critic's true-reference block
-        kw["critic_reference_obs"] = True
-    elif root_velocity_obs:
-        kw["root_velocity_obs"] = True
+def _kwargs(goal, action_mode, pd_target="reference", **extra):
+    """extra: observation options, e.g. root_velocity_obs=True or critic_reference_obs=True."""
+    kw = dict(goal=goal, action_mode=action_mode, pd_target=pd_target, max_episode_steps=60, **extra)
     if goal == "latent":
         kw.update(latent_codes=_codes(), vocab_size=16)
     if goal == "decoded":
@@ -71,15 +68,15 @@ def _assert_obs_close(a, b, i=None):
         np.testing.assert_allclose(a, b if i is None else b[i], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("goal, action_mode, pd_target, threads, root_vel", [
-    ("reference", "torque", "reference", 1, False), ("latent", "pd", "nominal", 2, False),
-    ("reference", "pd", "reference", 1, False), ("decoded", "pd", "decoded", 1, False),
-    ("reference", "pd", "reference", 1, True), ("reference", "pd", "torque-range", 1, False),
-    ("decoded", "pd", "decoded", 1, "critic"),
+@pytest.mark.parametrize("goal, action_mode, pd_target, threads, obs_options", [
+    ("reference", "torque", "reference", 1, {}), ("latent", "pd", "nominal", 2, {}),
+    ("reference", "pd", "reference", 1, {}), ("decoded", "pd", "decoded", 1, {}),
+    ("reference", "pd", "reference", 1, {"root_velocity_obs": True}), ("reference", "pd", "torque-range", 1, {}),
+    ("decoded", "pd", "decoded", 1, {"critic_reference_obs": True}),  # the asymmetric critic's true-reference block
 ])
-def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads, root_vel):
+def test_batched_equals_single_envs_step_by_step(goal, action_mode, pd_target, threads, obs_options):
     per_joint = pd_target == "torque-range"  # per-joint action scale, around the reference
-    kw = _kwargs(goal, action_mode, "reference" if per_joint else pd_target, root_vel)
+    kw = _kwargs(goal, action_mode, "reference" if per_joint else pd_target, **obs_options)
     if per_joint:
         kw["pd_action_scale"] = "torque-range"
     venv = H1BatchedVecEnv(N, CLIPS, threads=threads, **kw)
