@@ -227,6 +227,7 @@ def compare_cmd(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Equal wall time: stop each run after this much training."),
     segments: int = typer.Option(1000, "--segments", help="Fixed validation segments scored at the end of each run."),
     arch: Optional[str] = typer.Option(None, "--arch", help="transformer | conv for every method; default: the preset's."),
+    train_seeds: Optional[str] = typer.Option(None, "--train-seeds", help="Train only these seeds, e.g. 1 or 0,1 (split a comparison over processes side by side); the table gathers the finished runs."),
     out: Path = typer.Option(Path("runs/motion_compare"), "--out", help="Output folder (runs/, table.md, results.csv/json, curves.png); resumable."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
@@ -251,6 +252,14 @@ def compare_cmd(
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
         if v <= 0:
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
-    compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device, arch=arch)
+    only = None
+    if train_seeds is not None:
+        try:
+            only = [int(t) for t in train_seeds.split(",") if t.strip()]
+        except ValueError:
+            only = None
+        if not only or not set(only) <= set(range(seeds)):
+            raise typer.BadParameter(f"seeds in 0 .. {seeds - 1} separated by commas, got {train_seeds!r}", param_hint="--train-seeds")
+    compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device, arch=arch, train_seeds=only)
     typer.echo((out / "table.md").read_text())
     typer.echo(f"wrote {out / 'table.md'}, results.csv, results.json and curves.png")

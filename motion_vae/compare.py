@@ -15,7 +15,9 @@ Runs already complete in out_dir are not trained again (the trainer resumes them
 interrupted comparison continues where it stopped. A run whose result.json exists is neither
 trained nor scored again, even without its checkpoint: a comparison too long for one sitting or
 one machine can keep only those small files (a few kB each) and go on elsewhere; the table then
-gathers rows scored in different processes (each row keeps its own steps/s).
+gathers rows scored in different processes (each row keeps its own steps/s). `train_seeds`
+splits one comparison over processes run side by side (e.g. seed 0 and seed 1 at once, one core
+each): a process trains only its seeds and tables the records that exist so far.
 """
 from __future__ import annotations
 
@@ -59,16 +61,22 @@ def compare(
     progress: bool = True,
     data: MotionDataset | None = None,
     arch: str | None = None,
+    train_seeds: list[int] | None = None,
 ) -> dict:
     """Train every method x seed (0 .. seeds-1) from the preset (`motion_vae.config.set_method`:
     same sizes, batch and learning rates; each method's own step budget), each stopped after
     max_minutes of training if given; score every final model on `segments` fixed validation
     segments; write the files of the module docstring. data: the loaded dataset (default: read
     from data_root with the standard split). arch: "transformer" or "conv" for every method
-    (default: the preset's). Returns the results.json content.
-    Raises ValueError for unknown methods or presets, DataError for bad data."""
+    (default: the preset's). train_seeds: train only these seeds (default: all); the other
+    seeds enter the table where their result.json exists and are left out otherwise.
+    Returns the results.json content.
+    Raises ValueError for unknown methods or presets, or train_seeds outside 0 .. seeds-1;
+    DataError for bad data."""
     if seeds < 1 or not methods:
         raise ValueError("compare needs at least one method and one seed")
+    if train_seeds is not None and not set(train_seeds) <= set(range(seeds)):
+        raise ValueError(f"train_seeds {sorted(train_seeds)} must lie in 0 .. {seeds - 1}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose {', '.join(METHODS)}")
@@ -86,6 +94,10 @@ def compare(
             if progress:
                 print(f"[{i * seeds + seed + 1}/{total}] {method} seed {seed} -> {run_dir}", flush=True)
             record = read_run_record(run_dir / "result.json", method, seed, segments, preset, max_minutes)
+            if record is None and train_seeds is not None and seed not in train_seeds:
+                if progress:
+                    print(f"  left out: no result.json yet and seed {seed} is not trained by this process", flush=True)
+                continue
             if record is None:
                 cfg = apply_overrides(copy.deepcopy(cfgs[method]), seed=seed)
                 if data is None:  # read only when a run still has to train

@@ -569,6 +569,8 @@ def test_cli_compare_rejects_unknown_methods(tmp_path):
     assert r.returncode == 2 and "unknown method(s) vq" in r.stderr and not (tmp_path / "c").exists()
     r = run_cli("motion-vae", "compare", "--methods", "fsq", "--arch", "lstm", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "transformer or conv" in r.stderr and not (tmp_path / "c").exists()
+    r = run_cli("motion-vae", "compare", "--methods", "fsq", "--seeds", "2", "--train-seeds", "2", "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "seeds in 0 .. 1" in r.stderr and not (tmp_path / "c").exists()
 
 
 def test_train_cli_refuses_a_bad_weight_decay(tmp_path):
@@ -619,3 +621,24 @@ def test_root_height_variance_weights_one_column_and_is_validated(tmp_path):
     r = subprocess.run([sys.executable, "-m", "daps.cli", "motion-vae", "train", "--root-height-variance", "-1",
                         "--run-dir", str(tmp_path / "r")], capture_output=True, text=True)
     assert r.returncode != 0 and "root_height_variance" in r.stderr and not (tmp_path / "r").exists()
+
+
+def test_compare_split_over_processes_by_train_seeds(tmp_path, data, monkeypatch):
+    """Two processes side by side, one seed each: each trains only its seed, its table holds the
+    runs finished so far, and the last one's table holds both."""
+    import motion_vae.compare as mc
+    from motion_vae.config import CPU_STEPS
+
+    def tiny(name):
+        cfg = tiny_config(val_segments=16)
+        cfg.model.fsq_levels = (4, 4, 4)
+        return cfg
+
+    monkeypatch.setattr(mc, "preset_config", tiny)
+    monkeypatch.setitem(CPU_STEPS, "fsq", 2)
+    first = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[1])
+    assert [r["seed"] for r in first["runs"]] == [1] and not (tmp_path / "runs/fsq/seed0").exists()
+    both = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[0])
+    assert [r["seed"] for r in both["runs"]] == [0, 1] and both["runs"][1] == first["runs"][0]
+    with pytest.raises(ValueError, match=r"train_seeds \[2\] must lie in 0 .. 1"):
+        mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[2])
