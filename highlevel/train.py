@@ -203,7 +203,8 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
         old = ck.get("extra", {})
         if old.get("motion_vae_sha256") and old["motion_vae_sha256"] != extra["motion_vae_sha256"]:
             raise CheckpointError(f"{ckpt_path}: trained against another motion VAE (sha256 {old['motion_vae_sha256'][:12]}, "
-                                  f"{vae_path} has {extra['motion_vae_sha256'][:12]}); use a new --run-dir")
+                                  f"{vae_path} has {extra['motion_vae_sha256'][:12]}); pass the run's --motion-vae {old.get('motion_vae', '?')} "
+                                  "to resume it, or use a new --run-dir")
         extra["commit"] = old.get("commit") or extra["commit"]  # the first sitting's commit made most of it
     log, elog = MetricsLog(run_dir, "metrics", start), MetricsLog(run_dir, "eval", start)
     losses, t0, step = [], time.perf_counter(), start

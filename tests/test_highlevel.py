@@ -197,6 +197,23 @@ def test_tiny_run_trains_and_resumes(tiny_run, text_cache):
     assert ck["step"] == 65 and cfg.steps == 65
 
 
+def test_resume_against_another_motion_vae_names_the_flag(tiny_run, text_cache, tmp_path):
+    import shutil
+
+    from daps.trainer import CheckpointError
+    from highlevel.train import preset_config, train_prior, with_overrides
+
+    run, _ = tiny_run
+    other = tmp_path / "run"
+    other.mkdir()
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck["extra"].update(motion_vae_sha256="0" * 64, motion_vae="runs/mv/vae.pt")  # as if trained on another VAE
+    torch.save(ck, other / "checkpoint.pt")
+    shutil.copytree(run.parent / "highlevel_cache", tmp_path / "highlevel_cache")
+    with pytest.raises(CheckpointError, match=r"pass the run's --motion-vae runs/mv/vae.pt to resume it"):
+        train_prior(with_overrides(preset_config("tiny"), steps=70), other, progress=False, resume=True, text_cache=text_cache)
+
+
 def test_export_card_and_motion_vae_pin(tiny_run, text_cache, tmp_path, monkeypatch):
     from daps.trainer import CheckpointError
     from highlevel.card import SLICE, slice_metrics, write_card
