@@ -507,8 +507,9 @@ def test_checkpoints_without_a_method_field_are_daps_or_fsq():
     assert preset_config("cpu").beta_final == 1.0 and set_method(preset_config("cpu"), "gumbel").beta_final == 0.01
 
 
-@pytest.mark.slow
-def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeypatch):
+def tiny_compare(monkeypatch, **steps):
+    """motion_vae.compare with every preset swapped for the tiny config (64 codes) and the `cpu`
+    step budget of the named methods cut to the given counts."""
     import motion_vae.compare as mc
     from motion_vae.config import CPU_STEPS
 
@@ -518,8 +519,14 @@ def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeyp
         return cfg
 
     monkeypatch.setattr(mc, "preset_config", tiny)
-    monkeypatch.setitem(CPU_STEPS, "fsq", 3)  # the cpu budget of each method, cut to 3 steps
-    monkeypatch.setitem(CPU_STEPS, "gumbel", 3)
+    for method, n in steps.items():
+        monkeypatch.setitem(CPU_STEPS, method, n)
+    return mc
+
+
+@pytest.mark.slow
+def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeypatch):
+    mc = tiny_compare(monkeypatch, fsq=3, gumbel=3)
     res = mc.compare(["fsq", "gumbel"], 2, "cpu", tmp_path, segments=32, data=data, progress=False)
     assert [(r["method"], r["seed"], r["step"]) for r in res["runs"]] == [("fsq", 0, 3), ("fsq", 1, 3), ("gumbel", 0, 3), ("gumbel", 1, 3)]
     table = (tmp_path / "table.md").read_text().splitlines()
@@ -537,16 +544,7 @@ def test_compare_goes_on_from_run_records_without_checkpoints(tmp_path, data, mo
     table from them without training or reading data; records of another budget are refused."""
     import shutil
 
-    import motion_vae.compare as mc
-    from motion_vae.config import CPU_STEPS
-
-    def tiny(name):
-        cfg = tiny_config(val_segments=16)
-        cfg.model.fsq_levels = (4, 4, 4)
-        return cfg
-
-    monkeypatch.setattr(mc, "preset_config", tiny)
-    monkeypatch.setitem(CPU_STEPS, "fsq", 3)
+    mc = tiny_compare(monkeypatch, fsq=3)
     first = mc.compare(["fsq"], 1, "cpu", tmp_path / "a", segments=32, data=data, progress=False)
     kept = tmp_path / "b/runs/fsq/seed0"
     kept.mkdir(parents=True)
@@ -626,16 +624,7 @@ def test_root_height_variance_weights_one_column_and_is_validated(tmp_path):
 def test_compare_split_over_processes_by_train_seeds(tmp_path, data, monkeypatch):
     """Two processes side by side, one seed each: each trains only its seed, its table holds the
     runs finished so far, and the last one's table holds both."""
-    import motion_vae.compare as mc
-    from motion_vae.config import CPU_STEPS
-
-    def tiny(name):
-        cfg = tiny_config(val_segments=16)
-        cfg.model.fsq_levels = (4, 4, 4)
-        return cfg
-
-    monkeypatch.setattr(mc, "preset_config", tiny)
-    monkeypatch.setitem(CPU_STEPS, "fsq", 2)
+    mc = tiny_compare(monkeypatch, fsq=2)
     first = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[1])
     assert [r["seed"] for r in first["runs"]] == [1] and not (tmp_path / "runs/fsq/seed0").exists()
     both = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[0])
