@@ -228,6 +228,7 @@ def compare_cmd(
     segments: int = typer.Option(1000, "--segments", help="Fixed validation segments scored at the end of each run."),
     arch: Optional[str] = typer.Option(None, "--arch", help="transformer | conv for every method; default: the preset's."),
     train_seeds: Optional[str] = typer.Option(None, "--train-seeds", help="Train only these seeds, e.g. 1 or 0,1 (split a comparison over processes side by side); the table gathers the finished runs."),
+    table_only: bool = typer.Option(False, "--table-only", help="Train nothing: table the runs whose result.json exists."),
     out: Path = typer.Option(Path("runs/motion_compare"), "--out", help="Output folder (runs/, table.md, results.csv/json, curves.png); resumable."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
@@ -252,8 +253,8 @@ def compare_cmd(
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
         if v <= 0:
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
-    only = None
-    if train_seeds is not None:
+    only = [] if table_only else None
+    if train_seeds is not None and not table_only:
         try:
             only = [int(t) for t in train_seeds.split(",") if t.strip()]
         except ValueError:

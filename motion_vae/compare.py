@@ -68,11 +68,12 @@ def compare(
     max_minutes of training if given; score every final model on `segments` fixed validation
     segments; write the files of the module docstring. data: the loaded dataset (default: read
     from data_root with the standard split). arch: "transformer" or "conv" for every method
-    (default: the preset's). train_seeds: train only these seeds (default: all); the other
-    seeds enter the table where their result.json exists and are left out otherwise.
+    (default: the preset's). train_seeds: train only these seeds (default: all; [] trains
+    nothing and tables the records there are); the other seeds enter the table where their
+    result.json exists and are left out otherwise.
     Returns the results.json content.
-    Raises ValueError for unknown methods or presets, or train_seeds outside 0 .. seeds-1;
-    DataError for bad data."""
+    Raises ValueError for unknown methods or presets, train_seeds outside 0 .. seeds-1, or
+    nothing to table; DataError for bad data."""
     if seeds < 1 or not methods:
         raise ValueError("compare needs at least one method and one seed")
     if train_seeds is not None and not set(train_seeds) <= set(range(seeds)):
@@ -112,6 +113,9 @@ def compare(
                 atomic_write_text(run_dir / "result.json", json.dumps(record, indent=1) + "\n")
             rows.append(record["row"])
             curves[method].append(record["evals"])
+    if not rows:
+        raise ValueError(f"{out_dir}: no finished run (result.json) to table yet")
+    curves = {m: c for m, c in curves.items() if c}
     summary = summarize(rows, TABLE_COLUMNS)
     bits = {m: cfgs[m].model.bits for m in methods}
     budget = f"at most {max_minutes:g} min of training each" if max_minutes is not None else "each method's preset steps"

@@ -629,5 +629,8 @@ def test_compare_split_over_processes_by_train_seeds(tmp_path, data, monkeypatch
     assert [r["seed"] for r in first["runs"]] == [1] and not (tmp_path / "runs/fsq/seed0").exists()
     both = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[0])
     assert [r["seed"] for r in both["runs"]] == [0, 1] and both["runs"][1] == first["runs"][0]
+    assert mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, progress=False, train_seeds=[])["runs"] == both["runs"]  # table only
+    with pytest.raises(ValueError, match="no finished run"):
+        mc.compare(["gumbel"], 2, "cpu", tmp_path, segments=16, progress=False, train_seeds=[])
     with pytest.raises(ValueError, match=r"train_seeds \[2\] must lie in 0 .. 1"):
         mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[2])
