@@ -19,6 +19,9 @@ from daps.metrics import mean_and_standard_error
 
 
 class Column(NamedTuple):
+    """One table column: the row key, its header, decimals shown, and whether it is defined only
+    for methods with a stochastic encoder (beta-ELBO)."""
+
     key: str
     header: str
     decimals: int

@@ -50,6 +50,7 @@ def psnr(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
 
 
 def nats_to_bits(nats: float) -> float:
+    """nats -> bits (divide by ln 2)."""
     return nats / math.log(2)
 
 

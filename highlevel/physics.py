@@ -105,7 +105,8 @@ def load_command_policy(path: str | Path, motion_vae_path: str | Path):
     "latent": not supported by this path), each one line.
     """
     from daps.trainer import CheckpointError
-    from lowlevel.train import file_sha256, load_lowlevel
+    from daps.io import file_sha256
+    from lowlevel.train import load_lowlevel
 
     path = check_policy_file(path)
     model, vecnorm, ck = load_lowlevel(path)

@@ -14,11 +14,12 @@ motion VAE at hand has another, loading fails with one line (CheckpointError).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
+
+from daps.io import file_sha256
 
 HIGHLEVEL_MODEL_NAME = "highlevel.pt"
 HALF_MAX_REL_ERR = 1e-3  # largest |w - fp16(w)| / max|w| accepted per tensor (fp16 has 11 bits: ~5e-4)
@@ -28,18 +29,6 @@ def default_highlevel_path() -> Path:
     """$DAPS_MODELS_DIR/highlevel.pt, else models/highlevel.pt of the repository."""
     root = os.environ.get("DAPS_MODELS_DIR")
     return Path(root) / HIGHLEVEL_MODEL_NAME if root else Path(__file__).resolve().parents[1] / "models" / HIGHLEVEL_MODEL_NAME
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes. FileNotFoundError (one line) if it does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def half_if_safe(t: torch.Tensor) -> torch.Tensor:

@@ -181,7 +181,7 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     train = cached_pairs("train", vae_path, cache_dir, clips=cfg.train_clips, **kw)
     val = cached_pairs("val", vae_path, cache_dir, clips=cfg.val_clips, **kw)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
-    from highlevel.ship import file_sha256
+    from daps.io import file_sha256
     from motion_vae.card import describe_machine, git_commit
 
     # what the run was made with, for the model card; the sha256 pins the codebook the prior predicts

@@ -235,6 +235,9 @@ def image_files(folder: Path) -> list[Path]:
 
 @dataclass
 class ImageDataset:
+    """One image dataset's training and validation splits in model space (binarised {0, 1} or
+    standardised pixels), its name and the folder it was read from."""
+
     name: str
     train: ImageSplit
     val: ImageSplit

@@ -129,6 +129,8 @@ def add_common_window_error(per_controller: dict[str, list[dict[str, Any]]]) -> 
 
 
 def policy_actor(model, vecnorm) -> Callable[[Any], np.ndarray]:
+    """obs (n_envs, obs_dim) -> deterministic actions (n_envs, act_dim) of a PPO model, through
+    VecNormalize's observation statistics when given."""
     def act(obs):
         o = vecnorm.normalize_obs(obs) if vecnorm is not None else obs
         a, _ = model.predict(o, deterministic=True)
@@ -175,7 +177,8 @@ def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, 
     """Latent codes of ``clips`` (goal "latent" or "decoded"; else None): stored in the checkpoint or
     encoded with its motion VAE."""
     from daps.trainer import CheckpointError
-    from lowlevel.train import encode_clips, file_sha256
+    from daps.io import file_sha256
+    from lowlevel.train import encode_clips
 
     cfg = ck["config"]
     if cfg["goal"] not in ("latent", "decoded"):

@@ -41,7 +41,6 @@ from __future__ import annotations
 import copy
 import csv
 import fnmatch
-import hashlib
 import io
 import json
 import math
@@ -54,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from daps.io import file_sha256
 from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
 from envs.tracking import DEFAULT_REFERENCE_OFFSETS
 
@@ -62,7 +62,7 @@ CHECKPOINT_KIND = "lowlevel-ppo"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 __all__ = ["train_lowlevel", "select_clips", "encode_clips", "decode_clips", "decoded_motions", "make_env",
-           "build_vec_env", "load_lowlevel", "fix_exploration_std", "CHECKPOINT_KIND", "VEC_KINDS", "file_sha256"]
+           "build_vec_env", "load_lowlevel", "fix_exploration_std", "CHECKPOINT_KIND", "VEC_KINDS"]
 
 
 # --------------------------------------------------------------------------- clips and codes
@@ -87,14 +87,6 @@ def select_clips(pattern: str, split: str = "train", data_root=None) -> list[str
         raise ValueError(f"no {split if split != 'all' else ''} clip matches {pattern!r}".replace("  ", " ")
                          + f" (clips: {', '.join(pool[:8])}{', ...' if len(pool) > 8 else ''})")
     return out
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, seed: int = 0):
@@ -283,6 +275,8 @@ def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(run_dir: Path, model, vecnorm, cfg: dict, codes: dict | None) -> Path:
+    """Write RUN/checkpoint.pt atomically: the PPO zip, VecNormalize, config, num_timesteps and the
+    clips' latent codes {clip: (S, 64) int64}. Returns its path."""
     buf = io.BytesIO()
     model.save(buf)
     obj = {

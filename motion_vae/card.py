@@ -50,6 +50,7 @@ def read_card(path: str | Path) -> dict:
 
 
 def git_commit() -> str:
+    """The repository's HEAD commit (hex), or "unknown" outside a git checkout or without git."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()

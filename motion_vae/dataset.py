@@ -122,6 +122,9 @@ class SegmentSampler:
 
 @dataclass
 class MotionDataset:
+    """The standard split as segment samplers: train and val windows of (segment_length, 104)
+    standardised features, the statistics fitted on the training clips, and the feature names."""
+
     train: SegmentSampler
     val: SegmentSampler
     stats: FeatureStats

@@ -217,7 +217,8 @@ def test_resume_against_another_motion_vae_names_the_flag(tiny_run, text_cache, 
 def test_export_card_and_motion_vae_pin(tiny_run, text_cache, tmp_path, monkeypatch):
     from daps.trainer import CheckpointError
     from highlevel.card import SLICE, slice_metrics, write_card
-    from highlevel.ship import export_highlevel, file_sha256, load_highlevel
+    from daps.io import file_sha256
+    from highlevel.ship import export_highlevel, load_highlevel
     from motion_vae.card import read_card
     from motion_vae.models import default_model_path
 

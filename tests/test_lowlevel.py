@@ -227,7 +227,8 @@ def test_control_rate_and_per_joint_scale_are_stored_and_rebuilt(tmp_path):
 
 def test_decoded_goal_from_a_teacher_trains_checkpoints_evaluates_and_resumes(mvae, teacher, tmp_path):
     from lowlevel.evaluate import evaluate_lowlevel, format_table
-    from lowlevel.train import file_sha256, load_lowlevel, train_lowlevel
+    from daps.io import file_sha256
+    from lowlevel.train import load_lowlevel, train_lowlevel
 
     run = tmp_path / "dec"
     r = train_lowlevel(mvae, "walk1_subject1", steps=128, run_dir=run, n_envs=2, goal="decoded", action_mode="pd",

@@ -5,7 +5,8 @@ import torch
 
 from daps.trainer import CHECKPOINT_FORMAT
 from envs.lafan1 import default_data_root
-from highlevel.ship import default_highlevel_path, file_sha256
+from daps.io import file_sha256
+from highlevel.ship import default_highlevel_path
 from motion_vae.models import default_model_path
 
 pytestmark = [
