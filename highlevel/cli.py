@@ -20,6 +20,8 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the preset's number of steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size."),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    mirror: Optional[bool] = typer.Option(None, "--mirror/--no-mirror", help="Add the training clips' left-right mirror images (default: the preset's)."),
+    offsets: Optional[str] = typer.Option(None, "--offsets", help="Start frames of the segment grids per clip, e.g. 0,8,16,24 (default: the preset's 0,16)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt (a larger --steps extends the run)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time (all sittings); resumable."),
     motion_vae: Optional[Path] = VaeOpt,
@@ -35,7 +37,11 @@ def train(
     if motion_vae is not None and not motion_vae.is_file():
         raise FileNotFoundError(f"--motion-vae {motion_vae}: file not found")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    cfg = with_overrides(preset_config(preset), steps, batch_size, seed)
+    try:
+        offs = [int(t) for t in offsets.split(",") if t.strip()] if offsets is not None else None
+    except ValueError:
+        raise ValueError(f"--offsets must be integers separated by commas, got {offsets!r}") from None
+    cfg = with_overrides(preset_config(preset), steps, batch_size, seed, mirror, offs)
     res = train_prior(cfg, run_dir, motion_vae, data, resume, max_minutes * 60 if max_minutes else None)
     typer.echo(json.dumps({"step": res["step"], "train_pairs": res["train_pairs"], "val_pairs": res["val_pairs"],
                            **{k: round(v, 4) for k, v in res["val"].items()}}, indent=1))

@@ -18,7 +18,10 @@ distillation targets, as PoseGPT's). Pair j >= 1, with s = o + 32 j the first fr
           phrase (highlevel.annotate.segment_phrase), as indices into a table of unique strings
           whose 384-d embeddings are cached (highlevel.text.EmbeddingCache).
 
-Split: the motion VAE's (envs.lafan1.VAL_CLIPS held out). Built pair sets are cached as .npz.
+Split: the motion VAE's (envs.lafan1.VAL_CLIPS held out). With `mirror`, each training clip's
+left-right mirror image (`envs.lafan1.mirror_qpos`) adds pairs of its own as clip "<clip>~mirror":
+the clip's phrasings carry over (none names a side), the segment phrases are measured on the
+mirrored motion ("turn left" becomes "turn right"). Built pair sets are cached as .npz.
 """
 from __future__ import annotations
 
@@ -31,9 +34,9 @@ import numpy as np
 import torch
 
 from daps.io import atomic_write
-from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, resolve_clip_dir, split_clips
+from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, mirror_qpos, qpos_to_csv, resolve_clip_dir, split_clips
 from highlevel.annotate import load_annotations, segment_measures, segment_phrase
-from motion_vae.dataset import FeatureStats
+from motion_vae.dataset import MIRROR_SUFFIX, FeatureStats
 from motion_vae.features import compute_features, heading_yaw
 
 SEG = 32
@@ -125,9 +128,12 @@ def build_pairs(
     max_frames: int | None = None,
     annotations: dict[str, list[str]] | None = None,
     text_cache=None,
+    mirror: bool = False,
 ) -> PairSet:
     """Pairs of the given clips (see the module docstring); max_frames keeps each clip's first
-    frames (for tests). text_cache: an `EmbeddingCache` (default: in memory)."""
+    frames (for tests). text_cache: an `EmbeddingCache` (default: in memory). mirror: add each
+    clip's mirror image, named "<clip>~mirror", after the clips. Raises DataError for a clip
+    without phrasings, a bad CSV (named), or no pairs."""
     from highlevel.text import EmbeddingCache
 
     clip_dir = resolve_clip_dir(root)
@@ -140,11 +146,15 @@ def build_pairs(
     def tid(t: str) -> int:
         return texts.setdefault(t, len(texts))
 
-    clip_text = [[tid(p) for p in ann[c]] for c in clips]
+    names = list(clips) + ([c + MIRROR_SUFFIX for c in clips] if mirror else [])
+    clip_text = [[tid(p) for p in ann[c.removesuffix(MIRROR_SUFFIX)]] for c in names]
     cols = {k: [] for k in ("clip", "start", "prev", "target", "com", "seg_text")}
-    for ci, name in enumerate(clips):
-        rows = load_clip_csv(clip_dir / f"{name}.csv", min_frames=2 * SEG)
+    for ci, name in enumerate(names):
+        base = name.removesuffix(MIRROR_SUFFIX)
+        rows = load_clip_csv(clip_dir / f"{base}.csv", min_frames=2 * SEG)
         rows = rows[:max_frames] if max_frames else rows
+        if name != base:
+            rows = qpos_to_csv(mirror_qpos(csv_to_qpos(rows)))
         for o in offsets:
             codes = encode_segments(vae, stats, rows, o)
             for j in range(1, len(codes)):
@@ -158,7 +168,7 @@ def build_pairs(
     if not cols["clip"]:
         raise DataError(f"{clip_dir}: no pairs: clips need at least {2 * SEG} frames")
     width = max(len(t) for t in clip_text)
-    ct = np.full((len(clips), width), -1, np.int64)
+    ct = np.full((len(names), width), -1, np.int64)
     for i, t in enumerate(clip_text):
         ct[i, : len(t)] = t
     table = list(texts)
@@ -167,31 +177,36 @@ def build_pairs(
         np.asarray(cols["clip"], np.int64), np.asarray(cols["start"], np.int64),
         np.stack(cols["prev"]).astype(np.int64), np.stack(cols["target"]).astype(np.int64),
         np.stack(cols["com"]).astype(np.float32), np.asarray(cols["seg_text"], np.int64),
-        ct, emb, list(clips), table,
+        ct, emb, names, table,
     )
 
 
 def cached_pairs(split: str, vae_path: Path, cache_dir: Path, root=None, max_frames=None,
-                 clips: list[str] | None = None, offsets=(0, 16), text_cache=None) -> PairSet:
-    """Pairs of the 'train' or 'val' clips (or the given clips), from cache_dir when built before.
+                 clips: list[str] | None = None, offsets=(0, 16), text_cache=None, mirror: bool = False) -> PairSet:
+    """Pairs of the 'train' or 'val' clips (or the given clips), from cache_dir when built before;
+    mirror adds the clips' mirror images (`build_pairs`; refused for 'val': held-out clips stay
+    as recorded).
 
-    The cache key covers the motion VAE file (path, size, mtime), the clips, offsets, max_frames
-    and the annotation file's contents.
+    The cache key covers the motion VAE file (path, size, mtime), the clips, offsets, max_frames,
+    mirror and the annotation file's contents. Raises ValueError for another split or a
+    mirrored 'val', DataError for bad data.
     """
     from motion_vae.models import load_motion_vae
 
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if mirror and split == "val":
+        raise ValueError("held-out pairs are never mirrored")
     train, val = split_clips(root)
     names = clips if clips is not None else (train if split == "train" else val)
     ann = load_annotations()
     st = Path(vae_path).stat() if Path(vae_path).is_file() else None
     key = json.dumps(["com5", str(Path(vae_path).resolve()), st and st.st_size, st and st.st_mtime, names, list(offsets),
-                      max_frames, str(resolve_clip_dir(root)), ann], sort_keys=True)
+                      max_frames, str(resolve_clip_dir(root)), ann] + (["mirror"] if mirror else []), sort_keys=True)
     path = Path(cache_dir) / f"pairs_{split}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.is_file():
         return PairSet.load(path)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
-    pairs = build_pairs(names, vae, stats, root, tuple(offsets), max_frames, ann, text_cache)
+    pairs = build_pairs(names, vae, stats, root, tuple(offsets), max_frames, ann, text_cache, mirror)
     pairs.save(path)
     return pairs

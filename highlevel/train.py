@@ -29,7 +29,8 @@ class HLConfig:
     """A run. steps/batch_size/lr (AdamW, linear warm-up then cosine to 10 %), grad_clip (norm);
     p_clip_text: chance a training example's text is one of its clip's phrasings (else the target
     segment's measured phrase); offsets/max_frames/train_clips/val_clips select the pairs
-    (None = the motion VAE's split, whole clips); eval_pairs / rmse_pairs: validation pairs scored
+    (None = the motion VAE's split, whole clips); mirror adds the training clips' left-right mirror
+    images (`highlevel.dataset`); eval_pairs / rmse_pairs: validation pairs scored
     for NLL / decoded joint RMSE."""
 
     prior: PriorConfig = field(default_factory=PriorConfig)
@@ -42,6 +43,7 @@ class HLConfig:
     seed: int = 0
     p_clip_text: float = 0.5
     offsets: tuple = (0, 16)
+    mirror: bool = False
     max_frames: int | None = None
     train_clips: list | None = None
     val_clips: list | None = None
@@ -178,7 +180,7 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     cache_dir = Path(cache_dir) if cache_dir else run_dir.parent / "highlevel_cache"
     tc = text_cache if text_cache is not None else EmbeddingCache(cache_dir / "text_embeddings.npz")
     kw = dict(root=root, max_frames=cfg.max_frames, offsets=cfg.offsets, text_cache=tc)
-    train = cached_pairs("train", vae_path, cache_dir, clips=cfg.train_clips, **kw)
+    train = cached_pairs("train", vae_path, cache_dir, clips=cfg.train_clips, mirror=cfg.mirror, **kw)
     val = cached_pairs("val", vae_path, cache_dir, clips=cfg.val_clips, **kw)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     from daps.io import file_sha256
@@ -193,7 +195,8 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     ckpt_path, start, secs0 = run_dir / "checkpoint.pt", 0, 0.0
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, KIND)
-        if {k: v for k, v in ck["config"].items() if k != "steps"} != {k: v for k, v in cfg.to_dict().items() if k != "steps"}:
+        have = HLConfig.from_dict(ck["config"]).to_dict()  # fields added since take their defaults
+        if {k: v for k, v in have.items() if k != "steps"} != {k: v for k, v in cfg.to_dict().items() if k != "steps"}:
             raise CheckpointError(f"{ckpt_path}: checkpoint was written with another config; use a new --run-dir")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -242,10 +245,16 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     return {"losses": losses, "val": metrics, "step": step, "train_pairs": len(train), "val_pairs": len(val)}
 
 
-def with_overrides(cfg: HLConfig, steps=None, batch_size=None, seed=None) -> HLConfig:
-    """cfg with the given fields replaced (None keeps the preset's); ValueError for bad values."""
+def with_overrides(cfg: HLConfig, steps=None, batch_size=None, seed=None, mirror=None, offsets=None) -> HLConfig:
+    """cfg with the given fields replaced (None keeps the preset's); ValueError for bad values
+    (steps or batch size below 1; offsets not distinct frames in 0 .. 31)."""
     for k, v in (("--steps", steps), ("--batch-size", batch_size)):
         if v is not None and v < 1:
             raise ValueError(f"{k} must be >= 1, got {v}")
-    kw = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("seed", seed)) if v is not None}
+    if offsets is not None:
+        offsets = tuple(int(o) for o in offsets)
+        if not offsets or len(set(offsets)) != len(offsets) or not all(0 <= o < SEG for o in offsets):
+            raise ValueError(f"--offsets must be distinct frames in 0 .. {SEG - 1}, got {list(offsets)}")
+    kw = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("seed", seed), ("mirror", mirror),
+                            ("offsets", offsets)) if v is not None}
     return replace(cfg, **kw)

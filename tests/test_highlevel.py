@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,27 @@ def test_pairs_line_up_in_time(vae, text_cache):
     assert p.texts[p.seg_text[k]] and p.text_emb.shape == (len(p.texts), 384)
 
 
+def test_mirrored_pairs_reflect_the_root_window_and_turns(vae, text_cache):
+    """A mirrored clip's pairs: same starts, root window reflected (y and the heading's sin change
+    sign, x, height and cos stay), the clip's phrasings, turn phrases measured on the mirror."""
+    from highlevel.dataset import build_pairs, cached_pairs
+
+    model, stats = vae
+    p = build_pairs(["walk1_subject1"], model, stats, offsets=(0,), max_frames=1024, text_cache=text_cache, mirror=True)
+    assert p.clip_names == ["walk1_subject1", "walk1_subject1~mirror"]
+    a, b = p.clip == 0, p.clip == 1
+    np.testing.assert_array_equal(p.start[a], p.start[b])
+    np.testing.assert_allclose(p.com[b][..., [0, 2, 3]], p.com[a][..., [0, 2, 3]], atol=1e-5)
+    np.testing.assert_allclose(p.com[b][..., [1, 4]], -p.com[a][..., [1, 4]], atol=1e-5)
+    assert not np.array_equal(p.target[a], p.target[b])  # the mirror image is another motion
+    assert (p.clip_text[1] == p.clip_text[0]).all()
+    swap = {"left": "right", "right": "left"}
+    phrases = [(p.texts[i], p.texts[j]) for i, j in zip(p.seg_text[a], p.seg_text[b])]
+    assert all(" ".join(swap.get(w, w) for w in ta.split()) == tb for ta, tb in phrases), phrases
+    assert any("turning left" in ta for ta, _ in phrases)  # the slice has turns to swap
+    with pytest.raises(ValueError, match="never mirrored"):
+        cached_pairs("val", Path("unused.pt"), Path("unused"), mirror=True)
+
 def test_greedy_sampling_matches_teacher_forcing():
     from highlevel.model import HighLevelPrior, PriorConfig
 
@@ -196,6 +218,18 @@ def test_tiny_run_trains_and_resumes(tiny_run, text_cache):
     model, cfg, ck = load_prior(run / "checkpoint.pt")
     assert ck["step"] == 65 and cfg.steps == 65
 
+
+def test_overrides_and_configs_written_before_mirror():
+    from highlevel.train import HLConfig, preset_config, with_overrides
+
+    cfg = with_overrides(preset_config("cpu"), mirror=True, offsets=[0, 8, 16, 24])
+    assert cfg.mirror and cfg.offsets == (0, 8, 16, 24) and not preset_config("cpu").mirror
+    for bad in ([0, 0], [32], []):
+        with pytest.raises(ValueError, match="--offsets must be distinct frames in 0 .. 31"):
+            with_overrides(preset_config("cpu"), offsets=bad)
+    old = preset_config("cpu").to_dict()
+    del old["mirror"]  # a checkpoint written before the field: resumes with its default
+    assert HLConfig.from_dict(old).to_dict() == preset_config("cpu").to_dict()
 
 def test_resume_against_another_motion_vae_names_the_flag(tiny_run, text_cache, tmp_path):
     import shutil
