@@ -50,20 +50,23 @@ def summarize(rows: list[dict], columns: tuple[Column, ...]) -> dict[str, dict[s
 
 
 def markdown_table(
-    summary: dict, seeds: int, columns: tuple[Column, ...], bits: dict[str, float], stochastic: dict[str, bool]
+    summary: dict, seeds: int, columns: tuple[Column, ...], bits: dict[str, float], stochastic: dict[str, bool],
+    counts: dict[str, int] | None = None,
 ) -> str:
     """Markdown table of mean +- standard error (the mean alone for one seed); "-" where a
-    metric is missing or undefined for the method."""
+    metric is missing or undefined for the method. counts: seeds finished per method (default:
+    all `seeds`); a method with fewer is marked "(n of seeds)" and shows its mean alone when n is 1."""
     head = ["method", "bits"] + [c.header for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, m in summary.items():
-        cells = [method, f"{bits[method]:.1f}"]
+        n = (counts or {}).get(method, seeds)
+        cells = [method if n == seeds else f"{method} ({n} of {seeds} seeds)", f"{bits[method]:.1f}"]
         for c in columns:
             if c.key not in m or (c.stochastic_only and not stochastic[method]):
                 cells.append("-")
             else:
                 mean, se = m[c.key]
-                cells.append(f"{mean:.{c.decimals}f} +- {se:.{c.decimals}f}" if seeds > 1 else f"{mean:.{c.decimals}f}")
+                cells.append(f"{mean:.{c.decimals}f} +- {se:.{c.decimals}f}" if n > 1 else f"{mean:.{c.decimals}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

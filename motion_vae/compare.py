@@ -123,7 +123,8 @@ def compare(
               f"{c0.model.segment_length} frames, H {c0.model.embed_dim} x {c0.model.num_layers}, batch {c0.batch_size}, "
               f"{budget}, {seeds} seed(s); validation on {segments} fixed segments, one code sample each")
     stochastic = {m: method_spec(m).stochastic for m in methods}
-    table = f"<!-- {header} -->\n" + markdown_table(summary, seeds, TABLE_COLUMNS, bits, stochastic)
+    counts = {m: sum(r["method"] == m for r in rows) for m in methods}
+    table = f"<!-- {header} -->\n" + markdown_table(summary, seeds, TABLE_COLUMNS, bits, stochastic, counts)
     write_rows_csv(out_dir / "results.csv", rows)
     result = {"dataset": "lafan1-h1", "preset": preset, "seeds": seeds, "methods": methods, "bits": bits,
               "max_minutes": max_minutes, "segments": segments, "runs": rows, "summary": summary,

@@ -627,8 +627,11 @@ def test_compare_split_over_processes_by_train_seeds(tmp_path, data, monkeypatch
     mc = tiny_compare(monkeypatch, fsq=2)
     first = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[1])
     assert [r["seed"] for r in first["runs"]] == [1] and not (tmp_path / "runs/fsq/seed0").exists()
+    row = (tmp_path / "table.md").read_text().splitlines()[3]
+    assert row.startswith("| fsq (1 of 2 seeds) |") and "+-" not in row  # one seed: its values, no error bar
     both = mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[0])
     assert [r["seed"] for r in both["runs"]] == [0, 1] and both["runs"][1] == first["runs"][0]
+    assert (tmp_path / "table.md").read_text().splitlines()[3].startswith("| fsq | ")
     assert mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, progress=False, train_seeds=[])["runs"] == both["runs"]  # table only
     with pytest.raises(ValueError, match="no finished run"):
         mc.compare(["gumbel"], 2, "cpu", tmp_path, segments=16, progress=False, train_seeds=[])
