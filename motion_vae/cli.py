@@ -253,12 +253,14 @@ def compare_cmd(
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
         if v <= 0:
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
-    only = [] if table_only else None
-    if train_seeds is not None and not table_only:
+    only = None  # train every seed
+    if table_only:
+        only = []
+    elif train_seeds is not None:
         try:
             only = [int(t) for t in train_seeds.split(",") if t.strip()]
         except ValueError:
-            only = None
+            only = []
         if not only or not set(only) <= set(range(seeds)):
             raise typer.BadParameter(f"seeds in 0 .. {seeds - 1} separated by commas, got {train_seeds!r}", param_hint="--train-seeds")
     compare(names, seeds, preset, out, max_minutes=max_minutes, segments=segments, data_root=data, device=device, arch=arch, train_seeds=only)
