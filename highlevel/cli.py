@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from daps.args import number_list
+
 app = typer.Typer(help="High-level policy: text + root window + history -> the next segment's 64 motion codes.", no_args_is_help=True)
 
 DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
@@ -37,10 +39,7 @@ def train(
     if motion_vae is not None and not motion_vae.is_file():
         raise FileNotFoundError(f"--motion-vae {motion_vae}: file not found")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    try:
-        offs = [int(t) for t in offsets.split(",") if t.strip()] if offsets is not None else None
-    except ValueError:
-        raise ValueError(f"--offsets must be integers separated by commas, got {offsets!r}") from None
+    offs = number_list(offsets, "--offsets") if offsets is not None else None
     cfg = with_overrides(preset_config(preset), steps, batch_size, seed, mirror, offs)
     res = train_prior(cfg, run_dir, motion_vae, data, resume, max_minutes * 60 if max_minutes else None)
     typer.echo(json.dumps({"step": res["step"], "train_pairs": res["train_pairs"], "val_pairs": res["val_pairs"],

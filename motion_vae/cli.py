@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from daps.args import number_list
+
 app = typer.Typer(help="DAPS motion autoencoder on LAFAN1 motions of the Unitree H1 (32 frames -> 64 codes).", no_args_is_help=True)
 
 DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
@@ -258,7 +260,7 @@ def compare_cmd(
         only = []
     elif train_seeds is not None:
         try:
-            only = [int(t) for t in train_seeds.split(",") if t.strip()]
+            only = number_list(train_seeds, "--train-seeds")
         except ValueError:
             only = []
         if not only or not set(only) <= set(range(seeds)):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from daps.args import number_list
 from daps.objectives.daps import DAPSConfig
 from daps.objectives.registry import method_spec
 from daps.schedules import BetaSchedule
@@ -239,10 +240,7 @@ def set_st_warmup(cfg: MotionTrainConfig, steps: int) -> MotionTrainConfig:
 def parse_speeds(text: str) -> list[float]:
     """"0.8,1.25" -> [0.8, 1.25] (`MotionTrainConfig.speeds`; "" -> []). Raises ValueError for a
     non-number, a speed outside [0.25, 4], 1 (the clips themselves) or a repeat."""
-    try:
-        out = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"speeds must be numbers separated by commas, got {text!r}") from None
+    out = number_list(text, "speeds", float)
     lo, hi = SPEED_RANGE
     bad = [v for v in out if not lo <= v <= hi or v == 1.0]
     if bad or len(set(out)) != len(out):

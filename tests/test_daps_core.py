@@ -432,3 +432,14 @@ def test_straight_through_warm_start_is_fsq_on_the_lattice_then_daps():
     plain = NARecognition(cfg, ConvResampler(2, 3, 4, 16))
     with pytest.raises(TypeError, match="lattice"):
         plain.straight_through(x)
+
+
+def test_number_list_parses_commas_and_names_the_option():
+    from daps.args import number_list
+
+    assert number_list("0, 8,16,", "--offsets") == [0, 8, 16] and number_list("", "--offsets") == []
+    assert number_list("0.8,1.25", "speeds", float) == [0.8, 1.25]
+    with pytest.raises(ValueError, match=r"--offsets must be integers separated by commas, got '0,x'"):
+        number_list("0,x", "--offsets")
+    with pytest.raises(ValueError, match="--offsets must be integers"):
+        number_list("0.5", "--offsets")  # a fraction is not a frame

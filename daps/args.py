@@ -1,0 +1,14 @@
+"""Parsing of comma-separated command-line values shared by the sub-command groups."""
+
+from __future__ import annotations
+
+
+def number_list(text: str, option: str, kind: type = int) -> list:
+    """"0,8,16" -> [0, 8, 16] (empty items skipped, so "" -> []). `kind` is int or float.
+
+    Raises ValueError naming `option` (e.g. "--offsets") when an item is not a number of that kind."""
+    try:
+        return [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        noun = "integers" if kind is int else "numbers"
+        raise ValueError(f"{option} must be {noun} separated by commas, got {text!r}") from None
