@@ -172,6 +172,12 @@ METHODS = {m: method_spec(m).recognition for m in ("daps", "daps-na", "fsq", "vq
 # at equal wall time
 CPU_STEPS = {"fsq": 24_000, "vqvae": 18_000, "gumbel": 3_000, "grmck": 1_500, "daps": 1_300}
 
+# steps of the `cpu-long` budget (at most 140 min on one core at H 128 x 2, batch 32) for the
+# methods whose AR encoder cannot run the preset's 42k steps in that time (session 14, one thread:
+# Gumbel ~1.5 s/step, DAPS ~4.4 s/step, GR-MCK ~1.3x Gumbel), so that their beta schedule and
+# learning-rate decay end inside the budget; the others keep the preset's 42k steps
+CPU_LONG_STEPS = {"gumbel": 5_000, "grmck": 3_500, "daps": 1_800}
+
 
 def method_name(cfg: MotionTrainConfig) -> str:
     """The run's method; checkpoints without the field are DAPS (or FSQ on the fsq encoder)."""
@@ -197,8 +203,8 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
     """Switch the estimator, keeping the preset's sizes, batch and learning rates: daps (AR
     encoder), daps-na (independent categoricals), fsq or vqvae (deterministic, straight-through),
     gumbel or grmck (relaxed AR samples, paper Table 1 baselines). The lattice head belongs to
-    DAPS encoders and is kept only for them. The `cpu` presets' step budget is set per method
-    (`CPU_STEPS`). Raises ValueError for another name."""
+    DAPS encoders and is kept only for them. The `cpu` and `cpu-long` presets' step budgets are
+    set per method (`CPU_STEPS`, `CPU_LONG_STEPS`). Raises ValueError for another name."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
     cfg = copy.deepcopy(cfg)
@@ -213,6 +219,8 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
     if cfg.preset == "cpu" and method in CPU_STEPS:
         cfg.steps = CPU_STEPS[method]
         cfg.optim.decay_steps = 0  # the preset's decay spans DAPS-NA's DAPS phase only
+    if cfg.preset == "cpu-long" and method in CPU_LONG_STEPS:
+        cfg.steps = cfg.optim.decay_steps = CPU_LONG_STEPS[method]  # the preset's decay spans the whole run
     return cfg
 
 

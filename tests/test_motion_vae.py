@@ -493,6 +493,10 @@ def test_cpu_presets_end_with_their_decaying_daps_phase():
     assert long.optim.decay_steps == long.steps and long.mirror and not cpu.mirror  # rates fall over the whole run
     assert long.model.root_height_variance == 0.25 / 16 and cpu.model.root_height_variance is None
     assert set_method(preset_config("cpu-long"), "fsq").model.root_height_variance == 0.25 / 16  # compared alike
+    # the AR-encoder methods get what fits the time budget, their beta and rates ending inside it
+    gumbel, fsq = set_method(long, "gumbel"), set_method(long, "fsq")
+    assert gumbel.steps == gumbel.optim.decay_steps == 5_000 and gumbel.objective["beta"]["final"] == 0.01
+    assert fsq.steps == fsq.optim.decay_steps == 42_000 and long.steps == 42_000  # the preset itself is unchanged
     for method in ("daps", "fsq", "vqvae", "gumbel", "grmck"):  # the bound is DAPS-NA's; the others build
         assert set_method(preset_config("cpu"), method).model.lattice_bound == "box"
 
