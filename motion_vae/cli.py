@@ -109,6 +109,7 @@ def evaluate(
     segments: int = typer.Option(1000, "--segments", help="Fixed, seeded validation segments to score."),
     train_segments: int = typer.Option(0, "--train-segments", help="Also score this many fixed segments of the run's training clips (train/... keys): the generalisation gap."),
     clip_segments: int = typer.Option(0, "--clip-segments", help="Also score this many fixed segments of each validation clip on its own (clip/<name>/... keys)."),
+    greedy: bool = typer.Option(False, "--greedy", help="Score the most likely code of each segment instead of a sample of q(z|x)."),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -121,7 +122,7 @@ def evaluate(
     if segments <= 0 or train_segments < 0 or clip_segments < 0:
         raise typer.BadParameter("--segments must be positive, --train-segments and --clip-segments >= 0")
     metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device,
-                                  train_segments=train_segments, clip_segments=clip_segments)
+                                  train_segments=train_segments, clip_segments=clip_segments, greedy=greedy)
     for k, v in metrics.items():
         typer.echo(f"{k:>22s}  {v:.4f}" if isinstance(v, float) else f"{k:>22s}  {v}")
     typer.echo(f"wrote {out / 'eval.json'} and {out / 'reconstruction.png'}")

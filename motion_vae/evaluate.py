@@ -35,15 +35,17 @@ from motion_vae.models import load_motion_vae
 
 @torch.no_grad()
 def evaluate_segments(
-    model: nn.Module, x: Tensor, stats: FeatureStats, beta_final: float, batch: int = 200, seed: int = 0
+    model: nn.Module, x: Tensor, stats: FeatureStats, beta_final: float, batch: int = 200, seed: int = 0,
+    greedy: bool = False,
 ) -> dict[str, float]:
-    """Score standardised segments x (N, L, C) with one sampled code each; returns plain floats."""
+    """Score standardised segments x (N, L, C) with one sampled code each (greedy: the most likely
+    code at every step, which is what the high level trains on); returns plain floats."""
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
     out: dict[str, list[Tensor]] = {k: [] for k in ("log_p", "kl", "l2", "mu", "z", "params")}
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
-        z, _ = model.recognition.sample(xb, 1, gen)
+        z, _ = model.recognition.sample(xb, 1, gen, greedy=greedy)
         _, kl = model.recognition.log_prob(xb, z)
         params = model.generator(z)
         out["log_p"].append(model.likelihood.log_prob(xb, params)[:, 0])
@@ -132,8 +134,12 @@ def evaluate_checkpoint(
     plot_clip: str = "walk2_subject4",
     train_segments: int = 0,
     clip_segments: int = 0,
+    greedy: bool = False,
 ) -> dict[str, float]:
     """Score a checkpoint on the validation clips; write eval.json and reconstruction.png.
+
+    greedy: score the most likely code of each segment instead of a sample of q(z|x) (the same
+    for the deterministic FSQ / VQ-VAE encoders).
 
     train_segments > 0 also scores that many fixed segments of the run's own training clips (the
     recorded ones, not their mirror images or replays at other speeds), reported as
@@ -163,16 +169,16 @@ def evaluate_checkpoint(
         clips = SegmentSampler({n: features[n] for n in names}, L)
         return torch.from_numpy(clips.fixed(count, seed=0)).to(dev)
 
-    metrics = evaluate_segments(model, fixed_segments(val_names, num_segments), stats, beta_final=cfg.beta_final)
+    metrics = evaluate_segments(model, fixed_segments(val_names, num_segments), stats, beta_final=cfg.beta_final, greedy=greedy)
     if train_segments > 0:
         train_x = fixed_segments(recorded_clips(ckpt["extra"]["train_clips"]), train_segments)
-        train_metrics = evaluate_segments(model, train_x, stats, beta_final=cfg.beta_final)
+        train_metrics = evaluate_segments(model, train_x, stats, beta_final=cfg.beta_final, greedy=greedy)
         metrics.update({f"train/{k}": v for k, v in train_metrics.items()})
     if clip_segments > 0:
         for name in val_names:
-            m = evaluate_segments(model, fixed_segments([name], clip_segments), stats, beta_final=cfg.beta_final)
+            m = evaluate_segments(model, fixed_segments([name], clip_segments), stats, beta_final=cfg.beta_final, greedy=greedy)
             metrics.update({f"clip/{name}/{k}": m[k] for k in ("joint_rmse_rad", "log_p", "code_info_nats")})
-    metrics.update({"num_segments": num_segments, "train_segments": train_segments, "clip_segments": clip_segments, "step": ckpt["step"], "bits": cfg.model.bits})
+    metrics.update({"num_segments": num_segments, "train_segments": train_segments, "clip_segments": clip_segments, "greedy": greedy, "step": ckpt["step"], "bits": cfg.model.bits})
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

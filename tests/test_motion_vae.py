@@ -162,6 +162,18 @@ def test_evaluate_checkpoint_writes_json_and_png(tmp_path, trained):
         assert np.isfinite(saved[key]), key
     assert (tmp_path / "reconstruction.png").stat().st_size > 10_000
     assert not any(k.startswith("train/") for k in saved) and saved["train_segments"] == 0
+    assert saved["greedy"] is False
+
+
+def test_greedy_evaluation_scores_the_most_likely_code(trained):
+    from motion_vae.evaluate import evaluate_segments
+
+    model, cfg, stats, _ = load_motion_vae(trained)
+    x = torch.randn(12, cfg.model.segment_length, stats.num_features)
+    sampled = [evaluate_segments(model, x, stats, 1.0, seed=s) for s in (0, 1)]
+    greedy = [evaluate_segments(model, x, stats, 1.0, seed=s, greedy=True) for s in (0, 1)]
+    assert sampled[0]["log_p"] != sampled[1]["log_p"]  # the seed draws other codes
+    assert greedy[0] == greedy[1]  # the most likely code does not depend on it
 
 
 def test_evaluate_checkpoint_scores_training_segments_too(tmp_path, trained):
