@@ -196,7 +196,7 @@ def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, 
                                     f"{', '.join(missing)}); pass --motion-vae")
         if file_sha256(path) != info["sha256"]:
             raise CheckpointError(f"{path}: not the motion VAE this policy was trained with (sha256 differs)")
-        new, _ = encode_clips(path, missing, data_root, seed=info.get("seed", 0))
+        new, _ = encode_clips(path, missing, data_root, seed=info.get("seed", 0), greedy=info.get("greedy", False))
         out.update(new)
     return out
 

@@ -114,6 +114,17 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     model, vecnorm, ck = load_lowlevel(run / "checkpoint.pt")
     assert ck["config"]["motion_vae"]["vocab_size"] == 64 and set(ck["codes"]) == {"walk1_subject1"}
     assert set(vecnorm.norm_obs_keys) == {"proprio"}
+    # goals are the most likely codes (as the high level emits); policies from before kept a sample
+    from lowlevel.evaluate import codes_for
+    from lowlevel.train import encode_clips
+
+    greedy, info = encode_clips(mvae, ["walk1_subject1"])
+    sampled, _ = encode_clips(mvae, ["walk1_subject1"], greedy=False)
+    assert ck["config"]["motion_vae"]["greedy"] is True and info["greedy"] is True
+    assert np.array_equal(ck["codes"]["walk1_subject1"], greedy["walk1_subject1"])
+    assert not np.array_equal(greedy["walk1_subject1"], sampled["walk1_subject1"])
+    old = {"config": {**ck["config"], "motion_vae": {k: v for k, v in ck["config"]["motion_vae"].items() if k != "greedy"}}, "codes": {}}
+    assert np.array_equal(codes_for(old, ["walk1_subject1"])["walk1_subject1"], sampled["walk1_subject1"])
     # the cpu preset: batched vector env, fixed exploration std 0.2 per action unit (PPO left it alone)
     assert ck["config"]["vec"] == "batched" and ck["config"]["fixed_std"] is True
     np.testing.assert_allclose(model.policy.log_std.detach().numpy(), np.log(0.2), rtol=1e-7)
