@@ -6,7 +6,8 @@ the preset's model sizes and batch, and (with max_minutes) the same training wal
                                  eval.json + reconstruction.png of the final validation, and
                                  result.json: the run's table row and validation curve
         results.csv / .json      one row per run: validation metrics on `segments` fixed segments
-                                 (one sampled code each), steps, training seconds, steps/s
+                                 (one sampled code each; greedy_*: the most likely code each),
+                                 steps, training seconds, steps/s
         table.md                 mean +- standard error over seeds per method (Markdown)
         curves.png               validation joint RMSE and own-minus-shuffled log p against
                                  steps and against training wall time (256 segments, as logged)
@@ -36,6 +37,7 @@ from motion_vae.train import train_motion_vae
 
 TABLE_COLUMNS = (
     Column("joint_rmse_rad", "joint RMSE rad", 3),
+    Column("greedy_joint_rmse_rad", "joint RMSE rad, greedy code", 3),
     Column("log_p", "log p", 1),
     Column("code_info_nats", "own - shuffled log p", 0),
     Column("l2", "L2", 2),
@@ -99,6 +101,7 @@ def compare(
                 if progress:
                     print(f"  left out: no result.json yet and seed {seed} is not trained by this process", flush=True)
                 continue
+            changed = record is None
             if record is None:
                 cfg = apply_overrides(copy.deepcopy(cfgs[method]), seed=seed)
                 if data is None:  # read only when a run still has to train
@@ -110,6 +113,11 @@ def compare(
                 row["train_minutes"] = row["train_seconds"] / 60
                 record = {"row": row, "evals": evals, "segments": segments, "preset": preset,
                           "max_minutes": max_minutes, "machine": describe_machine()}
+            if "greedy_joint_rmse_rad" not in record["row"]:  # new runs, and records written before the column
+                greedy = greedy_scores(method, run_dir, record["row"], segments, data_root, device)
+                record["row"].update(greedy)
+                changed = changed or bool(greedy)
+            if changed:
                 atomic_write_text(run_dir / "result.json", json.dumps(record, indent=1) + "\n")
             rows.append(record["row"])
             curves[method].append(record["evals"])
@@ -134,6 +142,24 @@ def compare(
     panels = (("joint_rmse_rad", "validation joint RMSE [rad]"), ("code_info_nats", "own - shuffled log p [nats]"))
     plot_curves(curves, out_dir / "curves.png", header.split(";")[0], panels)
     return result
+
+
+GREEDY_KEYS = ("joint_rmse_rad", "log_p", "code_info_nats")
+
+
+def greedy_scores(method: str, run_dir: Path, row: dict, segments: int, data_root, device: str) -> dict[str, float]:
+    """greedy_<metric> (joint RMSE rad, log p and own - shuffled log p, nats) of a run's final model
+    scored with the most likely code of each validation segment (`evaluate_checkpoint(greedy=True)`,
+    written to run_dir/greedy/): what a sampled code costs against the encoder's mode. The
+    quantisers' codes are their own mode, so their row's values are copied. {} for a stochastic
+    run whose checkpoint is gone (a record kept alone): its table cell stays "-"."""
+    if not method_spec(method).stochastic:
+        return {f"greedy_{k}": row[k] for k in GREEDY_KEYS}
+    if not (run_dir / "checkpoint.pt").is_file():
+        return {}
+    m = evaluate_checkpoint(run_dir / "checkpoint.pt", run_dir / "greedy", data_root=data_root, num_segments=segments,
+                            device=device, greedy=True)
+    return {f"greedy_{k}": m[k] for k in GREEDY_KEYS}
 
 
 def read_run_record(path: Path, method: str, seed: int, segments: int, preset: str, max_minutes: float | None) -> dict | None:

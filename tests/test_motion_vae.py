@@ -547,8 +547,22 @@ def test_compare_writes_table_csv_and_curves_and_resumes(tmp_path, data, monkeyp
     assert [(r["method"], r["seed"], r["step"]) for r in res["runs"]] == [("fsq", 0, 3), ("fsq", 1, 3), ("gumbel", 0, 3), ("gumbel", 1, 3)]
     table = (tmp_path / "table.md").read_text().splitlines()
     fsq_row, gumbel_row = table[3].split(" | "), table[4].split(" | ")
-    assert fsq_row[0] == "| fsq" and fsq_row[6] == "-" and "+-" in gumbel_row[6]  # beta-ELBO only where q is stochastic
+    assert fsq_row[0] == "| fsq" and fsq_row[7] == "-" and "+-" in gumbel_row[7]  # beta-ELBO only where q is stochastic
     assert res["runs"][0]["joint_rmse_rad"] != res["runs"][1]["joint_rmse_rad"]  # seeds differ
+    # the most likely code: FSQ's is its code; Gumbel's scored again from its checkpoint
+    fsq0, gumbel0 = res["runs"][0], res["runs"][2]
+    assert fsq0["greedy_joint_rmse_rad"] == fsq0["joint_rmse_rad"] and fsq0["greedy_log_p"] == fsq0["log_p"]
+    assert gumbel0["greedy_log_p"] != gumbel0["log_p"] and (tmp_path / "runs/gumbel/seed0/greedy/eval.json").is_file()
+    assert table[1].split(" | ")[3] == "joint RMSE rad, greedy code" and "+-" in gumbel_row[3]
+    record = tmp_path / "runs/gumbel/seed0/result.json"
+    rec = json.loads(record.read_text())
+    want = rec["row"].pop("greedy_joint_rmse_rad")
+    record.write_text(json.dumps(rec))  # as written before the column: scored again from its checkpoint
+    assert mc.compare(["gumbel"], 2, "cpu", tmp_path, segments=32, progress=False, train_seeds=[])["runs"][0]["greedy_joint_rmse_rad"] == pytest.approx(want)
+    record.write_text(json.dumps(rec))
+    (tmp_path / "runs/gumbel/seed0/checkpoint.pt").rename(tmp_path / "kept.pt")  # a record kept alone: nothing to score
+    assert "greedy_joint_rmse_rad" not in mc.compare(["gumbel"], 2, "cpu", tmp_path, segments=32, progress=False, train_seeds=[])["runs"][0]
+    (tmp_path / "kept.pt").rename(tmp_path / "runs/gumbel/seed0/checkpoint.pt")
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "runs/gumbel/seed1/eval.json").exists()
     before = (tmp_path / "runs/fsq/seed0/checkpoint.pt").stat().st_mtime_ns
     mc.compare(["fsq"], 1, "cpu", tmp_path, segments=32, data=data, progress=False)  # complete runs are not trained again
