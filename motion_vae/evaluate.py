@@ -184,7 +184,7 @@ def evaluate_checkpoint(
     out_dir.mkdir(parents=True, exist_ok=True)
     if plot_clip in val_names or (clip_dir / f"{plot_clip}.csv").exists():
         rows = load_clip_csv(clip_dir / f"{plot_clip}.csv", min_frames=L)[: 6 * L]
-        rec = decode_codes(model, stats, encode_clip(model, stats, rows), rows)
+        rec = decode_codes(model, stats, encode_clip(model, stats, rows, greedy=greedy), rows)
         idx = [7 + JOINT_NAMES.index(j) for j in PLOT_JOINTS]
         plot_reconstruction(
             rows[: len(rec), idx], rec[:, idx], list(PLOT_JOINTS),
