@@ -3,6 +3,7 @@
     python benchmarks/bench_daps.py                      # both configs, CPU (or CUDA if present)
     python benchmarks/bench_daps.py --config paper --steps 3 --threads 2
     python benchmarks/bench_daps.py --config mnist --steps 20 --device cpu
+    python benchmarks/bench_daps.py --config mnist --precision fp32,bf16 --no-sampling   # both, side by side
 
 (a) One DAPS training step exactly as `daps.trainer.train` runs it (DAPS.loss: KV-cached sampling
     of B*K codes, teacher-forced log q, decoder; backward; adaptive gradient clipping; AdamW on
@@ -13,6 +14,8 @@
     - mnist: B 256, K 8, block 8, vocab 256, H 64, 1+1 layers; 28x28 binarised synthetic images,
       padded to 28x32 and cut into 2x4 patches of 14x8 (one Dense(H) each, the authors' patcher),
       and their MLP decoder (Embed(V,64) per token -> 512 -> 64 -> 256 -> 784 Bernoulli logits).
+    --precision bf16: the losses under bfloat16 autocast, as `daps.trainer.train` runs them with
+    `OptimConfig(precision="bf16")` (weights, optimiser, rewards and log q stay float32).
 (b) AR sampling throughput (latent tokens/s) at the paper config, with and without the KV cache,
     and the speed-up.
     "CPU s/step" is the process CPU time per step (all threads): on a shared machine the wall time
@@ -39,7 +42,7 @@ from daps.nn import TransformerConfig, init_weights
 from daps.objectives.daps import DAPS, DAPSConfig
 from daps.recognition import ARRecognition
 from daps.schedules import BetaSchedule
-from daps.trainer import OptimConfig, adaptive_grad_clip_, keep_freed_memory
+from daps.trainer import PRECISIONS, OptimConfig, adaptive_grad_clip_, keep_freed_memory, precision_context
 
 REFERENCE = "reference (authors' JAX, 2-core CPU, anchors.md): LAFAN paper config 50 s/step, 15.7 GB; MNIST ~3 steps/s (0.33-0.36 s/step), 2.5 GB"
 
@@ -102,7 +105,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_train(config: str, device: torch.device, steps: int, warmup: int) -> dict:
+def bench_train(config: str, device: torch.device, steps: int, warmup: int, precision: str = "fp32") -> dict:
     """Median s/step of full DAPS training steps (as daps.trainer.train)."""
     if device.type == "cpu":
         keep_freed_memory()  # as daps.trainer.train does
@@ -118,7 +121,8 @@ def bench_train(config: str, device: torch.device, steps: int, warmup: int) -> d
     for step in range(total):
         sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
-        loss_vae, loss_eta, _ = obj.loss(model, x, step, total, gen)
+        with precision_context(device, precision):
+            loss_vae, loss_eta, _ = obj.loss(model, x, step, total, gen)
         opt.zero_grad(set_to_none=True)
         eta_opt.zero_grad(set_to_none=True)
         (loss_vae + loss_eta).backward()
@@ -130,7 +134,7 @@ def bench_train(config: str, device: torch.device, steps: int, warmup: int) -> d
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
     s = statistics.median(times)
-    out = {"config": config, "device": str(device), "s_per_step": s, "steps_per_s": 1 / s,
+    out = {"config": config, "device": str(device), "precision": precision, "s_per_step": s, "steps_per_s": 1 / s,
            "min_s": min(times), "cpu_s_per_step": statistics.median(cpu_times), "steps": len(times),
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
     if device.type == "cuda":
@@ -159,9 +163,9 @@ def bench_sampling(device: torch.device, batch: int, k: int, reps: int) -> dict:
     return out
 
 
-def run_child(args: argparse.Namespace, what: str, device: str) -> dict:
+def run_child(args: argparse.Namespace, what: str, device: str, precision: str = "fp32") -> dict:
     """Run one measurement in a fresh process (own peak RSS); returns its JSON result."""
-    cmd = [sys.executable, __file__, "--child", what, "--device", device, "--steps", str(args.steps),
+    cmd = [sys.executable, __file__, "--child", what, "--device", device, "--precision", precision, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--sample-batch", str(args.sample_batch), "--sample-k", str(args.sample_k),
            "--sample-reps", str(args.sample_reps)]
     if args.threads:
@@ -182,6 +186,7 @@ def main() -> None:
     ap.add_argument("--sample-k", type=int, default=8)
     ap.add_argument("--sample-reps", type=int, default=3)
     ap.add_argument("--no-sampling", action="store_true", help="skip the KV-cache sampling benchmark")
+    ap.add_argument("--precision", default="fp32", help="fp32, bf16, or both as fp32,bf16 (training steps only)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -192,7 +197,7 @@ def main() -> None:
         if args.child == "sampling":
             res = bench_sampling(device, args.sample_batch, args.sample_k, args.sample_reps)
         else:
-            res = bench_train(args.child, device, args.steps, args.warmup)
+            res = bench_train(args.child, device, args.steps, args.warmup, args.precision)
         print(json.dumps(res))
         return
 
@@ -203,16 +208,19 @@ def main() -> None:
     else:
         devices = [args.device]
     configs = ["paper", "mnist"] if args.config == "all" else [args.config]
+    precisions = [p for p in args.precision.split(",") if p]
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        sys.exit(f"--precision: choose from {', '.join(PRECISIONS)} (comma-separated), got {args.precision!r}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"devices {devices}, steps {args.steps} (+{args.warmup} warm-up)", flush=True)
 
     print("\n(a) full DAPS training step (loss + backward + AGC + AdamW), median over steps")
-    print(f"{'config':8s} {'device':6s} {'s/step':>9s} {'steps/s':>9s} {'min s':>9s} {'CPU s/step':>11s} {'peak RSS GB':>12s} {'peak CUDA GB':>13s}")
+    print(f"{'config':8s} {'device':6s} {'prec':5s} {'s/step':>9s} {'steps/s':>9s} {'min s':>9s} {'CPU s/step':>11s} {'peak RSS GB':>12s} {'peak CUDA GB':>13s}")
     for dev in devices:
-        for c in configs:
-            r = run_child(args, c, dev)
+        for c, prec in [(c, p) for c in configs for p in precisions]:
+            r = run_child(args, c, dev, prec)
             cuda_mem = f"{r['peak_cuda_gb']:13.2f}" if "peak_cuda_gb" in r else f"{'-':>13s}"
-            print(f"{c:8s} {dev:6s} {r['s_per_step']:9.3f} {r['steps_per_s']:9.3f} {r['min_s']:9.3f} {r['cpu_s_per_step']:11.3f} {r['peak_rss_gb']:12.2f} {cuda_mem}", flush=True)
+            print(f"{c:8s} {dev:6s} {prec:5s} {r['s_per_step']:9.3f} {r['steps_per_s']:9.3f} {r['min_s']:9.3f} {r['cpu_s_per_step']:11.3f} {r['peak_rss_gb']:12.2f} {cuda_mem}", flush=True)
 
     if not args.no_sampling:
         print(f"\n(b) AR sampling at the paper config (block 64, vocab 1024), B={args.sample_batch}, K={args.sample_k}: latent tokens/s")

@@ -1,4 +1,4 @@
-"""Parsing of comma-separated command-line values shared by the sub-command groups."""
+"""Command-line values shared by the sub-command groups: comma-separated lists, help texts."""
 
 from __future__ import annotations
 
@@ -12,3 +12,8 @@ def number_list(text: str, option: str, kind: type = int) -> list:
     except ValueError:
         noun = "integers" if kind is int else "numbers"
         raise ValueError(f"{option} must be {noun} separated by commas, got {text!r}") from None
+
+
+PRECISION_HELP = ("fp32 | bf16: bf16 computes the losses under bfloat16 autocast (weights, optimiser, rewards and "
+                  "log q stay float32; `daps.trainer.OptimConfig.precision`), faster on CPUs with AVX512-BF16/AMX and on GPUs; "
+                  "a resume may switch it.")

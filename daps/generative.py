@@ -151,7 +151,9 @@ class GaussianLikelihood(nn.Module):
         return torch.full_like(params, math.log(self.variance))
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        """log p(x|z) (B, K) in nats, summed over the event dims, for x (B, *event)."""
+        """log p(x|z) (B, K) in nats, summed over the event dims, for x (B, *event); float32
+        under bfloat16 autocast too (a sum over thousands of terms)."""
+        params = params.float()
         mu = self.mean(params)
         d2 = (x.unsqueeze(1) - mu).square()
         if self.channel_variance is not None:
@@ -176,7 +178,8 @@ class BernoulliLikelihood(nn.Module):
         return torch.sigmoid(params)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        """log p(x|z) (B, K) in nats for x (B, *event) in {0, 1}."""
+        """log p(x|z) (B, K) in nats for x (B, *event) in {0, 1}; float32 under autocast too."""
+        params = params.float()
         lp = -F.binary_cross_entropy_with_logits(params, x.unsqueeze(1).expand_as(params), reduction="none")
         return lp.flatten(2).sum(-1)
 

@@ -70,6 +70,15 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, std=1.0)
 
 
+def in_fp32(fn, x: Tensor) -> Tensor:
+    """fn(x) computed in float32 even inside a bfloat16 autocast region (`daps.trainer.precision_context`).
+
+    For the output heads: log q(z|x) of 64 tokens out of 1024 codes and the sampler's CDF need
+    float32 logits (bfloat16 keeps 8 bits of mantissa)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return fn(x.float())
+
+
 class MLP(nn.Module):
     """Dense(r*H) -> ReLU -> Dense(H)."""
 
@@ -105,8 +114,22 @@ class Attention(nn.Module):
     def attend(self, x: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
         """Queries from x (B, L, H) against k, v (B, h, S, d); returns (B, L, H)."""
         q = self.split(self.q(x))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # the CPU flash kernel in bfloat16 took 2x its float32 time on these short sequences
+            # (L, S <= 64; MNIST config, session 15); two batched products are faster there
+            y = torch.softmax(self._scores(q, k, causal), dim=-1, dtype=torch.float32).to(v.dtype) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.out(y.transpose(1, 2).reshape(x.shape))
+
+    @staticmethod
+    def _scores(q: Tensor, k: Tensor, causal: bool) -> Tensor:
+        """Scaled dot products (B, h, L, S), -inf above the diagonal if causal (L = S)."""
+        s = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+        if causal:
+            length = s.shape[-1]
+            s = s.masked_fill(torch.ones(length, length, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
+        return s
 
     def attend_one(self, x: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """`attend` for a single query per sequence, x (B, 1, H), by two batched matmuls.

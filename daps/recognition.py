@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, init_weights, sinusoidal_positions
+from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, in_fp32, init_weights, sinusoidal_positions
 
 
 class StraightThrough(NamedTuple):
@@ -370,7 +370,7 @@ class ARRecognition(nn.Module):
     def logits(self, x: Tensor, z: Tensor) -> Tensor:
         """Teacher-forced logits (B, K, T, V) of q(z_t | z_<t, x) for x and z (B, K, T) int64."""
         b, k, t = z.shape
-        return self.head(self.features(x, z)).view(b, k, t, -1)
+        return in_fp32(self.head, self.features(x, z)).view(b, k, t, -1)
 
     def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q_theta(z|x) and KL to the uniform prior, both (B, K) in nats.
@@ -386,7 +386,7 @@ class ARRecognition(nn.Module):
         """
         check_codes(z, self.cfg)
         h = self.features(x, z)
-        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1), self.head.weight, self.head.bias, z.flatten())
+        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1).float(), self.head.weight, self.head.bias, z.flatten())
         return log_q.view(z.shape).sum(-1), kl.view(z.shape).sum(-1)
 
     @torch.no_grad()
@@ -422,6 +422,11 @@ class ARRecognition(nn.Module):
         tokens[:, 0] = self.start_token
         cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q) if use_cache else None
         head_wt, head_b = self.head.weight.t(), self.head.bias
+
+        def head_log_softmax(h: Tensor) -> Tensor:  # (B*K, H) -> (B*K, V) float32 log-probabilities
+            logp = torch.addmm(head_b, self.ln(h), head_wt)
+            return torch.log_softmax(logp, dim=-1, out=logp)
+
         for t in range(t_max):
             if use_cache:
                 h = self.tok_embed(tokens[:, t : t + 1]) + offset[:, t : t + 1]
@@ -432,8 +437,7 @@ class ARRecognition(nn.Module):
                 for blk, (mk, mv) in zip(self.blocks, mem):
                     h = blk(h, mk, mv)
                 h = h[:, -1:]
-            logp = torch.addmm(head_b, self.ln(h[:, 0]), head_wt)
-            logp = torch.log_softmax(logp, dim=-1, out=logp)
+            logp = in_fp32(head_log_softmax, h[:, 0])
             zt = logp.argmax(-1) if greedy else inverse_cdf_sample(logp, generator)
             tokens[:, t + 1] = zt
             log_q += logp.gather(1, zt[:, None]).squeeze(1)
@@ -470,7 +474,7 @@ class NARecognition(nn.Module):
 
     def token_logits(self, x: Tensor) -> Tensor:
         """Logits (B, T, V) of the independent per-token categoricals."""
-        return self.head(self.proj(self.encoder(self.input_embed(x) + self.pos)))
+        return in_fp32(self.head, self.proj(self.encoder(self.input_embed(x) + self.pos)))
 
     def straight_through(self, x: Tensor) -> StraightThrough:
         """Each token's nearest lattice point (B, T, d), straight-through gradients to the encoder,

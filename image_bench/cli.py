@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from daps.args import PRECISION_HELP
+
 app = typer.Typer(help="Discrete image autoencoders: every method of paper Table 1 on MNIST / Fashion-MNIST (64 bits), CIFAR-10 (576 bits) and ImageNet-256 (10,240 bits).", no_args_is_help=True)
 
 DataOpt = typer.Option(None, "--data", help="Folder with the IDX files (CIFAR-10: the python batches); default $DAPS_FASHION_MNIST_DIR / "
@@ -28,16 +30,23 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from run_dir/checkpoint.pt (a larger --steps extends the run)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time; resumable."),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Train one method and print the final validation metrics. Data-parallel under torchrun:
     --batch-size per process (README)."""
+    from dataclasses import replace
+
     from daps.distributed import is_main
     from image_bench.config import apply_overrides, preset_config
     from image_bench.train import train_image_vae
 
     cfg = apply_overrides(preset_config(preset, method, dataset), steps=steps, batch_size=batch_size, seed=seed)
+    try:
+        cfg.optim = replace(cfg.optim, precision=precision)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--precision") from None
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_image_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from daps.args import number_list
+from daps.args import PRECISION_HELP, number_list
 
 app = typer.Typer(help="DAPS motion autoencoder on LAFAN1 motions of the Unitree H1 (32 frames -> 64 codes).", no_args_is_help=True)
 
@@ -50,6 +50,7 @@ def train(
     root_height_variance: Optional[float] = typer.Option(
         None, "--root-height-variance", help="sigma^2 of the root-height feature alone (standardised units; default: the preset's, the model's variance 0.25)."
     ),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     data: Optional[Path] = DataOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -93,6 +94,10 @@ def train(
             cfg.model = replace(cfg.model, root_height_variance=root_height_variance)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--root-height-variance") from None
+    try:
+        cfg.optim = replace(cfg.optim, precision=precision)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--precision") from None
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports

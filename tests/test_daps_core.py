@@ -443,3 +443,48 @@ def test_number_list_parses_commas_and_names_the_option():
         number_list("0,x", "--offsets")
     with pytest.raises(ValueError, match="--offsets must be integers"):
         number_list("0.5", "--offsets")  # a fraction is not a frame
+
+
+def test_bf16_precision_keeps_rewards_and_log_q_float32_and_close_to_fp32():
+    """Under `precision_context("cpu", "bf16")` the products run in bfloat16, but log p(x|z), log q(z|x)
+    and the sampler's log q come out float32 and within bfloat16 rounding of the float32 values."""
+    from daps.trainer import precision_context
+
+    torch.manual_seed(0)
+    vae, x = small_vae(v=16, t=4, h=32), torch.randn(6, 2, 3)
+    z, _ = vae.recognition.sample(x, 4, torch.Generator().manual_seed(0))
+    want_r, (want_lq, _) = vae.log_likelihood(x, z), vae.recognition.log_prob(x, z)
+    with precision_context("cpu", "bf16"):
+        assert vae.recognition.tok_embed.weight.new_ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
+        r, (lq, _) = vae.log_likelihood(x, z), vae.recognition.log_prob(x, z)
+        _, sample_lq = vae.recognition.sample(x, 4, torch.Generator().manual_seed(0))
+    assert r.dtype == lq.dtype == sample_lq.dtype == torch.float32
+    assert torch.allclose(r, want_r, rtol=2e-2, atol=0.2)
+    assert torch.allclose(lq, want_lq, atol=0.1)
+    assert not torch.equal(lq, want_lq)  # the products did run in bfloat16
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_cpu_attention_matches_float32_sdpa(causal):
+    from daps.nn import Attention
+    from daps.trainer import precision_context
+
+    torch.manual_seed(0)
+    attn, x = Attention(32, 4), torch.randn(5, 7, 32)
+    want = attn(x, causal=causal)
+    with precision_context("cpu", "bf16"):
+        got = attn(x, causal=causal)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), want, atol=3e-2)
+    if causal:  # the first query sees only itself: its output moves when later tokens do not matter
+        x2 = x.clone()
+        x2[:, 1:] += 1.0
+        with precision_context("cpu", "bf16"):
+            assert torch.equal(attn(x2, causal=True)[:, 0], got[:, 0])
+
+
+def test_optim_config_refuses_an_unknown_precision():
+    from daps.trainer import OptimConfig
+
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        OptimConfig(precision="fp16")

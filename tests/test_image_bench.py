@@ -102,6 +102,24 @@ def test_every_method_trains_one_step_on_the_idx_fixture(idx_root, tmp_path, met
     assert any(k.startswith("recognition.") for k in changed) and any(k.startswith("generator.") for k in changed)
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_in_bf16_and_resumes_in_fp32(idx_root, tmp_path, method):
+    """Mixed precision (`OptimConfig.precision`) for every estimator: finite losses, float32
+    weights, and a resume may switch back to float32 (a field of the schedule, not the state)."""
+    from dataclasses import replace
+
+    data = load_image_dataset("fashion-mnist", idx_root)
+    cfg = tiny(method, steps=2)
+    cfg.optim = replace(cfg.optim, precision="bf16")
+    out = train_image_vae(cfg, tmp_path / "run", data=data, device="cpu", progress=False)
+    assert np.isfinite(out["log_p"]) and out["skipped_steps"] == 0
+    cfg = tiny(method, steps=3)
+    out = train_image_vae(cfg, tmp_path / "run", data=data, device="cpu", progress=False, resume=True)
+    model, _, ckpt = load_image_vae(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["step"] == 3 and np.isfinite(out["log_p"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_method_names_and_beta_suffix():
     assert tiny("daps:1.0").beta_final == 1.0 and tiny("daps").beta_final == 0.01
     assert tiny("vqvae").beta_final is None
