@@ -37,12 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from daps.args import precision_list
 from daps.generative import BernoulliLikelihood, DiscreteVAE
 from daps.nn import TransformerConfig, init_weights
 from daps.objectives.daps import DAPS, DAPSConfig
 from daps.recognition import ARRecognition
 from daps.schedules import BetaSchedule
-from daps.trainer import PRECISIONS, OptimConfig, adaptive_grad_clip_, keep_freed_memory, precision_context
+from daps.trainer import OptimConfig, adaptive_grad_clip_, keep_freed_memory, precision_context
 
 REFERENCE = "reference (authors' JAX, 2-core CPU, anchors.md): LAFAN paper config 50 s/step, 15.7 GB; MNIST ~3 steps/s (0.33-0.36 s/step), 2.5 GB"
 
@@ -208,9 +209,10 @@ def main() -> None:
     else:
         devices = [args.device]
     configs = ["paper", "mnist"] if args.config == "all" else [args.config]
-    precisions = [p for p in args.precision.split(",") if p]
-    if not precisions or any(p not in PRECISIONS for p in precisions):
-        sys.exit(f"--precision: choose from {', '.join(PRECISIONS)} (comma-separated), got {args.precision!r}")
+    try:
+        precisions = precision_list(args.precision)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
           f"devices {devices}, steps {args.steps} (+{args.warmup} warm-up)", flush=True)
 

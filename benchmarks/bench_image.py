@@ -28,7 +28,8 @@ import torch
 
 from daps.objectives.registry import METHODS
 from daps import distributed
-from daps.trainer import PRECISIONS, adaptive_grad_clip_, keep_freed_memory, precision_context
+from daps.args import precision_list
+from daps.trainer import adaptive_grad_clip_, keep_freed_memory, precision_context
 from image_bench.config import preset_config
 from image_bench.train import build_run
 
@@ -90,9 +91,10 @@ def main() -> None:
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, and CUDA too when available")
     ap.add_argument("--precision", default="fp32", help="fp32, bf16, or both as fp32,bf16")
     args = ap.parse_args()
-    precisions = [p for p in args.precision.split(",") if p]
-    if not precisions or any(p not in PRECISIONS for p in precisions):
-        raise SystemExit(f"--precision: choose from {', '.join(PRECISIONS)} (comma-separated), got {args.precision!r}")
+    try:
+        precisions = precision_list(args.precision)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     if distributed.launched_world_size() > 1:
         distributed.setup("cpu" if args.device == "cpu" else "auto")
         if args.batch % distributed.world_size():

@@ -17,3 +17,14 @@ def number_list(text: str, option: str, kind: type = int) -> list:
 PRECISION_HELP = ("fp32 | bf16: bf16 computes the losses under bfloat16 autocast (weights, optimiser, rewards and "
                   "log q stay float32; `daps.trainer.OptimConfig.precision`), faster on CPUs with AVX512-BF16/AMX and on GPUs; "
                   "a resume may switch it.")
+
+
+def precision_list(text: str, option: str = "--precision") -> list[str]:
+    """"fp32,bf16" -> ["fp32", "bf16"] (`daps.trainer.PRECISIONS`). Raises ValueError naming
+    `option` for an empty list or an unknown name."""
+    from daps.trainer import PRECISIONS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or any(n not in PRECISIONS for n in names):
+        raise ValueError(f"{option}: choose from {', '.join(PRECISIONS)} (comma-separated), got {text!r}")
+    return names

@@ -151,8 +151,7 @@ class Attention(nn.Module):
         Same result up to float rounding; for one query the flash kernel's tiling is overhead.
         """
         b, _, dim = x.shape
-        q = self.split(self.q(x)) * (k.shape[-1] ** -0.5)  # (B, h, 1, d)
-        w = short_softmax((q @ k.transpose(-1, -2)).float()).to(v.dtype)  # (B, h, 1, S)
+        w = short_softmax(self._scores(self.split(self.q(x)), k, causal=False).float()).to(v.dtype)  # (B, h, 1, S)
         return self.out((w @ v).view(b, 1, dim))
 
     def forward(self, x: Tensor, context: Tensor | None = None, causal: bool = False) -> Tensor:

@@ -476,7 +476,7 @@ def test_bf16_cpu_attention_matches_float32_sdpa(causal):
         got = attn(x, causal=causal)
     assert got.dtype == torch.bfloat16
     assert torch.allclose(got.float(), want, atol=3e-2)
-    if causal:  # the first query sees only itself: its output moves when later tokens do not matter
+    if causal:  # the first query sees only itself: changing the later tokens leaves its output as it is
         x2 = x.clone()
         x2[:, 1:] += 1.0
         with precision_context("cpu", "bf16"):
@@ -488,3 +488,12 @@ def test_optim_config_refuses_an_unknown_precision():
 
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         OptimConfig(precision="fp16")
+
+
+def test_precision_list_parses_names_and_names_the_option():
+    from daps.args import precision_list
+
+    assert precision_list("fp32, bf16") == ["fp32", "bf16"]
+    for bad in ("", "fp16", "fp32,tf32"):
+        with pytest.raises(ValueError, match="--precision: choose from fp32, bf16"):
+            precision_list(bad)
