@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 def number_list(text: str, option: str, kind: type = int) -> list:
     """"0,8,16" -> [0, 8, 16] (empty items skipped, so "" -> []). `kind` is int or float.
@@ -28,3 +31,16 @@ def precision_list(text: str, option: str = "--precision") -> list[str]:
     if not names or any(n not in PRECISIONS for n in names):
         raise ValueError(f"{option}: choose from {', '.join(PRECISIONS)} (comma-separated), got {text!r}")
     return names
+
+
+@contextmanager
+def bad_parameter(option: str) -> Iterator[None]:
+    """Turn a ValueError raised inside the block into typer's usage error for `option` (e.g.
+    "--arch"): one line naming the option and what is wrong, exit status 2. The config classes
+    validate their own fields, so a CLI sets a value inside `with bad_parameter("--opt"):`."""
+    import typer
+
+    try:
+        yield
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=option) from None

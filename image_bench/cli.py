@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from daps.args import PRECISION_HELP
+from daps.args import PRECISION_HELP, bad_parameter
 
 app = typer.Typer(help="Discrete image autoencoders: every method of paper Table 1 on MNIST / Fashion-MNIST (64 bits), CIFAR-10 (576 bits) and ImageNet-256 (10,240 bits).", no_args_is_help=True)
 
@@ -43,10 +43,8 @@ def train(
     from image_bench.train import train_image_vae
 
     cfg = apply_overrides(preset_config(preset, method, dataset), steps=steps, batch_size=batch_size, seed=seed)
-    try:
+    with bad_parameter("--precision"):
         cfg.optim = replace(cfg.optim, precision=precision)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--precision") from None
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_image_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports

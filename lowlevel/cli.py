@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from daps.args import bad_parameter
+
 app = typer.Typer(help="Latent-conditioned low-level imitation policy for the H1 (SB3 PPO in MuJoCo).", no_args_is_help=True)
 
 DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
@@ -52,10 +54,8 @@ def train(
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
     from lowlevel.train import parse_settings, train_lowlevel
 
-    try:
+    with bad_parameter("--set"):
         overrides = parse_settings(settings or [])
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--set") from None
 
     r = train_lowlevel(motion_vae, clips, steps=steps, preset=preset, run_dir=run_dir, seed=seed, n_envs=n_envs, vec=vec, threads=threads,
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, pd_action_scale=pd_action_scale, split=split,

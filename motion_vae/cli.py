@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from daps.args import PRECISION_HELP, number_list
+from daps.args import PRECISION_HELP, bad_parameter, number_list
 
 app = typer.Typer(help="DAPS motion autoencoder on LAFAN1 motions of the Unitree H1 (32 frames -> 64 codes).", no_args_is_help=True)
 
@@ -65,15 +65,11 @@ def train(
         cfg = set_method(cfg, method)
     cfg = apply_overrides(cfg, steps=steps, batch_size=batch_size, seed=seed, mirror=mirror)
     if speeds is not None:
-        try:
+        with bad_parameter("--speeds"):
             cfg.speeds = parse_speeds(speeds)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--speeds") from None
     if arch is not None:
-        try:
+        with bad_parameter("--arch"):
             cfg = set_arch(cfg, arch)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--arch") from None
     if st_warmup_steps is not None:
         cfg = set_st_warmup(cfg, st_warmup_steps)
     if decay_steps is not None:
@@ -81,23 +77,17 @@ def train(
             raise typer.BadParameter(f"must be >= 0, got {decay_steps}", param_hint="--decay-steps")
         cfg.optim.decay_steps = decay_steps
     if lattice_bound is not None:
-        try:
+        with bad_parameter("--lattice-bound"):
             cfg.model = replace(cfg.model, lattice_bound=lattice_bound)  # __post_init__ checks it
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--lattice-bound") from None
     if weight_decay is not None:
         if not (weight_decay >= 0 and math.isfinite(weight_decay)):
             raise typer.BadParameter(f"must be a finite number >= 0, got {weight_decay}", param_hint="--weight-decay")
         cfg.optim.weight_decay = weight_decay
     if root_height_variance is not None:
-        try:
+        with bad_parameter("--root-height-variance"):
             cfg.model = replace(cfg.model, root_height_variance=root_height_variance)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--root-height-variance") from None
-    try:
+    with bad_parameter("--precision"):
         cfg.optim = replace(cfg.optim, precision=precision)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--precision") from None
     limit = max_minutes * 60 if max_minutes is not None else None
     metrics = train_motion_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports
@@ -249,15 +239,11 @@ def compare_cmd(
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
         raise typer.BadParameter(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose {', '.join(METHODS)}", param_hint="--methods")
-    try:
+    with bad_parameter("--preset"):
         cfg = preset_config(preset)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--preset") from None
     if arch is not None:
-        try:
+        with bad_parameter("--arch"):
             set_arch(cfg, arch)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--arch") from None
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
         if v <= 0:
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)

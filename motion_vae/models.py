@@ -28,7 +28,7 @@ from daps.fsq import FSQCodeEmbedding, FSQRecognition
 from daps.generative import ConvGenerator, DiscreteVAE, GaussianLikelihood, TransformerGenerator
 from daps.nn import ConvResampler, ConvStack1D, TransformerConfig
 from daps.trainer import CheckpointError, load_checkpoint
-from daps.recognition import ARRecognition, NARecognition
+from daps.recognition import LATTICE_BOUNDS, ARRecognition, NARecognition
 from daps.vq import VQCodeEmbedding, VQRecognition
 
 
@@ -78,6 +78,8 @@ class MotionVAEConfig:
         self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be transformer or conv, got {self.arch!r}")
+        if self.lattice_bound not in LATTICE_BOUNDS:
+            raise ValueError(f"lattice bound must be one of {', '.join(LATTICE_BOUNDS)}, got {self.lattice_bound!r}")
         if self.lattice_bound != "box" and not (self.lattice and self.recognition == "na"):
             raise ValueError(f"lattice_bound {self.lattice_bound!r} needs the NA encoder on the lattice (daps-na)")
         if self.root_height_variance is not None and (self.learned_variance or not self.root_height_variance > 0):

@@ -497,3 +497,19 @@ def test_precision_list_parses_names_and_names_the_option():
     for bad in ("", "fp16", "fp32,tf32"):
         with pytest.raises(ValueError, match="--precision: choose from fp32, bf16"):
             precision_list(bad)
+
+
+def test_bad_parameter_turns_a_config_error_into_a_usage_error_naming_the_option():
+    import typer
+
+    from daps.args import bad_parameter
+
+    with pytest.raises(typer.BadParameter) as info:
+        with bad_parameter("--arch"):
+            raise ValueError("arch must be transformer or conv, got 'mlp'")
+    assert info.value.param_hint == "--arch" and "got 'mlp'" in info.value.format_message()
+    with bad_parameter("--arch"):  # no error: nothing happens
+        pass
+    with pytest.raises(KeyError):  # other errors pass through untouched
+        with bad_parameter("--arch"):
+            raise KeyError("x")

@@ -667,3 +667,17 @@ def test_compare_split_over_processes_by_train_seeds(tmp_path, data, monkeypatch
         mc.compare(["gumbel"], 2, "cpu", tmp_path, segments=16, progress=False, train_seeds=[])
     with pytest.raises(ValueError, match=r"train_seeds \[2\] must lie in 0 .. 1"):
         mc.compare(["fsq"], 2, "cpu", tmp_path, segments=16, data=data, progress=False, train_seeds=[2])
+
+
+@pytest.mark.parametrize("option, value", [("--arch", "mlp"), ("--precision", "fp16"), ("--lattice-bound", "sphere"),
+                                           ("--speeds", "fast"), ("--root-height-variance", "-1")])
+def test_cli_train_refuses_a_bad_option_in_one_line_before_any_work(option, value, tmp_path):
+    from typer.testing import CliRunner
+
+    from motion_vae.cli import app
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--preset", "cpu", "--run-dir", str(run), option, value])
+    assert r.exit_code == 2, r.output
+    assert option in r.output and value in r.output
+    assert not run.exists()  # no partial output
