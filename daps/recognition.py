@@ -372,6 +372,14 @@ class ARRecognition(nn.Module):
         b, k, t = z.shape
         return in_fp32(self.head, self.features(x, z)).view(b, k, t, -1)
 
+    def head_weight_bias(self) -> tuple[Tensor, Tensor]:
+        """The output layer as float32 weight (V, H) and bias (V,) for the fused kernels.
+
+        A `LatticeHead` computes them from its grid by a matrix product, which bfloat16 autocast
+        would round to bfloat16; the heads stay float32 (`daps.nn.in_fp32`)."""
+        with torch.autocast(self.pos.device.type, enabled=False):
+            return self.head.weight, self.head.bias
+
     def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q_theta(z|x) and KL to the uniform prior, both (B, K) in nats.
 
@@ -386,7 +394,8 @@ class ARRecognition(nn.Module):
         """
         check_codes(z, self.cfg)
         h = self.features(x, z)
-        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1).float(), self.head.weight, self.head.bias, z.flatten())
+        weight, bias = self.head_weight_bias()
+        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1).float(), weight, bias, z.flatten())
         return log_q.view(z.shape).sum(-1), kl.view(z.shape).sum(-1)
 
     @torch.no_grad()
@@ -421,7 +430,8 @@ class ARRecognition(nn.Module):
         tokens = torch.empty(bk, t_max + 1, dtype=torch.long, device=self.pos.device)
         tokens[:, 0] = self.start_token
         cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q) if use_cache else None
-        head_wt, head_b = self.head.weight.t(), self.head.bias
+        head_w, head_b = self.head_weight_bias()
+        head_wt = head_w.t()
 
         def head_log_softmax(h: Tensor) -> Tensor:  # (B*K, H) -> (B*K, V) float32 log-probabilities
             logp = torch.addmm(head_b, self.ln(h), head_wt)

@@ -247,9 +247,9 @@ def test_inverse_cdf_sampling_never_draws_a_zero_probability_code(monkeypatch):
         assert inverse_cdf_sample(logp).item() in (1, 2)
 
 
-def small_vae(v=8, t=4, h=16, c=3):
+def small_vae(v=8, t=4, h=16, c=3, lattice_levels=None):
     cfg = TransformerConfig(vocab_size=v, block_size=t, embed_dim=h, num_heads=2, num_layers=1)
-    rec = ARRecognition(cfg, ConvResampler(t // 2, c, t, h), num_input_tokens=t)
+    rec = ARRecognition(cfg, ConvResampler(t // 2, c, t, h), num_input_tokens=t, lattice_levels=lattice_levels)
     gen = TransformerGenerator(cfg, nn.Sequential(ConvResampler(t, h, t // 2, h), nn.Linear(h, c)))
     return DiscreteVAE(rec, gen, GaussianLikelihood())
 
@@ -445,13 +445,15 @@ def test_number_list_parses_commas_and_names_the_option():
         number_list("0.5", "--offsets")  # a fraction is not a frame
 
 
-def test_bf16_precision_keeps_rewards_and_log_q_float32_and_close_to_fp32():
+@pytest.mark.parametrize("lattice_levels", [None, (4, 4)])
+def test_bf16_precision_keeps_rewards_and_log_q_float32_and_close_to_fp32(lattice_levels):
     """Under `precision_context("cpu", "bf16")` the products run in bfloat16, but log p(x|z), log q(z|x)
-    and the sampler's log q come out float32 and within bfloat16 rounding of the float32 values."""
+    and the sampler's log q come out float32 and within bfloat16 rounding of the float32 values,
+    for a free output layer and for the lattice head (whose weight is itself a matrix product)."""
     from daps.trainer import precision_context
 
     torch.manual_seed(0)
-    vae, x = small_vae(v=16, t=4, h=32), torch.randn(6, 2, 3)
+    vae, x = small_vae(v=16, t=4, h=32, lattice_levels=lattice_levels), torch.randn(6, 2, 3)
     z, _ = vae.recognition.sample(x, 4, torch.Generator().manual_seed(0))
     want_r, (want_lq, _) = vae.log_likelihood(x, z), vae.recognition.log_prob(x, z)
     with precision_context("cpu", "bf16"):
