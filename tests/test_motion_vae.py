@@ -681,3 +681,31 @@ def test_cli_train_refuses_a_bad_option_in_one_line_before_any_work(option, valu
     assert r.exit_code == 2, r.output
     assert option in r.output and value in r.output
     assert not run.exists()  # no partial output
+
+
+@pytest.mark.parametrize("method", ["daps", "daps-na", "fsq", "vqvae", "gumbel", "grmck"])
+def test_every_method_on_the_cpu_long_model_steps_in_bf16(method, data):
+    """One loss + backward of each method on the `cpu-long` model (conv stacks; DAPS on the AR
+    lattice encoder with the aligned input, DAPS-NA on the tanh lattice, both its warm start and
+    DAPS) under bfloat16 autocast, at a smaller width: finite losses and gradients."""
+    from daps.trainer import precision_context
+    from motion_vae.config import preset_config, set_method
+    from motion_vae.models import build_motion_vae
+    from motion_vae.train import build_run_objective
+
+    torch.manual_seed(0)
+    cfg = set_method(preset_config("cpu-long"), method)
+    cfg.model.num_features = data.stats.num_features
+    cfg.model.vocab_size, cfg.model.fsq_levels, cfg.model.embed_dim, cfg.model.num_heads = 64, (4, 4, 4), 32, 2
+    cfg.model.conv_width, cfg.model.conv_res_blocks = 32, 1
+    model = build_motion_vae(cfg.model)
+    objective = build_run_objective(cfg, model)
+    x = torch.from_numpy(data.train.sample(np.random.default_rng(0), 4))
+    for step in sorted({0, cfg.daps.st_warmup_steps}):  # DAPS-NA: the warm start, then DAPS
+        model.zero_grad()
+        with precision_context("cpu", "bf16"):
+            loss, loss_eta, metrics = objective.loss(model, x, step, cfg.steps, torch.Generator().manual_seed(0))
+        (loss + loss_eta).backward()
+        assert torch.isfinite(loss) and np.isfinite(metrics["log_p"]), (method, step)
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads), (method, step)
