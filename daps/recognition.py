@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, in_fp32, init_weights, sinusoidal_positions
+from daps.nn import DecoderBlock, Encoder, KVCache, TransformerConfig, in_fp32, init_weights, probs, sinusoidal_positions
 
 
 class StraightThrough(NamedTuple):
@@ -54,7 +54,7 @@ def inverse_cdf_sample(logp: Tensor, generator: torch.Generator | None = None) -
     Exact like Gumbel-max but draws one uniform number per row instead of V: on the CPU the
     random numbers of Gumbel-max were a third of the autoregressive sampler's time (V = 1024).
     """
-    cdf = torch.cumsum(logp.exp(), dim=-1)
+    cdf = torch.cumsum(probs(logp), dim=-1)
     u = torch.rand(logp.shape[0], 1, generator=generator, device=logp.device, dtype=logp.dtype)
     # right=True: the first code whose CDF exceeds u, so u = 0 never picks a zero-probability code
     return torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).squeeze(1).clamp_max_(logp.shape[-1] - 1)
@@ -63,7 +63,7 @@ def inverse_cdf_sample(logp: Tensor, generator: torch.Generator | None = None) -
 def kl_to_uniform(logits: Tensor) -> Tensor:
     """KL(q || Uniform(V)) in nats per position for logits (..., V): log V - H(q); returns (...)."""
     logp = F.log_softmax(logits, dim=-1)
-    return math.log(logits.shape[-1]) + (logp.exp() * logp).sum(-1)
+    return math.log(logits.shape[-1]) + (probs(logp) * logp).sum(-1)
 
 
 class _HeadLogProb(torch.autograd.Function):
@@ -93,7 +93,7 @@ class _HeadLogProb(torch.autograd.Function):
             torch.addmm(bias, h[s:e], wt, out=lp)
             torch.log_softmax(lp, dim=-1, out=lp)
             log_q[s:e] = lp.gather(1, z[s:e, None]).squeeze(1)
-            kl[s:e] = torch.add(torch.exp(lp).mul_(lp).sum(-1), log_v)
+            kl[s:e] = torch.add(probs(lp).mul_(lp).sum(-1), log_v)
         ctx.save_for_backward(h, weight, z, logp)
         ctx.mark_non_differentiable(kl)
         return log_q, kl
@@ -109,7 +109,7 @@ class _HeadLogProb(torch.autograd.Function):
         for s in range(0, n, _HeadLogProb.CHUNK):
             e = min(s + _HeadLogProb.CHUNK, n)
             go = grad_log_q[s:e, None]
-            g = torch.exp(logp[s:e]).mul_(-go)  # d log q / d logits = onehot - softmax, times go
+            g = probs(logp[s:e]).mul_(-go)  # d log q / d logits = onehot - softmax, times go
             g.scatter_add_(1, z[s:e, None], go)
             if need_h:
                 torch.mm(g, weight, out=grad_h[s:e])
@@ -244,7 +244,7 @@ class LatticeHead(nn.Module):
             coord = (torch.arange(lv, device=u.device, dtype=u.dtype) - half) / half  # (L_i,)
             logp = torch.log_softmax(-kappa[i] * (u[..., i : i + 1] - coord).square(), dim=-1)  # (..., L_i)
             log_q += logp.gather(-1, j[..., i : i + 1]).squeeze(-1)
-            kl += (logp.exp() * logp).sum(-1) + math.log(lv)
+            kl += (probs(logp) * logp).sum(-1) + math.log(lv)
         return log_q, kl
 
 

@@ -515,3 +515,14 @@ def test_bad_parameter_turns_a_config_error_into_a_usage_error_naming_the_option
     with pytest.raises(KeyError):  # other errors pass through untouched
         with bad_parameter("--arch"):
             raise KeyError("x")
+
+
+def test_probs_is_exp_of_normalised_log_probs_also_far_below_the_normal_float_range():
+    """`daps.nn.probs` (the softmax kernel, fast where torch.exp's results underflow) equals exp."""
+    from daps.nn import probs
+
+    logp = torch.log_softmax(torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)) * 40, dim=-1)
+    assert (logp < -87.3).float().mean() > 0.3  # most codes where exp leaves float32's normal range
+    p = probs(logp)
+    assert p.shape == logp.shape and torch.allclose(p, logp.exp(), rtol=1e-5, atol=1e-30)
+    assert torch.allclose(p.sum(-1), torch.ones(64))
