@@ -14,6 +14,9 @@
     - mnist: B 256, K 8, block 8, vocab 256, H 64, 1+1 layers; 28x28 binarised synthetic images,
       padded to 28x32 and cut into 2x4 patches of 14x8 (one Dense(H) each, the authors' patcher),
       and their MLP decoder (Embed(V,64) per token -> 512 -> 64 -> 256 -> 784 Bernoulli logits).
+    - cpu-long-ar: the motion VAE comparison's DAPS run (`daps motion-vae train --preset cpu-long
+      --method daps`: conv stacks, AR encoder on the FSQ lattice, H 128 x 2, B 32, K 8, 104
+      features), built by `motion_vae.config` and `motion_vae.train` as training builds it.
     --precision bf16: the losses under bfloat16 autocast, as `daps.trainer.train` runs them with
     `OptimConfig(precision="bf16")` (weights, optimiser, rewards and log q stay float32).
 (b) AR sampling throughput (latent tokens/s) at the paper config, with and without the KV cache,
@@ -92,6 +95,16 @@ def build(config: str, device: torch.device) -> tuple[nn.Module, DAPS, Tensor]:
         x = (torch.rand(256, 28, 28, generator=g) > 0.8).float().flatten(1)  # (B, 784) binary
         rec.input_embed.forward = _unflatten(rec.input_embed.forward)
         obj = DAPS(DAPSConfig(num_samples=8, ess_target=0.33, beta=BetaSchedule("exp", 0.5, 0.01)))
+    elif config == "cpu-long-ar":
+        from motion_vae.config import preset_config, set_method
+        from motion_vae.models import build_motion_vae
+        from motion_vae.train import build_run_objective
+
+        cfg = set_method(preset_config("cpu-long"), "daps")
+        cfg.model.num_features = 104  # motion_vae.features on LAFAN1-H1
+        model = build_motion_vae(cfg.model)
+        obj = build_run_objective(cfg, model)
+        x = torch.randn(cfg.batch_size, cfg.model.segment_length, 104, generator=g)
     else:
         raise ValueError(f"unknown config {config!r}")
     return model.to(device), obj.to(device), x.to(device)
@@ -177,7 +190,7 @@ def run_child(args: argparse.Namespace, what: str, device: str, precision: str =
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", choices=["paper", "mnist", "all"], default="all")
+    ap.add_argument("--config", choices=["paper", "mnist", "cpu-long-ar", "all"], default="all")
     ap.add_argument("--steps", type=int, default=3, help="timed training steps per config (after warm-up)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -208,7 +221,7 @@ def main() -> None:
         sys.exit("--device cuda: CUDA is not available")
     else:
         devices = [args.device]
-    configs = ["paper", "mnist"] if args.config == "all" else [args.config]
+    configs = ["paper", "mnist", "cpu-long-ar"] if args.config == "all" else [args.config]
     try:
         precisions = precision_list(args.precision)
     except ValueError as e:
@@ -217,12 +230,12 @@ def main() -> None:
           f"devices {devices}, steps {args.steps} (+{args.warmup} warm-up)", flush=True)
 
     print("\n(a) full DAPS training step (loss + backward + AGC + AdamW), median over steps")
-    print(f"{'config':8s} {'device':6s} {'prec':5s} {'s/step':>9s} {'steps/s':>9s} {'min s':>9s} {'CPU s/step':>11s} {'peak RSS GB':>12s} {'peak CUDA GB':>13s}")
+    print(f"{'config':11s} {'device':6s} {'prec':5s} {'s/step':>9s} {'steps/s':>9s} {'min s':>9s} {'CPU s/step':>11s} {'peak RSS GB':>12s} {'peak CUDA GB':>13s}")
     for dev in devices:
         for c, prec in [(c, p) for c in configs for p in precisions]:
             r = run_child(args, c, dev, prec)
             cuda_mem = f"{r['peak_cuda_gb']:13.2f}" if "peak_cuda_gb" in r else f"{'-':>13s}"
-            print(f"{c:8s} {dev:6s} {prec:5s} {r['s_per_step']:9.3f} {r['steps_per_s']:9.3f} {r['min_s']:9.3f} {r['cpu_s_per_step']:11.3f} {r['peak_rss_gb']:12.2f} {cuda_mem}", flush=True)
+            print(f"{c:11s} {dev:6s} {prec:5s} {r['s_per_step']:9.3f} {r['steps_per_s']:9.3f} {r['min_s']:9.3f} {r['cpu_s_per_step']:11.3f} {r['peak_rss_gb']:12.2f} {cuda_mem}", flush=True)
 
     if not args.no_sampling:
         print(f"\n(b) AR sampling at the paper config (block 64, vocab 1024), B={args.sample_batch}, K={args.sample_k}: latent tokens/s")
