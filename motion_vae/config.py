@@ -222,6 +222,7 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
         cfg.optim.decay_steps = 0  # the preset's decay spans DAPS-NA's DAPS phase only
     if cfg.preset == "cpu-long" and method in CPU_LONG_STEPS:
         cfg.steps = cfg.optim.decay_steps = CPU_LONG_STEPS[method]  # the preset's decay spans the whole run
+        cfg.eval_every = cfg.steps // 16  # as many points on the validation curve as the preset's 42k steps give
     return cfg
 
 
