@@ -696,7 +696,7 @@ def test_cli_train_refuses_a_bad_option_in_one_line_before_any_work(option, valu
 @pytest.mark.parametrize("method", ["daps", "daps-na", "fsq", "vqvae", "gumbel", "grmck"])
 def test_every_method_on_the_cpu_long_model_steps_in_bf16(method, data):
     """One loss + backward of each method on the `cpu-long` model (conv stacks; DAPS on the AR
-    lattice encoder with the aligned input, DAPS-NA on the tanh lattice, both its warm start and
+    lattice encoder, DAPS-NA on the tanh lattice, both its warm start and
     DAPS) under bfloat16 autocast, at a smaller width: finite losses and gradients."""
     from daps.trainer import precision_context
     from motion_vae.config import preset_config, set_method
