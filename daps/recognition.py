@@ -184,15 +184,19 @@ class LatticeHead(nn.Module):
         if self.bound != "box":
             raise TypeError("a tanh-bounded lattice head is not linear in h: no .weight / .bias (the AR encoder's fused kernel needs them)")
 
+    # weight and bias are float32 like a Dense head's parameters, also under bfloat16 autocast
+    # (the fused log-prob kernel and the sampler's head run in float32: `daps.nn.in_fp32`)
     @property
     def weight(self) -> Tensor:
         self._linear()
-        return self._precision_grid() @ self.proj.weight  # (V, H)
+        with torch.autocast(self.grid.device.type, enabled=False):
+            return self._precision_grid() @ self.proj.weight  # (V, H)
 
     @property
     def bias(self) -> Tensor:
         self._linear()
-        return self._precision_grid() @ self.proj.bias - self._grid_norm()  # (V,)
+        with torch.autocast(self.grid.device.type, enabled=False):
+            return self._precision_grid() @ self.proj.bias - self._grid_norm()  # (V,)
 
     def forward(self, h: Tensor) -> Tensor:
         if self.bound == "box":
@@ -372,14 +376,6 @@ class ARRecognition(nn.Module):
         b, k, t = z.shape
         return in_fp32(self.head, self.features(x, z)).view(b, k, t, -1)
 
-    def head_weight_bias(self) -> tuple[Tensor, Tensor]:
-        """The output layer as float32 weight (V, H) and bias (V,) for the fused kernels.
-
-        A `LatticeHead` computes them from its grid by a matrix product, which bfloat16 autocast
-        would round to bfloat16; the heads stay float32 (`daps.nn.in_fp32`)."""
-        with torch.autocast(self.pos.device.type, enabled=False):
-            return self.head.weight, self.head.bias
-
     def log_prob(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """log q_theta(z|x) and KL to the uniform prior, both (B, K) in nats.
 
@@ -394,8 +390,7 @@ class ARRecognition(nn.Module):
         """
         check_codes(z, self.cfg)
         h = self.features(x, z)
-        weight, bias = self.head_weight_bias()
-        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1).float(), weight, bias, z.flatten())
+        log_q, kl = _HeadLogProb.apply(h.flatten(0, 1).float(), self.head.weight, self.head.bias, z.flatten())
         return log_q.view(z.shape).sum(-1), kl.view(z.shape).sum(-1)
 
     @torch.no_grad()
@@ -430,8 +425,7 @@ class ARRecognition(nn.Module):
         tokens = torch.empty(bk, t_max + 1, dtype=torch.long, device=self.pos.device)
         tokens[:, 0] = self.start_token
         cache = KVCache(cfg.num_layers, bk, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, log_q) if use_cache else None
-        head_w, head_b = self.head_weight_bias()
-        head_wt = head_w.t()
+        head_wt, head_b = self.head.weight.t(), self.head.bias
 
         def head_log_softmax(h: Tensor) -> Tensor:  # (B*K, H) -> (B*K, V) float32 log-probabilities
             logp = torch.addmm(head_b, self.ln(h), head_wt)
