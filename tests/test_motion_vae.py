@@ -519,6 +519,7 @@ def test_cpu_presets_end_with_their_decaying_daps_phase():
     assert fsq.steps == fsq.optim.decay_steps == 42_000 and long.steps == 42_000  # the preset itself is unchanged
     daps_ar = set_method(long, "daps")
     assert daps_ar.steps == 2_000 and daps_ar.eval_every == 125 and fsq.eval_every == long.eval_every == 2_500  # ~16 curve points each
+    assert daps_ar.model.aligned_input and not gumbel.model.aligned_input and not set_method(cpu, "daps").model.aligned_input
     for method in ("daps", "fsq", "vqvae", "gumbel", "grmck"):  # the bound is DAPS-NA's; the others build
         assert set_method(preset_config("cpu"), method).model.lattice_bound == "box"
 
