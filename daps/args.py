@@ -1,9 +1,14 @@
-"""Command-line values shared by the sub-command groups: comma-separated lists, help texts."""
+"""Command-line values shared by the sub-command groups: comma-separated lists, help texts,
+overrides of a preset's top-level fields."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
+from typing import TypeVar
+
+C = TypeVar("C")
 
 
 def number_list(text: str, option: str, kind: type = int) -> list:
@@ -44,3 +49,19 @@ def bad_parameter(option: str) -> Iterator[None]:
         yield
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint=option) from None
+
+
+def apply_overrides(cfg: C, **overrides) -> C:
+    """Set the top-level fields of the dataclass `cfg` (steps, batch_size, seed, ...) whose
+    value is not None, in place; returns cfg. Raises ValueError for an unknown field or an
+    integer field set to a value <= 0 (seed excepted)."""
+    names = {f.name for f in fields(cfg)}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k not in names:
+            raise ValueError(f"unknown config field {k!r}")
+        if k != "seed" and isinstance(v, int) and not isinstance(v, bool) and v <= 0:
+            raise ValueError(f"{k} must be positive, got {v}")
+        setattr(cfg, k, v)
+    return cfg

@@ -38,8 +38,9 @@ def train(
     --batch-size per process (README)."""
     from dataclasses import replace
 
+    from daps.args import apply_overrides
     from daps.distributed import is_main
-    from image_bench.config import apply_overrides, preset_config
+    from image_bench.config import preset_config
     from image_bench.train import train_image_vae
 
     cfg = apply_overrides(preset_config(preset, method, dataset), steps=steps, batch_size=batch_size, seed=seed)

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
+from daps.args import apply_overrides
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.device import resolve_device
 from daps.io import atomic_write_text
 from daps.objectives.registry import method_spec
-from image_bench.config import apply_overrides, preset_config
+from image_bench.config import preset_config
 from image_bench.data import load_image_dataset
 from image_bench.evaluate import save_grid
 from image_bench.models import prior_samples

@@ -21,7 +21,7 @@ Presets (the paper's MNIST protocol, 8 tokens x 256 codes = 64 bits, for every m
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from daps.objectives.registry import config_dict, method_spec, objective_config
 from daps.schedules import BetaSchedule
@@ -143,17 +143,3 @@ def preset_config(name: str, method: str = "daps", dataset: str = "fashion-mnist
         batch_size=4 if imagenet else 16 if cifar else 64, steps=400, log_every=50, eval_every=50, ckpt_every=200,
         val_images=16 if imagenet else 200 if cifar else 1000,
     )
-
-
-def apply_overrides(cfg: ImageTrainConfig, **overrides) -> ImageTrainConfig:
-    """Set top-level fields (steps, batch_size, seed, ...) that are not None. Raises ValueError for bad values."""
-    names = {f.name for f in fields(cfg)}
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        if k not in names:
-            raise ValueError(f"unknown config field {k!r}")
-        if k != "seed" and isinstance(v, int) and v <= 0:
-            raise ValueError(f"{k} must be positive, got {v}")
-        setattr(cfg, k, v)
-    return cfg

@@ -56,8 +56,9 @@ def train(
 ) -> None:
     """Train the motion VAE (DAPS by default) and print the final validation metrics.
     Data-parallel under torchrun: --batch-size per process (README)."""
+    from daps.args import apply_overrides
     from daps.distributed import is_main
-    from motion_vae.config import apply_overrides, parse_speeds, preset_config, set_arch, set_method, set_st_warmup
+    from motion_vae.config import parse_speeds, preset_config, set_arch, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
     cfg = preset_config(preset)

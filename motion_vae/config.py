@@ -149,20 +149,6 @@ def preset_config(name: str) -> MotionTrainConfig:
     raise ValueError(f"unknown preset {name!r}; choose paper, official, cpu or cpu-long")
 
 
-def apply_overrides(cfg: MotionTrainConfig, **overrides) -> MotionTrainConfig:
-    """Set top-level fields (steps, batch_size, ...) that are not None. Raises ValueError for bad values."""
-    names = {f.name for f in fields(cfg)}
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        if k not in names:
-            raise ValueError(f"unknown config field {k!r}")
-        if k != "seed" and isinstance(v, int) and not isinstance(v, bool) and v <= 0:
-            raise ValueError(f"{k} must be positive, got {v}")
-        setattr(cfg, k, v)
-    return cfg
-
-
 # method -> encoder family, as the registry names it (gumbel / grmck on the plain AR encoder,
 # vqvae on the NA stack); the registry's ppo has no LAFAN setup (facts Sec. 7) and is left out
 METHODS = {m: method_spec(m).recognition for m in ("daps", "daps-na", "fsq", "vqvae", "gumbel", "grmck")}

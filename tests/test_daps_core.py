@@ -445,6 +445,22 @@ def test_number_list_parses_commas_and_names_the_option():
         number_list("0.5", "--offsets")  # a fraction is not a frame
 
 
+def test_apply_overrides_sets_given_fields_of_either_preset_and_refuses_bad_ones():
+    from daps.args import apply_overrides
+    from image_bench.config import preset_config as image_preset
+    from motion_vae.config import preset_config as motion_preset
+
+    for cfg in (image_preset("cpu"), motion_preset("cpu")):
+        steps = cfg.steps
+        assert apply_overrides(cfg, steps=None, seed=0, batch_size=3) is cfg  # in place, None leaves a field
+        assert (cfg.steps, cfg.seed, cfg.batch_size) == (steps, 0, 3)
+        with pytest.raises(ValueError, match="unknown config field 'stepz'"):
+            apply_overrides(cfg, stepz=5)
+        with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
+            apply_overrides(cfg, batch_size=0)
+    assert motion_preset("cpu").mirror is False and apply_overrides(motion_preset("cpu"), mirror=False).mirror is False
+
+
 @pytest.mark.parametrize("lattice_levels", [None, (4, 4)])
 def test_bf16_precision_keeps_rewards_and_log_q_float32_and_close_to_fp32(lattice_levels):
     """Under `precision_context("cpu", "bf16")` the products run in bfloat16, but log p(x|z), log q(z|x)

@@ -20,9 +20,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from daps.args import apply_overrides
 from daps.distributed import shard_indices
 from daps.trainer import CheckpointError, load_checkpoint
-from image_bench.config import CHECKPOINT_KIND, apply_overrides, preset_config
+from image_bench.config import CHECKPOINT_KIND, preset_config
 from image_bench.data import load_image_dataset
 from image_bench.train import build_run, train_image_vae
 
