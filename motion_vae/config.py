@@ -209,11 +209,11 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
         cfg.optim.decay_steps = 0  # the preset's decay spans DAPS-NA's DAPS phase only
     if cfg.preset == "cpu-long" and method in CPU_LONG_STEPS:
         cfg.steps = cfg.optim.decay_steps = CPU_LONG_STEPS[method]  # the preset's decay spans the whole run
+        cfg.eval_every = cfg.steps // 16  # as many points on the validation curve as the preset's 42k steps give
     if cfg.preset == "cpu-long" and method == "daps":
         # without the aligned input tokens the AR lattice encoder trained from scratch collapsed
         # (perplexity 2, 0.388 rad at step 375; with them 10, 0.335 rad: session 16, README)
         cfg.model.aligned_input = True
-        cfg.eval_every = cfg.steps // 16  # as many points on the validation curve as the preset's 42k steps give
     return cfg
 
 

@@ -515,7 +515,7 @@ def test_cpu_presets_end_with_their_decaying_daps_phase():
     assert set_method(preset_config("cpu-long"), "fsq").model.root_height_variance == 0.25 / 16  # compared alike
     # the AR-encoder methods get what fits the time budget, their beta and rates ending inside it
     gumbel, fsq = set_method(long, "gumbel"), set_method(long, "fsq")
-    assert gumbel.steps == gumbel.optim.decay_steps == 5_000 and gumbel.objective["beta"]["final"] == 0.01
+    assert gumbel.steps == gumbel.optim.decay_steps == 5_000 and gumbel.objective["beta"]["final"] == 0.01 and gumbel.eval_every == 312
     assert fsq.steps == fsq.optim.decay_steps == 42_000 and long.steps == 42_000  # the preset itself is unchanged
     daps_ar = set_method(long, "daps")
     assert daps_ar.steps == 2_000 and daps_ar.eval_every == 125 and fsq.eval_every == long.eval_every == 2_500  # ~16 curve points each
