@@ -110,8 +110,8 @@ def decoded_references(clips: list[str], motion_vae: str | Path, cfg: MimicConfi
     return [dec[c] for c in clips]
 
 
-def motion_vae_info(path: str | Path) -> dict[str, str]:
-    """{"path", "sha256"} of a motion VAE file; FileNotFoundError naming it if absent."""
+def file_info(path: str | Path) -> dict[str, str]:
+    """{"path", "sha256"} of a file (a motion VAE, a source policy); FileNotFoundError naming it if absent."""
     from daps.io import file_sha256
 
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
@@ -124,7 +124,7 @@ def check_motion_vae(ck: dict[str, Any], motion_vae: str | Path | None) -> Path 
     if not info:
         return None
     path = Path(motion_vae or info["path"])
-    if motion_vae_info(path)["sha256"] != info["sha256"]:
+    if file_info(path)["sha256"] != info["sha256"]:
         raise ValueError(f"{path}: not the motion VAE this tracker was trained with (sha256 differs)")
     return path
 
@@ -149,7 +149,7 @@ def _state(model: PPO, venv: VecNormalize, env: MimicVecEnv, task: MimicConfig, 
         "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
         "obs_mean": torch.as_tensor(rms.mean), "obs_var": torch.as_tensor(rms.var), "obs_count": float(rms.count),
         "assist_scale": float(env.assist_scale), "failures": torch.as_tensor(env.sampler.failures),
-        "rng": json.dumps(env.rng.bit_generator.state),
+        "rng": json.dumps(env.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
     }
 
 
@@ -188,7 +188,7 @@ def load_tracker(path: str | Path) -> tuple[PPO, dict[str, Any]]:
     task, ppo = MimicConfig.from_dict(ck["task"]), PPOConfig.from_dict(ck["ppo"])
     lib = _stub_library(task)
     venv = MimicVecEnv(lib, 1, task)
-    model = _ppo(venv, replace(ppo, n_envs=1), ck["seed"])
+    model = _ppo(venv, replace(ppo, n_envs=1, batch_size=ppo.n_steps), ck["seed"])
     model.policy.load_state_dict(ck["policy"])
     return model, ck
 
@@ -382,14 +382,20 @@ class _TrackerCallback(BaseCallback):
     def save(self) -> Path:
         st = _state(self.model, self.venv, self.env, self.task, self.ppo, self.clips, self.seed, self.mvae)
         st["wall_s"] = self.wall0 + time.time() - self.t0
+        if getattr(self, "init_from", None):
+            st["init_from"] = self.init_from
         return save_checkpoint(self.run_dir / CKPT, st)
 
 
 def train_tracker(clips: list[str], run_dir: str | Path, steps: int, task: MimicConfig | None = None,
                   ppo: PPOConfig | None = None, seed: int = 0, resume: bool = False, data_root=None,
                   progress: bool = True, eval_clips: list[str] | None = None,
-                  motion_vae: str | Path | None = None) -> dict[str, Any]:
+                  motion_vae: str | Path | None = None, init_from: str | Path | None = None) -> dict[str, Any]:
     """Train (or with ``resume`` continue) PPO on the tracking task up to ``steps`` env steps.
+
+    ``init_from``: start a new run from another tracker's policy weights and observation
+    statistics (the same observation and action sizes; e.g. a clip-trained policy fine-tuned on
+    decoded motions); recorded as {"path", "sha256", "num_timesteps"}.  ValueError if the sizes differ.
 
     ``motion_vae``: track the motion VAE's decodings of the clips (the goal in use) instead of the
     clips themselves; its sha256 is stored and checked on resume.
@@ -408,14 +414,26 @@ def train_tracker(clips: list[str], run_dir: str | Path, steps: int, task: Mimic
         clips, seed = ck["clips"], ck["seed"]
         motion_vae = check_motion_vae(ck, motion_vae)
     task, ppo = task or preset("mimic"), ppo or PPOConfig()
-    mvae = motion_vae_info(motion_vae) if motion_vae is not None else None
+    mvae = file_info(motion_vae) if motion_vae is not None else None
     torch.set_num_threads(1)
     lib = make_library(clips, task, data_root, motion_vae)
     env = MimicVecEnv(lib, ppo.n_envs, task, seed=seed)
     venv = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=ppo.gamma)
     model = _ppo(venv, ppo, seed)
     wall0 = 0.0
+    init = None
+    if init_from is not None and ck is None:
+        src = read_checkpoint(init_from)
+        if tuple(src["obs_mean"].shape) != venv.observation_space.shape:
+            raise ValueError(f"{init_from}: observes {tuple(src['obs_mean'].shape)} numbers, this task "
+                             f"{venv.observation_space.shape}")
+        model.policy.load_state_dict(src["policy"])
+        venv.obs_rms.mean, venv.obs_rms.var = src["obs_mean"].numpy().copy(), src["obs_var"].numpy().copy()
+        venv.obs_rms.count = src["obs_count"]
+        init = {"path": str(Path(init_from).resolve()), "sha256": file_info(init_from)["sha256"],
+                "num_timesteps": int(src["num_timesteps"])}
     if ck is not None:
+        init = ck.get("init_from") or None
         model.policy.load_state_dict(ck["policy"])
         model.policy.optimizer.load_state_dict(ck["optimizer"])
         model.num_timesteps = ck["num_timesteps"]
@@ -424,6 +442,7 @@ def train_tracker(clips: list[str], run_dir: str | Path, steps: int, task: Mimic
         env.assist_scale = ck["assist_scale"]
         env.sampler.failures = ck["failures"].numpy().copy()
         env.rng.bit_generator.state = json.loads(ck["rng"])
+        torch.set_rng_state(ck["torch_rng"])
         wall0 = float(ck.get("wall_s", 0.0))
     eval_lib = make_library(eval_clips or clips, replace(task, mirror=False), data_root, motion_vae)
     eval_env = MimicVecEnv(eval_lib, ppo.eval_episodes, replace(task, assist=False, mirror=False), adaptive=False)
@@ -434,6 +453,7 @@ def train_tracker(clips: list[str], run_dir: str | Path, steps: int, task: Mimic
         from tqdm import tqdm
         bar = tqdm(total=steps, initial=model.num_timesteps, unit="step", dynamic_ncols=True)
     cb = _TrackerCallback(run_dir, env, venv, task, ppo, clips, seed, steps, eval_env, wall0, bar, mvae)
+    cb.init_from = init
     remaining = steps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=cb, reset_num_timesteps=ck is None, progress_bar=False)
@@ -450,7 +470,7 @@ def export_tracker(ckpt: str | Path, out: str | Path) -> Path:
     plain data; loads with weights_only).  Errors as :func:`read_checkpoint`."""
     ck = read_checkpoint(ckpt)
     keep = ("format", "task", "ppo", "clips", "seed", "motion_vae", "num_timesteps", "policy", "obs_mean", "obs_var",
-            "obs_count", "wall_s")
+            "obs_count", "wall_s", "init_from")
     st = {k: ck[k] for k in keep if k in ck}
     st["assist_scale"] = 0.0
     return save_checkpoint(Path(out), st)
