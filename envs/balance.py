@@ -137,7 +137,8 @@ def correct_reference(ref: ReferenceMotion, lam: float = 0.5, passes: int = 2, s
 
 def correction_report(ref: ReferenceMotion, corrected: ReferenceMotion, margin: float = 0.05) -> dict:
     """What the correction changed: max and mean sole displacement of stance frames (m), mean root
-    path change (m), speed ratio, mean |joint change| (rad), and the COP check of both."""
+    path change (m), path-length ratio (``speed_ratio``: the sway adds length) and net-displacement
+    ratio (``net_speed_ratio``), mean |joint change| (rad), and the COP check of both."""
     from envs.feasibility import feasibility
 
     model = load_h1_model()
@@ -152,6 +153,8 @@ def correction_report(ref: ReferenceMotion, corrected: ReferenceMotion, margin: 
         "stance_sole_shift_max_m": float(foot_err.max()), "stance_sole_shift_mean_m": float(foot_err.mean()),
         "root_path_change_mean_m": float(np.mean(np.linalg.norm(corrected.qpos[:, :2] - ref.qpos[:, :2], axis=1))),
         "speed_ratio": float(path(corrected.qpos) / max(path(ref.qpos), 1e-9)),
+        "net_speed_ratio": float(np.linalg.norm(corrected.qpos[-1, :2] - corrected.qpos[0, :2])
+                                 / max(np.linalg.norm(ref.qpos[-1, :2] - ref.qpos[0, :2]), 1e-9)),
         "joint_change_mean_rad": float(np.mean(np.abs(corrected.qpos[:, 7:] - ref.qpos[:, 7:]))),
         "before": feasibility(ref, margin), "after": feasibility(corrected, margin),
     }

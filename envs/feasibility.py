@@ -91,10 +91,13 @@ def _hull(points: np.ndarray) -> np.ndarray:
     if len(pts) <= 2:
         return np.array(pts)
 
+    def cross(o, a, b):  # z of (a - o) x (b - o)
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
     def half(seq):
         h: list = []
         for p in seq:
-            while len(h) >= 2 and np.cross(np.subtract(h[-1], h[-2]), np.subtract(p, h[-2])) <= 0:
+            while len(h) >= 2 and cross(h[-2], h[-1], p) <= 0:
                 h.pop()
             h.append(p)
         return h

@@ -107,8 +107,19 @@ def load_command_policy(path: str | Path, motion_vae_path: str | Path):
     from daps.trainer import CheckpointError
     from daps.io import file_sha256
     from lowlevel.train import load_lowlevel
+    from lowlevel.tracker import is_tracker_file, load_tracker
 
     path = check_policy_file(path)
+    if is_tracker_file(path):
+        model, ck = load_tracker(path)
+        want = (ck.get("motion_vae") or {}).get("sha256")
+        if not want:
+            raise ValueError(f"{path}: tracker trained on the clips themselves; daps command needs one trained on "
+                             "decoded motions (train-tracker --motion-vae), or use --kinematic")
+        if want != file_sha256(motion_vae_path):
+            raise CheckpointError(f"{path}: low-level policy trained with another motion VAE than the high level's "
+                                  f"{motion_vae_path} (sha256 differs): it would follow decodings it never saw")
+        return model, None, ck
     model, vecnorm, ck = load_lowlevel(path)
     cfg = ck["config"]
     goal = cfg.get("goal")
@@ -217,14 +228,25 @@ class PhysicsFollower(SegmentFollower):
                  policy_path: str | Path | None = None):
         from lowlevel.evaluate import policy_actor
 
-        self.act = policy_actor(model, vecnorm)
-        self.ck, self.cfg = ck, ck["config"]
+        self.tracker = None
+        if vecnorm is None:  # a tracker (lowlevel.tracker): its task config rebuilds the env
+            from envs.mimic.config import MimicConfig
+            from lowlevel.tracker import policy_actor as tracker_actor
+
+            self.tracker = MimicConfig.from_dict(ck["task"])
+            act = tracker_actor(model, ck)
+            self.act = lambda obs: act(np.asarray(obs, np.float32)[None])[0]
+            self.cfg = {"goal": "decoded", "pd_target": "decoded", "task": ck["task"]}
+        else:
+            self.act = policy_actor(model, vecnorm)
+            self.cfg = ck["config"]
+        self.ck = ck
         self.vae, self.stats = vae, stats
         self.start = standing_qpos(start_pose)
         self.start_pose = start_pose
         self.policy_path = None if policy_path is None else str(policy_path)
         self._rollouts: list[_Rollout] = []
-        self.control_hz = 100.0
+        self.control_hz = 100.0 if self.tracker is None else self.tracker.control_hz
         self._pelvis = None
 
     # ------------------------------------------------------------------ hook
@@ -252,6 +274,13 @@ class PhysicsFollower(SegmentFollower):
         from envs.tracking import H1TrackingEnv
         from lowlevel.train import env_kwargs
 
+        if self.tracker is not None:
+            from lowlevel.tracker import TrackerStream
+
+            env = TrackerStream(self.tracker, ref)
+            self._pelvis = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, "pelvis")
+            return env
+
         kw = env_kwargs(self.cfg)
         kw.pop("data_root", None)
         kw.update(max_episode_steps=10**9, max_mean_joint_error=math.inf)
@@ -277,7 +306,7 @@ class PhysicsFollower(SegmentFollower):
         dec = decode_codes(self.vae, self.stats, np.asarray(code, np.int64)[None], start_rows=qpos_to_csv(now[None]))
         r.decoded.append(dec)
         if r.stream is None:
-            r.stream = DecodedStream()
+            r.stream = DecodedStream(self.control_hz)
         ref = r.stream.append(csv_to_qpos(dec))
         if j == 0:
             r.env = self._make_env(ref)

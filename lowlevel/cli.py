@@ -18,9 +18,14 @@ def _policy_file(ckpt: Optional[Path]) -> Path:
     """The given policy file, or the shipped default; FileNotFoundError (one line) if absent."""
     from lowlevel.card import default_model_path
 
+    from lowlevel.tracker import is_tracker_file
+
     path = ckpt if ckpt is not None else default_model_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: low-level policy not found" + ("" if ckpt is not None else " (no shipped default; pass --ckpt)"))
+    if is_tracker_file(path):
+        raise typer.BadParameter(f"{path} is a balancing tracker (envs.mimic): use `daps lowlevel eval-tracker`, or "
+                                 "`daps command` to watch it", param_hint="--ckpt")
     return path
 
 
@@ -137,4 +142,144 @@ def card(
     from motion_vae.card import describe_machine, git_commit
 
     c = write_card(model, eval_json, command, out, run_dir, commit or git_commit(), machine or describe_machine(), notes)
+    typer.echo(f"wrote {out} (slice: {c['slice_seconds_tracked']:.2f} s tracked, joint error {c['slice_joint_error_rad']:.4f} rad)")
+
+
+@app.command("train-tracker")
+def train_tracker_cmd(
+    clips: str = typer.Option("walk*", "--clips", help="Glob(s) over clip names, comma-separated, within --split (mirrors added by the task)."),
+    steps: int = typer.Option(5_000_000, "--steps", help="Total environment steps (50 per simulated second per env)."),
+    preset: str = typer.Option("mimic", "--preset", help="Task preset: mimic (the shipped recipe) | assist (decaying pelvis assist while training) | balance (capture-point feedback under the policy)."),
+    run_dir: Path = typer.Option(Path("runs/tracker"), "--run-dir", help="Folder for checkpoint.pt, progress.csv and config.json."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue run_dir/checkpoint.pt up to --steps (its task, PPO settings and clips)."),
+    split: str = typer.Option("train", "--split", help="train | val | all: the clips --clips selects from."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE overriding a task setting (kp_scale=2, ...) or a PPO one (n_envs, learning_rate, ent_coef, ...); repeatable."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Track the decodings of the clips' greedy codes by this motion VAE (the goal `daps command` gives the robot) instead of the clips themselves."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from another tracker's weights and observation statistics (same observation size), e.g. a clip-trained policy fine-tuned on decoded motions."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Train the balancing tracker (envs.mimic, SB3 PPO): 50 Hz policy on 0.005 s physics, learned
+    std, action-rate penalty, anchor-relative body rewards, adaptive starts, mirrored clips."""
+    from dataclasses import fields
+
+    from envs.mimic.config import preset as task_preset
+    from lowlevel.train import parse_settings, select_clips
+    from lowlevel.tracker import PPOConfig, train_tracker
+
+    with bad_parameter("--set"):
+        overrides = parse_settings(settings or [])
+        ppo_keys = {f.name for f in fields(PPOConfig)}
+        ppo = PPOConfig(**{k: v for k, v in overrides.items() if k in ppo_keys})
+        task = task_preset(preset, **{k: v for k, v in overrides.items() if k not in ppo_keys})
+    with bad_parameter("--clips"):
+        names = select_clips(clips, split, data)
+    r = train_tracker(names, run_dir, steps, task=task, ppo=ppo, seed=seed, resume=resume, data_root=data, progress=progress,
+                      motion_vae=motion_vae, init_from=init_from)
+    typer.echo(json.dumps(r, indent=2))
+
+
+@app.command("eval-tracker")
+def eval_tracker_cmd(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Tracker checkpoint (RUN/checkpoint.pt) or shipped file."),
+    clips: str = typer.Option("walk2_subject4,run2_subject1", "--clips", help="Clip names, comma-separated."),
+    starts: int = typer.Option(8, "--starts", help="Episodes per clip, start frames spread evenly."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Episode length (s)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON report to write (default: beside the checkpoint, eval_tracker.json)."),
+    goal: Optional[str] = typer.Option(None, "--goal", help="clip (the true clip) | decoded (the motion VAE's decoding of its codes); default: what the policy was trained on."),
+    motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE for --goal decoded (default: the one the policy was trained with; sha256-checked)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Deterministic, unassisted 10 s episodes on the true clips: seconds tracked, finished, errors, action smoothness."""
+    from daps.io import atomic_write_text
+    from lowlevel.tracker import evaluate_tracker
+
+    names = [c.strip() for c in clips.split(",") if c.strip()]
+    with bad_parameter("--ckpt"):
+        rep = evaluate_tracker(ckpt, names, starts=starts, seconds=seconds, data_root=data, motion_vae=motion_vae, goal=goal)
+    for name, r in rep["clips"].items():
+        typer.echo(f"{name}: {r['seconds_tracked']:.2f} s tracked, {r['finished']}/{r['episodes']} finished, joint error "
+                   f"{r['joint_error_rad']:.3f} rad, root xy {r['root_xy_error_m']:.3f} m, saturated "
+                   f"{100 * r['actions_saturated']:.1f} %, mean |da| {r['mean_abs_action_delta']:.3f}")
+    path = out or ckpt.parent / "eval_tracker.json"
+    atomic_write_text(path, json.dumps(rep, indent=1))
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def feasibility(
+    clips: str = typer.Option("walk2_subject4", "--clips", help="Clip names or CSV files (LAFAN1-H1 layout, 30 Hz; e.g. the output of `daps motion-vae decode`), comma-separated."),
+    margin: float = typer.Option(0.05, "--margin", help="A frame is infeasible when its required centre of pressure lies more than this far (m) outside the support polygon."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the figures as JSON here."),
+    corrected: bool = typer.Option(False, "--corrected", help="Also balance-correct each clip (envs.balance, at 50 Hz) and report the check after it and what the correction moved (soles, root path, speed, joints)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Can the H1 follow these motions as they are?  Per clip: the share of frames whose required
+    centre of pressure lies more than --margin outside the feet, its median distance, and the stance
+    ankle torque (single support) against the 40 N m limit."""
+    from daps.io import atomic_write_text
+    from envs.feasibility import feasibility as check
+    from envs.lafan1 import FPS
+    from envs.reference import load_reference
+
+    if not (margin >= 0 and margin < 1):
+        raise typer.BadParameter(f"must be in [0, 1) m, got {margin}", param_hint="--margin")
+    rows = []
+    for name in [c.strip() for c in clips.split(",") if c.strip()]:
+        with bad_parameter("--clips"):
+            ref = load_reference(name, FPS, data)
+        r = check(ref, margin=margin)
+        if corrected:
+            from envs.balance import correct_reference, correction_report
+
+            ref50 = load_reference(name, 50.0, data)
+            rep = correction_report(ref50, correct_reference(ref50), margin)
+            r["corrected"] = rep
+            a, b = rep["before"], rep["after"]
+            typer.echo(f"{name} at 50 Hz, corrected: COP > {100 * margin:.0f} cm outside in {100 * a['outside_share']:.1f} -> "
+                       f"{100 * b['outside_share']:.1f} % of frames, ankle over its limit {100 * a['ankle_over_limit_share']:.0f} -> "
+                       f"{100 * b['ankle_over_limit_share']:.0f} %; stance soles moved <= {100 * rep['stance_sole_shift_max_m']:.1f} cm "
+                       f"(mean {100 * rep['stance_sole_shift_mean_m']:.1f}), root path {100 * rep['root_path_change_mean_m']:.1f} cm "
+                       f"on average, path length x{rep['speed_ratio']:.3f} (net x{rep['net_speed_ratio']:.3f}), joints {rep['joint_change_mean_rad']:.3f} rad")
+        rows.append(r)
+        typer.echo(f"{r['motion']}: {100 * r['outside_share']:.1f} % of {r['frames_judged']} frames need the COP > "
+                   f"{100 * margin:.0f} cm outside the feet (median {100 * r['median_outside_m']:.1f} cm outside); "
+                   f"stance ankle p50 {r['ankle_torque_nm']['p50']:.0f} / p90 {r['ankle_torque_nm']['p90']:.0f} N m "
+                   f"(limit {r['ankle_limit_nm']:.0f}; over it in {100 * r['ankle_over_limit_share']:.0f} % of "
+                   f"{r['single_support_frames']} single-support frames)")
+    if out is not None:
+        atomic_write_text(out, json.dumps(rows, indent=1))
+        typer.echo(f"wrote {out}")
+
+
+@app.command("export-tracker")
+def export_tracker_cmd(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Tracker checkpoint (RUN/checkpoint.pt)."),
+    out: Path = typer.Option(..., "--out", help="Policy file to write (e.g. models/lowlevel.pt)."),
+) -> None:
+    """Tensor-only tracker file for shipping (policy, observation statistics, configs; no optimiser)."""
+    from lowlevel.tracker import export_tracker
+
+    with bad_parameter("--ckpt"):
+        path = export_tracker(ckpt, out)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command("card-tracker")
+def card_tracker_cmd(
+    model: Path = typer.Option(..., "--model", help="Exported tracker (models/lowlevel.pt)."),
+    eval_json: Path = typer.Option(..., "--eval-json", help="eval_tracker.json written by `daps lowlevel eval-tracker` of that file."),
+    command: str = typer.Option(..., "--command", help="The exact training command(s), for the record."),
+    out: Path = typer.Option(..., "--out", help="Card to write (models/lowlevel.md)."),
+    commit: Optional[str] = typer.Option(None, "--commit", help="Commit of the training code (default: this checkout's HEAD)."),
+    machine: Optional[str] = typer.Option(None, "--machine", help="Training machine (default: this one)."),
+    notes: str = typer.Option("", "--notes", help="Extra Markdown lines."),
+) -> None:
+    """Write the tracker's model card: command, commit, clips, steps, wall time, machine, evaluation, slice check."""
+    from lowlevel.tracker_card import write_tracker_card
+    from motion_vae.card import describe_machine, git_commit
+
+    with bad_parameter("--model"):
+        c = write_tracker_card(model, eval_json, command, out, commit or git_commit(), machine or describe_machine(), notes)
     typer.echo(f"wrote {out} (slice: {c['slice_seconds_tracked']:.2f} s tracked, joint error {c['slice_joint_error_rad']:.4f} rad)")

@@ -118,12 +118,17 @@ def file_info(path: str | Path) -> dict[str, str]:
 
 
 def check_motion_vae(ck: dict[str, Any], motion_vae: str | Path | None) -> Path | None:
-    """The motion VAE a decoded-goal checkpoint needs (``motion_vae`` or its stored path), checked by
-    sha256; None for a clip-goal checkpoint.  ValueError naming the file when it differs."""
+    """The motion VAE a decoded-goal checkpoint needs (``motion_vae``, else its stored path, else the
+    shipped models/motion_vae.pt), checked by sha256; None for a clip-goal checkpoint.
+    ValueError naming the file when it differs, FileNotFoundError when it is absent."""
     info = ck.get("motion_vae")
     if not info:
         return None
     path = Path(motion_vae or info["path"])
+    if motion_vae is None and not path.is_file():  # trained on another machine: the shipped motion VAE
+        from motion_vae.models import default_model_path
+
+        path = default_model_path()
     if file_info(path)["sha256"] != info["sha256"]:
         raise ValueError(f"{path}: not the motion VAE this tracker was trained with (sha256 differs)")
     return path

@@ -40,6 +40,16 @@ def test_default_lowlevel_policy_matches_its_card():
     card = read_card(path.with_suffix(".md"))
     assert card["model_file"] == path.name and card["size_bytes"] == path.stat().st_size
     raw = torch.load(path, map_location="cpu", weights_only=True)
+    if raw.get("format") == "daps-tracker-v1":  # the balancing tracker (lowlevel.tracker)
+        from lowlevel.tracker_card import slice_metrics as tracker_slice
+
+        assert raw["num_timesteps"] == card["env_steps"] and "optimizer" not in raw
+        assert card["motion_vae_sha256"] == file_sha256(default_model_path())
+        m = tracker_slice(path)
+        assert m["slice_starts"] == card["slice_starts"] and m["slice_seconds"] == card["slice_seconds"]
+        assert m["slice_seconds_tracked"] == pytest.approx(card["slice_seconds_tracked"], abs=0.05)
+        assert m["slice_joint_error_rad"] == pytest.approx(card["slice_joint_error_rad"], abs=5e-3)
+        return
     assert raw["kind"] == EXPORT_KIND and raw["num_timesteps"] == card["env_steps"]
     assert card["motion_vae_sha256"] == file_sha256(default_model_path())  # trained on the shipped motion VAE's codes
     m = ll_slice(path)

@@ -85,3 +85,40 @@ def test_cli_train_eval_and_bad_input(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"xx")
     res = runner.invoke(app, ["eval-tracker", "--ckpt", str(tmp_path / "bad.pt")])
     assert res.exit_code == 2 and "bad.pt" in res.output
+
+
+def test_a_decoded_goal_tracker_drives_daps_command_physics(tmp_path):
+    """A tracker trained on decoded motions is what `daps command` loads: two segments of the
+    physics path at 50 Hz, the state carried across the join; a clip-trained one is refused."""
+    import numpy as np
+
+    from highlevel.command import standing_rows
+    from highlevel.physics import PhysicsFollower, load_command_policy, standing_qpos
+    from motion_vae.models import default_model_path, load_motion_vae
+
+    vae_path = default_model_path()
+    train_tracker(["walk1_subject1"], tmp_path / "dec", 128, task=preset("mimic", mirror=False), ppo=SMALL,
+                  progress=False, motion_vae=vae_path)
+    policy = export_tracker(tmp_path / "dec" / "checkpoint.pt", tmp_path / "tracker.pt")
+    vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
+    model, vecnorm, ck = load_command_policy(policy, vae_path)
+    f = PhysicsFollower(model, vecnorm, ck, vae, stats, policy_path=policy)
+    codes = np.random.default_rng(0).integers(0, 1024, (2, 64))
+    hist, rows = standing_rows()[None], []
+    for j in range(2):
+        r = f.follow(codes[j][None], hist, j)
+        assert r.shape == (1, 32, 26) and np.isfinite(r).all()
+        rows.append(r[0])
+        hist = np.concatenate([hist, r], 1)
+        if f.done():
+            break
+    assert np.allclose(rows[0][0, :3], standing_qpos()[:3], atol=1e-6)
+    rec = f.record()["physics"]
+    assert rec["control_hz"] == 50.0 and rec["segments"][0]["control_steps"] == 54
+    if len(rows) == 2:
+        assert np.linalg.norm(rows[1][0, :3] - rows[0][-1, :3]) < 0.15
+    f.close()
+    clip_policy = train_tracker(["walk1_subject1"], tmp_path / "clip", 128, task=preset("mimic", mirror=False),
+                                ppo=SMALL, progress=False)["checkpoint"]
+    with pytest.raises(ValueError, match="trained on the clips themselves"):
+        load_command_policy(clip_policy, vae_path)
