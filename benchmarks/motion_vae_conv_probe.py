@@ -6,7 +6,7 @@ joint RMSE (rad) and log p (nats, fixed variance 0.25) against wall time, one JS
     python benchmarks/motion_vae_conv_probe.py --minutes 45 --mirror 1 --name mirror           # + left-right mirrored training clips
 
 A self-contained stand-in written before `--arch conv` existed (docs/motion_vae_cpu_study.md,
-session 8): its own conv stacks and vector_quantize_pytorch's FSQ, plain MSE (the Gaussian
+docs/motion_vae_cpu_study.md): its own conv stacks and vector_quantize_pytorch's FSQ, plain MSE (the Gaussian
 log-likelihood at variance 0.25), AdamW 1e-3, gradient norm clipped at 1; 1000 fixed validation
 and 1000 fixed training segments, scored deterministically. The project's version of the
 `frames` layout is `daps motion-vae train --arch conv --method fsq`.

@@ -1,4 +1,4 @@
-"""Can PPO learn to keep the H1 standing?  A fast check of the low-level learning setup (issue 11).
+"""Can PPO learn to keep the H1 standing?  A fast check of the low-level learning setup.
 
 The reference is the nominal standing pose held still (``benchmarks.tracking_feasibility``'s
 ``standing_reference``); everything else is the ``cpu`` preset's teacher setup: 32 batched

@@ -1,4 +1,4 @@
-"""Is the tracking task feasible for our H1, and what keeps a controller up?  (issue 11 diagnosis)
+"""Is the tracking task feasible for our H1, and what keeps a controller up?
 
 Four checks that need no learned policy, each printing one table:
 

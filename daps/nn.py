@@ -85,7 +85,7 @@ def short_softmax(s: Tensor) -> Tensor:
     Over fewer than 16 entries (the MNIST config's 8 keys) PyTorch's CPU kernel, which vectorises
     along the last dim, took ~3x the time of max, exp and sum over the whole tensor with its
     backward (63.9 against 22.3 ms for 2M entries in rows of 8); from 16 entries on it is the
-    faster one (5.4 against 18.9 ms), and it is used there (session 15). -inf entries (the causal
+    faster one (5.4 against 18.9 ms), and it is used there. -inf entries (the causal
     mask) get weight 0; a row must hold one finite entry."""
     if s.shape[-1] >= 16:
         return torch.softmax(s, dim=-1)
@@ -99,7 +99,7 @@ def probs(logp: Tensor) -> Tensor:
     Computed by the softmax kernel (equal to exp for normalised rows, to float rounding): on the
     CPU `torch.exp` takes a 10-40x slower path wherever its result leaves float32's normal range
     (inputs below -87.3, -inf too), and sharp categoricals put most of their V codes there (the
-    lattice head's far codes: 64 % of a (256, 1024) batch took 6.5 ms against 0.7; session 16);
+    lattice head's far codes: 64 % of a (256, 1024) batch took 6.5 ms against 0.7);
     the softmax kernel does not slow down."""
     return torch.softmax(logp, dim=-1)
 
@@ -141,7 +141,7 @@ class Attention(nn.Module):
         q = self.split(self.q(x))
         if q.dtype == torch.bfloat16 and q.device.type == "cpu":
             # the CPU flash kernel in bfloat16 took 2x its float32 time on these short sequences
-            # (L, S <= 64; MNIST config, session 15); two batched products are faster there
+            # (L, S <= 64; MNIST config); two batched products are faster there
             y = short_softmax(self._scores(q, k, causal).float()).to(v.dtype) @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
@@ -301,7 +301,7 @@ class ConvStack1D(nn.Module):
     out_kernel). The 1D-convolutional ResNet of motion VQ-VAEs (e.g. T2M-GPT) in place of the
     transformer stacks; with the blocks on the shorter side (before an upsampling, after a
     downsampling) it costs half as much and learned as fast per step on the motion data
-    (docs/motion_vae_cpu_study.md, session 8).
+    (docs/motion_vae_cpu_study.md).
 
     Raises:
         ValueError: a length ratio other than 2, 1 or 1/2, or a negative block count.

@@ -113,7 +113,7 @@ def preset_config(name: str) -> MotionTrainConfig:
     if name in ("cpu", "cpu-long"):
         # DAPS-NA on the FSQ lattice after a straight-through warm start (docs/motion_vae_cpu_study.md),
         # both on the conv encoder/decoder, which reached the same error ~3x sooner than the
-        # transformers (session 8); the long run at the paper's token width and depth (H 128 x 2)
+        # transformers (docs/motion_vae_cpu_study.md); the long run at the paper's token width and depth (H 128 x 2)
         long = name == "cpu-long"
         return MotionTrainConfig(
             preset=name,
@@ -121,11 +121,11 @@ def preset_config(name: str) -> MotionTrainConfig:
             model=MotionVAEConfig(
                 num_features=0, embed_dim=128 if long else 64, num_layers=2 if long else 1, recognition="na", lattice=True,
                 arch="conv",
-                # FSQ's tanh bound on the lattice: the warm start is FSQ exactly (session 10: the
+                # FSQ's tanh bound on the lattice: the warm start is FSQ exactly (measured: the
                 # box bound lagged FSQ; cpu 0.2115 against 0.216 rad)
                 lattice_bound="tanh",
-                # 16x the likelihood's weight on root height (sigma^2 0.25 / 16) for cpu-long (session
-                # 12: validation root height 0.031 -> 0.019 m, joints 0.148 -> 0.143 rad)
+                # 16x the likelihood's weight on root height (sigma^2 0.25 / 16) for cpu-long
+                # (validation root height 0.031 -> 0.019 m, joints 0.148 -> 0.143 rad)
                 root_height_variance=0.015625 if long else None,
             ),
             daps=DAPSConfig(
@@ -133,13 +133,13 @@ def preset_config(name: str) -> MotionTrainConfig:
                 st_warmup_steps=40_000 if long else 7_000,
             ),
             # the learning rates fall 10x: over the DAPS phase for cpu (docs/motion_vae_cpu_study.md,
-            # session 4: 0.234 against 0.250 rad), over the whole run for cpu-long (session 9)
+            # 0.234 against 0.250 rad), over the whole run for cpu-long
             optim=OptimConfig(
                 lr=1e-3, weight_decay=1e-4, agc_clip=1.0, eta_lr=3e-2, eta_weight_decay=0.0, decay_steps=42_000 if long else 650
             ),
             batch_size=32 if long else 16,
             steps=42_000 if long else 7_650,
-            # mirror images of the training clips (session 9: -2054.5 against -2109.7 nats at 16k steps)
+            # mirror images of the training clips (-2054.5 against -2109.7 nats at 16k steps)
             mirror=long,
             log_every=50,
             eval_every=2500 if long else 500,
@@ -159,9 +159,9 @@ METHODS = {m: method_spec(m).recognition for m in ("daps", "daps-na", "fsq", "vq
 CPU_STEPS = {"fsq": 24_000, "vqvae": 18_000, "gumbel": 3_000, "grmck": 1_500, "daps": 1_300}
 
 # steps of the `cpu-long` budget (at most 140 min on one core at H 128 x 2, batch 32) for the
-# methods whose AR encoder cannot run the preset's 42k steps in that time (session 14, one thread:
+# methods whose AR encoder cannot run the preset's 42k steps in that time (one thread:
 # Gumbel ~1.5 s/step, GR-MCK ~1.3x Gumbel; DAPS ~4.4 s/step then, 2.8 s since `daps.nn.probs`,
-# session 16), so that their beta schedule and learning-rate decay end inside the budget; the
+# measured), so that their beta schedule and learning-rate decay end inside the budget; the
 # others keep the preset's 42k steps
 CPU_LONG_STEPS = {"gumbel": 5_000, "grmck": 3_500, "daps": 2_000}
 
@@ -212,7 +212,7 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
         cfg.eval_every = cfg.steps // 16  # as many points on the validation curve as the preset's 42k steps give
     if cfg.preset == "cpu-long" and method == "daps":
         # without the aligned input tokens the AR lattice encoder trained from scratch collapsed
-        # (perplexity 2, 0.388 rad at step 375; with them 10, 0.335 rad: session 16, README)
+        # (perplexity 2, 0.388 rad at step 375; with them 10, 0.335 rad: docs/motion_vae.md)
         cfg.model.aligned_input = True
     return cfg
 

@@ -7,7 +7,7 @@ transformer encoder -> causal decoder over 64 latent tokens, each one of V = 102
 p_phi(x|z): Embed(V, H) -> transformer -> Dense(H) -> Conv1D(k4, s2) 64 -> 32 -> Dense(C) means
 of a Gaussian with fixed variance 0.25 (the authors' setting; learned, clipped as an option).
 
-arch "conv" (this project's, for CPU budgets; docs/motion_vae_cpu_study.md, session 8): the
+arch "conv" (this project's, for CPU budgets; docs/motion_vae_cpu_study.md): the
 transformer stacks replaced by 1D-convolutional ResNets of width W (`daps.nn.ConvStack1D`):
 q_theta: (B, 32, C) -> Conv3 -> res blocks -> ConvTranspose(k4, s2) -> Conv1 -> (B, 64, H)
 -> LayerNorm -> the same heads (per-token categoricals, FSQ, VQ; the AR encoder keeps its
