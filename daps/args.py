@@ -65,3 +65,40 @@ def apply_overrides(cfg: C, **overrides) -> C:
             raise ValueError(f"{k} must be positive, got {v}")
         setattr(cfg, k, v)
     return cfg
+
+
+def finite_number(value: float | None, option: str, low: float | None = None, high: float | None = None,
+                  positive: bool = False) -> float | None:
+    """`value` unchanged when it is None or a finite number in [low, high] (> 0 with `positive`).
+
+    Raises ValueError naming `option` (e.g. "--speed") otherwise: NaN and infinities never pass,
+    so they cannot reach a computation or a JSON file."""
+    import math
+
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (low is None or value >= low) and (high is None or value <= high) and (not positive or value > 0)
+    if not ok:
+        if positive:
+            want = "a positive number"
+        elif low is not None and high is not None:
+            want = f"in [{low:g}, {high:g}]"
+        elif low is not None:
+            want = f">= {low:g}"
+        elif high is not None:
+            want = f"<= {high:g}"
+        else:
+            want = "a finite number"
+        raise ValueError(f"{option} must be {want}, got {value}")
+    return value
+
+
+def check_resume(run_dir, resume: bool, name: str = "checkpoint.pt") -> None:
+    """With --resume, run_dir/name must exist: ValueError (one line naming the file) otherwise,
+    rather than a silent start from step 0."""
+    from pathlib import Path
+
+    path = Path(run_dir) / name
+    if resume and not path.is_file():
+        raise ValueError(f"--resume: {path} not found, nothing to continue (leave out --resume to start a new run)")

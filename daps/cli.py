@@ -2,7 +2,9 @@
 `daps.commands` entry-point group in pyproject.toml (and single commands through `daps.toplevel`),
 so this core imports none of them.
 
-User errors (bad files, wrong checkpoints, bad options) end with one line on stderr and exit 2.
+User errors (bad files, wrong checkpoints, bad options) and failures of the file system (no space
+left, read-only, a path under a file) end with one line on stderr naming the file or option, and
+exit status 2.
 """
 from __future__ import annotations
 
@@ -38,9 +40,19 @@ def main() -> None:
     _register_groups()
     try:
         app()
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
+    except (CheckpointError, ValueError, OSError) as e:
+        typer.echo(f"error: {one_line(e)}", err=True)
         sys.exit(2)
+
+
+def one_line(e: Exception) -> str:
+    """The message of a user-facing error on one line; an OSError that names its file reads
+    "FILE: reason" ("runs/x/checkpoint.pt: no space left on device")."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        text = f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    else:
+        text = str(e)
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

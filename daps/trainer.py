@@ -19,6 +19,8 @@ with the same number of processes.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -133,8 +135,19 @@ def keep_freed_memory() -> bool:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save to a temporary file in the same folder, then rename: never a half-written file.
+
+    The bytes are serialised in memory and written by Python, so a failing write (a full disk, a
+    file size limit) raises OSError naming `path` ("No space left on device"), not the C++
+    writer's bare RuntimeError."""
+
+    def write(tmp: str) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: Path, kind: str) -> dict:
@@ -285,14 +298,18 @@ def train(
             resume when the fields are at their defaults.
         time_limit_s: stop once this many seconds of training (all sittings, validation
             excluded) are spent: evaluate, checkpoint, return. The step reached is in the
-            checkpoint; `resume` continues from it.
+            checkpoint; `resume` continues from it. A new run takes at least one step, so a
+            checkpoint always exists afterwards.
     Returns:
         The last training metrics (means over processes) merged with the final validation metrics
         ("val/..." keys); the same on every process.
     Raises:
         CheckpointError: resume from a checkpoint of another kind or config, or one written by
             another number of processes.
+        ValueError: time_limit_s not a positive finite number.
     """
+    if time_limit_s is not None and not (time_limit_s > 0 and math.isfinite(time_limit_s)):
+        raise ValueError(f"time limit must be a positive number of seconds, got {time_limit_s}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     world, rank = distributed.world_size(), distributed.rank()
@@ -388,7 +405,7 @@ def train(
         run_eval(0)  # the untrained model: the baseline every curve starts from
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=kind, disable=not (progress and main), dynamic_ncols=True)
     for step in bar:
-        if step == start and time_limit_s is not None and distributed.rank0_decides(train_seconds() >= time_limit_s):
+        if step == start and start > 0 and time_limit_s is not None and distributed.rank0_decides(train_seconds() >= time_limit_s):
             break  # resumed with its time already spent: no extra step (a comparison re-run stays put)
         model.train()
         factor = lr_factor(step, steps, optim)

@@ -129,15 +129,73 @@ def _scan_for_error(path: Path, text: str) -> DataError | None:
     return None
 
 
+#: Values no H1 motion at 30 Hz comes near (the LAFAN1-H1 clips stay within 11.3 m of the origin,
+#: 0.07-1.25 m high, |joint| <= 3.14 rad, 28 m/s and 23 rad/s between frames): a clip beyond them
+#: is refused, naming the line and column, rather than turned into meaningless codes.
+PHYSICAL_LIMITS = {
+    "root_xy_m": 1000.0,            # |x|, |y| of the root, m
+    "root_z_m": (-2.0, 10.0),       # root height, m
+    "quaternion_norm": (0.5, 2.0),  # of columns 3-6 (written unit, normalised when read)
+    "joint_rad": 2 * np.pi,         # |joint angle|, rad
+    "root_speed_m_s": 100.0,        # root x, y, z change between frames x 30, m/s
+    "joint_speed_rad_s": 100.0,     # joint angle change between frames x 30, rad/s
+}
+
+
+def _line_of_row(text: str, row: int) -> int:
+    """1-based line number of data row `row` (0-based) in a CSV text, skipping the blank and
+    comment lines np.loadtxt skips."""
+    seen = -1
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            seen += 1
+            if seen == row:
+                return lineno
+    return row + 1
+
+
+def _check_physical(path: Path, rows: np.ndarray) -> None:
+    """Raise DataError naming the file, line and column of the first value of `rows` (T, 26)
+    beyond :data:`PHYSICAL_LIMITS` (in file order)."""
+    lim = PHYSICAL_LIMITS
+    absval = np.abs(rows)
+    value = np.zeros(rows.shape, bool)
+    value[:, :2] = absval[:, :2] > lim["root_xy_m"]
+    value[:, 2] = (rows[:, 2] < lim["root_z_m"][0]) | (rows[:, 2] > lim["root_z_m"][1])
+    qn = np.linalg.norm(rows[:, 3:7], axis=1)
+    far = (qn < lim["quaternion_norm"][0]) | (qn > lim["quaternion_norm"][1])
+    value[:, 3:7] = far[:, None] & (absval[:, 3:7] == absval[:, 3:7].max(axis=1, keepdims=True))  # its largest part
+    value[:, 7:] = absval[:, 7:] > lim["joint_rad"]
+    rate = np.zeros(rows.shape)
+    rate[1:] = np.abs(np.diff(rows, axis=0)) * FPS
+    jump = np.zeros(rows.shape, bool)
+    jump[:, :3] = rate[:, :3] > lim["root_speed_m_s"]
+    jump[:, 7:] = rate[:, 7:] > lim["joint_speed_rad_s"]
+    hits = np.argwhere(value | jump)
+    if not len(hits):
+        return
+    r, c = (int(i) for i in hits[0])
+    if value[r, c]:
+        reason = ("root position beyond 1 km" if c < 2 else "root height outside -2..10 m" if c == 2
+                  else f"root quaternion of norm {qn[r]:.4g}" if c < 7 else "joint angle beyond 2 pi rad")
+    else:
+        reason = f"{rate[r, c]:.4g} {'m/s' if c < 3 else 'rad/s'} from the line before"
+    line = _line_of_row(path.read_text(encoding="utf-8", errors="replace"), r)
+    raise DataError(f"{path.name} line {line}: column {c} is {rows[r, c]:.6g}: physically impossible ({reason})")
+
+
 def load_clip_csv(path: str | os.PathLike, min_frames: int = 1) -> np.ndarray:
     """Load one clip CSV strictly.
 
     Returns rows of shape (T, 26), float64, in the CSV layout (quaternion x, y, z, w).
     Raises :class:`DataError` (one line, naming the file and line) for a missing
-    or empty file, a wrong column count, a non-number, NaN/inf, a root
-    quaternion of ~zero norm, or fewer than ``min_frames`` frames.
+    or empty file, a folder, a wrong column count, a non-number, NaN/inf, a root
+    quaternion of ~zero norm, a physically impossible value (:data:`PHYSICAL_LIMITS`:
+    positions, angles and their changes between frames), or fewer than ``min_frames`` frames.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a clip CSV file")
     if not path.is_file():
         raise DataError(f"{path}: clip file not found")
     try:
@@ -156,6 +214,7 @@ def load_clip_csv(path: str | os.PathLike, min_frames: int = 1) -> np.ndarray:
         if err is None:  # should not happen; keep a sane message
             err = DataError(f"{path.name}: could not parse as a {NUM_COLUMNS}-column CSV")
         raise err
+    _check_physical(path, rows)
     if rows.shape[0] < min_frames:
         raise DataError(
             f"{path.name}: clip has {rows.shape[0]} frames, need at least {min_frames} (one segment)"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daps.io import atomic_write_text
+from daps.io import atomic_write_json
 from envs.lafan1 import FPS, csv_to_qpos, list_clips, load_clip_csv, resolve_clip_dir
 from motion_vae.features import heading_yaw
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0]) if argv else ANNOTATIONS_PATH
     data = build_annotations()
-    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
+    atomic_write_json(out, data)
     print(f"wrote {out} ({len(data['clips'])} clips)")
 
 

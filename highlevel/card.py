@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from daps.io import atomic_write_text
+from daps.io import atomic_write_text, json_text
 
 SLICE = 128  # validation pairs re-scored by the test
 
@@ -133,7 +133,7 @@ The JSON below is read by `tests/test_shipped_highlevel.py`, which re-scores the
 {SLICE} of those pairs and compares them with `slice_nll/...`.
 
 ```json
-{json.dumps(card, indent=2)}
+{json_text(card, indent=2)}
 ```
 """
     atomic_write_text(out, text)

@@ -1,13 +1,13 @@
 """`daps highlevel train|eval` and the top-level `daps command`: thin wrappers over the library."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from daps.args import number_list
+from daps.io import json_text
 
 app = typer.Typer(help="High-level policy: text + root window + history -> the next segment's 64 motion codes.", no_args_is_help=True)
 
@@ -32,18 +32,19 @@ def train(
     """Train the high-level prior on (context -> next-segment codes) pairs; prints held-out scores."""
     import torch
 
+    from daps.args import check_resume, finite_number
     from highlevel.train import preset_config, train_prior, with_overrides
 
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError(f"--max-minutes must be positive, got {max_minutes}")
+    finite_number(max_minutes, "--max-minutes", positive=True)
+    check_resume(run_dir, resume)
     if motion_vae is not None and not motion_vae.is_file():
         raise FileNotFoundError(f"--motion-vae {motion_vae}: file not found")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     offs = number_list(offsets, "--offsets") if offsets is not None else None
     cfg = with_overrides(preset_config(preset), steps, batch_size, seed, mirror, offs)
     res = train_prior(cfg, run_dir, motion_vae, data, resume, max_minutes * 60 if max_minutes else None)
-    typer.echo(json.dumps({"step": res["step"], "train_pairs": res["train_pairs"], "val_pairs": res["val_pairs"],
-                           **{k: round(v, 4) for k, v in res["val"].items()}}, indent=1))
+    typer.echo(json_text({"step": res["step"], "train_pairs": res["train_pairs"], "val_pairs": res["val_pairs"],
+                          **{k: round(v, 4) for k, v in res["val"].items()}}))
     typer.echo(f"checkpoint: {run_dir / 'checkpoint.pt'}")
 
 
@@ -58,7 +59,7 @@ def evaluate(
 ) -> None:
     """Held-out next-segment code NLL (nats/token) and decoded joint RMSE (rad) with the full
     context, history only (text/COM masked) and unconditional (all masked)."""
-    from daps.io import atomic_write_text
+    from daps.io import atomic_write_json
     from highlevel.card import held_out_metrics
     from highlevel.ship import default_highlevel_path
 
@@ -68,7 +69,7 @@ def evaluate(
 
     exported = bool(torch.load(path, map_location="cpu", weights_only=True).get("exported"))
     out = out or (Path("highlevel_eval.json") if exported else path.parent / "eval.json")
-    atomic_write_text(out, json.dumps(m, indent=1) + "\n")
+    atomic_write_json(out, m)
     for k, v in m.items():
         typer.echo(f"{k:>36s}  {v:.4f}" if isinstance(v, float) else f"{k:>36s}  {v}")
     typer.echo(f"wrote {out}")
@@ -133,8 +134,11 @@ def control(
     """Controllability, kinematic: a motion-type classifier on real segments (held-out clips
     excluded from its training) labels rollouts of unseen-phrasing prompts of 6 categories;
     commanded vs achieved root speed and turn rate."""
+    from daps.args import finite_number
     from highlevel.control import run_control
 
+    finite_number(temperature, "--temperature", low=0)
+    finite_number(guidance, "--guidance", low=0)
     if max_frames is not None and max_frames < 32:
         raise ValueError(f"--max-frames must be >= 32, got {max_frames}")
     rec = run_control(ckpt, out, rollouts, segments, seed, temperature, top_k, stride, max_frames, data, None, cache_dir,
@@ -146,16 +150,16 @@ def control(
 def command(
     prompt: str = typer.Argument(..., help="What the robot should do, e.g. \"walk forward\"."),
     then: Optional[List[str]] = typer.Option(None, "--then", help="A further prompt, after the one before (repeatable): --then \"turn left\" --then \"run\"."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of each prompt's part (s; default 4); the text switches at the next segment boundary."),
-    segments_per_prompt: Optional[int] = typer.Option(None, "--segments-per-prompt", help="Instead of --seconds: 32-frame segments per prompt."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of each prompt's part (s; default 4); the text switches at the next segment boundary. A run lasts at most 600 s, all prompts together."),
+    segments_per_prompt: Optional[int] = typer.Option(None, "--segments-per-prompt", help="Instead of --seconds: 32-frame segments per prompt (at most 562 segments, 600 s, in all)."),
     out: Path = typer.Option(Path("command.mp4"), "--out", help="MP4 to write; the codes go to the same name with .json."),
     kinematic: bool = typer.Option(False, "--kinematic", help="Decode the codes to joint angles and play them without physics."),
     lowlevel: Optional[Path] = typer.Option(None, "--lowlevel", help="Low-level policy (goal \"decoded\"; checkpoint or export) for the physics path (default: models/lowlevel.pt)."),
     start: str = typer.Option("nominal", "--start", help="Physics start, at rest: nominal (Unitree's standing pose) | decoded (segment 0's first decoded frame) | zero (all joints 0)."),
     physics: bool = typer.Option(False, "--physics", help="Require the physics path (error without a low-level policy); the default whenever models/lowlevel.pt exists."),
     model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
-    speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s); with --turn gives the COM goal."),
-    turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left)."),
+    speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s, -10 to 10); with --turn gives the COM goal."),
+    turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left; -10 to 10)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
     guidance: float = typer.Option(4.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly; README: 4 measured best)."),

@@ -34,7 +34,6 @@ JSON first, so it exists even where rendering is unavailable.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -44,13 +43,15 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from daps.io import atomic_write, atomic_write_text  # noqa: E402
+from daps.io import atomic_write, atomic_write_json  # noqa: E402
 
 from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_highlevel_path  # noqa: E402,F401 (re-exported)
 
 START_HEIGHT = 0.98  # m, pelvis height of the standing start (LAFAN1-H1 upright mean ~0.97-1.02)
 SEG, FPS = 32, 30.0
 DEFAULT_SECONDS = 4.0
+MAX_SECONDS = 600.0  # s, the longest run (all prompts together)
+MAX_SPEED, MAX_TURN = 10.0, 10.0  # |--speed| m/s and |--turn| rad/s: beyond any LAFAN1 motion
 
 
 def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_prompt: int | None = None) -> tuple[list[int], int]:
@@ -61,7 +62,8 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
     round(n_prompts * seconds * 30) frames, ceil(frames / 32) segments, and segment j (first frame
     32 j) follows the prompt whose time span holds that frame, so switches land on the first
     segment boundary at or after each multiple of `seconds`. Returns (prompt index per segment,
-    frames). ValueError (one line) for bad values.
+    frames). ValueError (one line naming the option) for bad values, and for a run longer than
+    MAX_SECONDS (600 s, all prompts together).
     """
     if n_prompts < 1:
         raise ValueError("need at least one prompt")
@@ -70,10 +72,16 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
             raise ValueError("give --seconds or --segments-per-prompt, not both")
         if segments_per_prompt < 1:
             raise ValueError(f"--segments-per-prompt must be >= 1, got {segments_per_prompt}")
+        if n_prompts * segments_per_prompt * SEG / FPS > MAX_SECONDS:
+            raise ValueError(f"--segments-per-prompt {segments_per_prompt}: a run lasts at most {MAX_SECONDS:g} s "
+                             f"({int(MAX_SECONDS * FPS // SEG)} segments, all prompts together)")
         return [i for i in range(n_prompts) for _ in range(segments_per_prompt)], n_prompts * segments_per_prompt * SEG
     seconds = DEFAULT_SECONDS if seconds is None else seconds
     if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"--seconds must be a positive number, got {seconds}")
+    if n_prompts * seconds > MAX_SECONDS:
+        raise ValueError(f"--seconds {seconds:g}: a run lasts at most {MAX_SECONDS:g} s (all prompts together), "
+                         f"asked for {n_prompts} x {seconds:g} s")
     per = seconds * FPS
     frames = max(2, int(round(n_prompts * per)))
     segments = max(1, math.ceil(frames / SEG))
@@ -81,23 +89,32 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
 
 
 def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool | None = True,
-               lowlevel: str | Path | None = None, guidance: float = 1.0, candidates: int = 1) -> None:
-    """Raise ValueError (one line naming the flag) for bad command-line values (kinematic True with
-    a low-level policy given: contradictory)."""
+               lowlevel: str | Path | None = None, guidance: float = 1.0, candidates: int = 1,
+               speed: float | None = None, turn: float | None = None) -> None:
+    """Raise ValueError (one line naming the flag) for bad command-line values: NaN or infinite
+    numbers, |speed| > MAX_SPEED m/s, |turn| > MAX_TURN rad/s, an --out (and its .json) that cannot
+    be written, kinematic True with a low-level policy given (contradictory)."""
+    from daps.args import finite_number
+    from daps.io import check_writable
+
     if not prompts or not prompts[0] or not prompts[0].strip():
         raise ValueError("PROMPT is empty: describe the motion, e.g. daps command \"walk forward\"")
     if any(not p or not p.strip() for p in prompts[1:]):
         raise ValueError("--then prompt is empty: describe the motion, e.g. --then \"turn left\"")
     if Path(out).suffix.lower() != ".mp4":
         raise ValueError(f"--out {out}: must end in .mp4")
-    if temperature < 0 or top_k < 0:
-        raise ValueError(f"--temperature and --top-k must be >= 0, got {temperature} and {top_k}")
-    if not guidance >= 0:  # also refuses NaN
-        raise ValueError(f"--guidance must be >= 0, got {guidance}")
+    finite_number(temperature, "--temperature", low=0)
+    if top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {top_k}")
+    finite_number(guidance, "--guidance", low=0)
+    finite_number(speed, "--speed", -MAX_SPEED, MAX_SPEED)
+    finite_number(turn, "--turn", -MAX_TURN, MAX_TURN)
     if candidates < 1:
         raise ValueError(f"--candidates must be >= 1, got {candidates}")
     if kinematic is True and lowlevel is not None:
         raise ValueError("give --kinematic or --lowlevel/--physics, not both")
+    check_writable(out, "--out")
+    check_writable(Path(out).with_suffix(".json"), "--out")
 
 
 def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0) -> np.ndarray:
@@ -282,28 +299,31 @@ def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float
         gr.renderer.scene.flags[flag] = 0  # software (llvmpipe) rendering: ~3x faster without them
     qpos = csv_to_qpos(rows)
     labels = [prompt] * len(qpos) if isinstance(prompt, str) else list(prompt)
-    frames = []
+    written = 0
+
+    def write(tmp):  # frames go to the encoder as they are drawn: memory does not grow with the run
+        nonlocal written
+        with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7, macro_block_size=16) as w:
+            frame = None
+            for i, (q, label) in enumerate(zip(qpos, labels)):
+                data.qpos[:] = q
+                mujoco.mj_kinematics(model, data)
+                img = Image.fromarray(gr.render(data, None if ghost is None else ghost[i]))
+                draw = ImageDraw.Draw(img)
+                draw.text((10, 10), f'"{label}" ({mode})', fill=(255, 255, 255))
+                if notes is not None and notes[i]:
+                    draw.text((10, 26), notes[i], fill=(255, 80, 80))
+                frame = np.asarray(img)
+                w.append_data(frame)
+            for _ in range(hold if frame is not None else 0):
+                w.append_data(frame)
+        written = len(qpos) + (hold if len(qpos) else 0)
+
     try:
-        for i, (q, label) in enumerate(zip(qpos, labels)):
-            data.qpos[:] = q
-            mujoco.mj_kinematics(model, data)
-            img = Image.fromarray(gr.render(data, None if ghost is None else ghost[i]))
-            draw = ImageDraw.Draw(img)
-            draw.text((10, 10), f'"{label}" ({mode})', fill=(255, 255, 255))
-            if notes is not None and notes[i]:
-                draw.text((10, 26), notes[i], fill=(255, 80, 80))
-            frames.append(np.asarray(img))
+        atomic_write(out, write)
     finally:
         gr.close()
-    frames.extend(frames[-1:] * hold)
-
-    def write(tmp):
-        with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7, macro_block_size=16) as w:
-            for f in frames:
-                w.append_data(f)
-
-    atomic_write(out, write)
-    return len(frames)
+    return written
 
 
 def choose_path(kinematic: bool | None, lowlevel: str | Path | None) -> tuple[Path | None, str | None]:
@@ -346,7 +366,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     """
     out = Path(out)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance, candidates)
+    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance, candidates, speed, turn)
     plan, n_frames = prompt_schedule(len(prompts), seconds, segments_per_prompt)
     if not (16 <= width <= 640 and 16 <= height <= 480):
         raise ValueError(f"--width/--height must lie in 16..640 x 16..480 (the model's offscreen buffer), got {width} x {height}")
@@ -365,6 +385,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     from highlevel.text import EmbeddingCache
     from motion_vae.models import load_motion_vae
 
+    text_table = EmbeddingCache(text_cache)  # a file that is not a cache: refused before the slow loads
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     path = Path(model) if model else default_highlevel_path()
     prior, cfg, ck, vae_path = load_highlevel(path, motion_vae)
@@ -377,7 +398,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     else:
         follower = KinematicFollower(vae, stats)
     prompts = [p.strip() for p in prompts]
-    table = EmbeddingCache(text_cache).encode(prompts)
+    table = text_table.encode(prompts)
     emb = table[plan]  # (S, 384)
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
@@ -412,7 +433,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     if notice:
         rec["notice"] = notice
     json_path = out.with_suffix(".json")
-    atomic_write_text(json_path, json.dumps(rec, indent=1) + "\n")
+    atomic_write_json(json_path, rec)
     if video:
         labels = [prompts[plan[f // SEG]] for f in range(len(rows))]
         ghost = notes = None
@@ -428,6 +449,8 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
             rec["video_frames"] = render_rows(rows, out, labels, width=width, height=height, ghost=ghost,
                                               mode="kinematic" if follower.kinematic else "physics", notes=notes, hold=hold)
         except Exception as e:  # noqa: BLE001 - the GL stack raises many types
+            if isinstance(e, OSError) and e.filename == str(out):  # writing the file failed (a full disk, ...)
+                raise
             raise ValueError(f"rendering {out} failed (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {type(e).__name__}); "
                              f"codes written to {json_path}") from None
         finally:

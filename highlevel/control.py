@@ -1,4 +1,4 @@
-"""Controllability of the high-level policy, kinematic (issue 12, section 4, second bullet).
+"""Controllability of the high-level policy, kinematic.
 
 1. A motion-type classifier on real 32-frame segments. Labels: the clip name's category merged
    into CATEGORIES (walk; run = run + sprint; dance; fight = fight + fightAndSports; jumps;
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daps.io import atomic_write_text
+from daps.io import atomic_write_json, atomic_write_text
 
 SEG = 32
 CATEGORIES = ("walk", "run", "dance", "fight", "jumps", "fallAndGetUp")
@@ -319,7 +319,7 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
            "speed_turn": st}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "control.json", json.dumps(rec, indent=1) + "\n")
+    atomic_write_json(out_dir / "control.json", rec)
     atomic_write_text(out_dir / "control.md", markdown(rec))
     return rec
 

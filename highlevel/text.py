@@ -80,22 +80,32 @@ class TextEncoder:
 
 
 class EmbeddingCache:
-    """Text -> 384-d embedding, kept in an ``.npz`` file (arrays ``texts`` and ``vectors``).
+    """Text -> 384-d embedding, kept in an ``.npz`` file (arrays ``texts`` (N,) str and
+    ``vectors`` (N, 384) float32) at ``path``, whatever its name ends in.
 
     The encoder is loaded only when a string is missing from the cache; new entries are written
-    back atomically. ``path=None`` keeps the cache in memory only.
+    back atomically. ``path=None`` keeps the cache in memory only. An existing file that is not
+    such a cache (another file given by mistake, a folder) is refused with ValueError naming it,
+    and left untouched.
     """
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
         self.table: dict[str, np.ndarray] = {}
         self._encoder: TextEncoder | None = None
-        if self.path is not None and self.path.is_file():
+        if self.path is not None and self.path.exists():
+            bad = f"{self.path}: not a text-embedding cache (.npz with texts and vectors); left as it is, give a new file name"
+            if not self.path.is_file():
+                raise ValueError(bad)
             try:
                 with np.load(self.path, allow_pickle=False) as z:
-                    self.table = {str(t): v for t, v in zip(z["texts"], z["vectors"])}
-            except (OSError, ValueError, KeyError):
-                self.table = {}  # a damaged cache is rebuilt, never trusted
+                    texts, vectors = z["texts"], z["vectors"]
+                    ok = texts.ndim == 1 and vectors.shape == (len(texts), TEXT_DIM)
+                    self.table = {str(t): np.asarray(v, np.float32) for t, v in zip(texts, vectors)} if ok else {}
+            except Exception:  # noqa: BLE001 - numpy raises many types for a file that is not an .npz
+                ok = False
+            if not ok:
+                raise ValueError(bad)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(N, 384) float32 embeddings of N strings, computing only those not cached."""
@@ -115,4 +125,9 @@ class EmbeddingCache:
             return
         texts = np.array(list(self.table), dtype=str)
         vecs = np.stack(list(self.table.values())).astype(np.float32)
-        atomic_write(self.path, lambda tmp: np.savez(tmp, texts=texts, vectors=vecs))
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+                np.savez(f, texts=texts, vectors=vecs)
+
+        atomic_write(self.path, write)

@@ -1,13 +1,13 @@
 """`daps image-bench train|eval|compare`: thin wrappers over the library functions."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from daps.args import PRECISION_HELP, bad_parameter
+from daps.io import json_text
 
 app = typer.Typer(help="Discrete image autoencoders: every method of paper Table 1 on MNIST / Fashion-MNIST (64 bits), CIFAR-10 (576 bits) and ImageNet-256 (10,240 bits).", no_args_is_help=True)
 
@@ -38,11 +38,13 @@ def train(
     --batch-size per process (README)."""
     from dataclasses import replace
 
-    from daps.args import apply_overrides
+    from daps.args import apply_overrides, check_resume, finite_number
     from daps.distributed import is_main
     from image_bench.config import preset_config
     from image_bench.train import train_image_vae
 
+    finite_number(max_minutes, "--max-minutes", positive=True)
+    check_resume(run_dir, resume)
     cfg = apply_overrides(preset_config(preset, method, dataset), steps=steps, batch_size=batch_size, seed=seed)
     with bad_parameter("--precision"):
         cfg.optim = replace(cfg.optim, precision=precision)
@@ -50,7 +52,7 @@ def train(
     metrics = train_image_vae(cfg, run_dir, data_root=data, device=device, resume=resume, time_limit_s=limit)
     if not is_main():  # torchrun: rank 0 reports
         return
-    typer.echo(json.dumps({k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}, indent=2))
+    typer.echo(json_text({k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}, indent=2))
     typer.echo(f"checkpoint: {run_dir / 'checkpoint.pt'}")
 
 

@@ -14,7 +14,6 @@ interrupted comparison continues where it stopped.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ import torch
 from daps.args import apply_overrides
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.device import resolve_device
-from daps.io import atomic_write_text
+from daps.io import atomic_write_json, atomic_write_text
 from daps.objectives.registry import method_spec
 from image_bench.config import preset_config
 from image_bench.data import load_image_dataset
@@ -92,7 +91,7 @@ def compare(
     write_rows_csv(out_dir / "results.csv", rows)
     result = {"dataset": dataset, "preset": preset, "seeds": seeds, "methods": methods, "bits": bits,
               "steps": steps or cfg0.steps, "batch_size": batch_size or cfg0.batch_size, "runs": rows, "summary": summary}
-    atomic_write_text(out_dir / "results.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out_dir / "results.json", result, indent=2)
     atomic_write_text(out_dir / "table.md", table)
     plot_curves(curves, out_dir / "curves.png", header.split(";")[0], (("log_p", "validation log p(x|z) [nats / image]"),))
     _pictures(methods, out_dir, data, dev)

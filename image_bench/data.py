@@ -26,6 +26,7 @@ import gzip
 import math
 import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (gzip-compressed or raw) into an array of its stored shape and type.
 
     Header: two zero bytes, a type byte (0x08 uint8, ...), the number of dimensions, then one
-    big-endian uint32 per dimension. Raises ImageDataError naming the file for anything else.
+    big-endian uint32 per dimension. Raises ImageDataError naming the file for anything else
+    (damaged gzip data, a header whose shape does not match the file's size).
     """
     path = Path(path)
     try:
@@ -65,15 +67,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise ImageDataError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise ImageDataError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ImageDataError(f"{path}: unreadable, damaged gzip data ({type(e).__name__}: {e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES or raw[3] == 0:
         raise ImageDataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
     ndim, dtype = raw[3], np.dtype(IDX_DTYPES[raw[2]])
     if len(raw) < 4 + 4 * ndim:
         raise ImageDataError(f"{path}: IDX header truncated")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+    expected = 4 + 4 * ndim + math.prod(shape) * dtype.itemsize  # Python integers: exact for any header
     if len(raw) != expected:
         raise ImageDataError(f"{path}: {len(raw)} bytes, expected {expected} for shape {shape}")
     return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)

@@ -16,7 +16,6 @@ authors, facts Sec. 6):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from daps.io import atomic_write, atomic_write_text
+from daps.io import atomic_write, atomic_write_json
 from daps.metrics import codebook_usage, elbo, psnr, segment_l2
 from image_bench.fid import load_inception
 
@@ -136,7 +135,7 @@ def evaluate_checkpoint(ckpt: str | Path, out: str | Path, data_root: str | Path
     if inception is not None:
         metrics["fid_recon"] = reconstruction_fid(model, x, inception, data.to_unit, dev)
     out = Path(out)
-    atomic_write_text(out / "eval.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(out / "eval.json", metrics, indent=2)
     with torch.no_grad():
         z, _ = model.recognition.sample(x[:10], 1, torch.Generator(device=dev).manual_seed(0))
         rec = data.to_unit(model.reconstruct(z)[:, 0]).cpu().numpy()

@@ -1,8 +1,8 @@
 """The shipped low-level policy: a tensor-only export, its loader, and its model card.
 
-``daps lowlevel export`` turns a training checkpoint (PPO zip + pickled VecNormalize, needs
-``torch.load(weights_only=False)``) into a file of plain tensors and config values that loads with
-``weights_only=True``: the SB3 policy's ``state_dict`` (float32), the observation normaliser's
+``daps lowlevel export`` turns a training checkpoint (policy and optimiser state, VecNormalize
+statistics, :mod:`lowlevel.train`) into a smaller file of plain tensors and config values that
+loads with ``weights_only=True``: the SB3 policy's ``state_dict`` (float32), the observation normaliser's
 running mean/var (the only VecNormalize state a deterministic actor uses), the run config, the
 latent codes of the training clips and the motion VAE's sha256.  :func:`load_exported` rebuilds the
 policy with SB3's own classes (``ActorCriticPolicy`` / ``MultiInputActorCriticPolicy``, the same
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from daps.io import atomic_write_text
+from daps.io import atomic_write_text, json_text
 from daps.trainer import CHECKPOINT_FORMAT, CheckpointError, atomic_torch_save
 
 __all__ = ["EXPORT_KIND", "default_model_path", "export_lowlevel", "load_exported", "is_exported",
@@ -44,7 +44,7 @@ def is_exported(path: str | Path) -> bool:
     """True if ``path`` is a file written by :func:`export_lowlevel` (reads it with weights_only)."""
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - training checkpoints hold pickled objects: not an export
+    except Exception:  # noqa: BLE001 - unreadable: not an export
         return False
     return isinstance(raw, dict) and raw.get("kind") == EXPORT_KIND
 
@@ -218,7 +218,7 @@ The JSON below is read by `tests/test_shipped_models.py`, which reruns the short
 (`slice_*`: {SLICE_CLIP}, start frames {list(SLICE_USE)} of {SLICE_STARTS}, {SLICE_SECONDS} s each).
 
 ```json
-{json.dumps(card, indent=2)}
+{json_text(card, indent=2)}
 ```
 """
     atomic_write_text(out, text)

@@ -1,7 +1,7 @@
-"""`daps lowlevel train|eval|render`: thin wrappers over lowlevel.train / evaluate / render."""
+"""`daps lowlevel ...`: thin wrappers over lowlevel.train / evaluate / render / card (the earlier policy) and
+lowlevel.tracker / tracker_card, envs.feasibility (the balancing tracker)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -57,6 +57,7 @@ def train(
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
+    from daps.io import json_text
     from lowlevel.train import parse_settings, train_lowlevel
 
     with bad_parameter("--set"):
@@ -66,7 +67,7 @@ def train(
                        resume=resume, action_mode=action_mode, goal=goal, pd_target=pd_target, pd_action_scale=pd_action_scale, split=split,
                        data_root=data, ckpt_every=ckpt_every, progress=progress, init_from=init_from,
                        root_velocity_obs=root_velocity_obs, critic_reference_obs=critic_reference_obs, overrides=overrides)
-    typer.echo(json.dumps(r, indent=2))
+    typer.echo(json_text(r, indent=2))
 
 
 @app.command("eval")
@@ -164,6 +165,7 @@ def train_tracker_cmd(
     std, action-rate penalty, anchor-relative body rewards, adaptive starts, mirrored clips."""
     from dataclasses import fields
 
+    from daps.io import json_text
     from envs.mimic.config import preset as task_preset
     from lowlevel.train import parse_settings, select_clips
     from lowlevel.tracker import PPOConfig, train_tracker
@@ -177,7 +179,7 @@ def train_tracker_cmd(
         names = select_clips(clips, split, data)
     r = train_tracker(names, run_dir, steps, task=task, ppo=ppo, seed=seed, resume=resume, data_root=data, progress=progress,
                       motion_vae=motion_vae, init_from=init_from)
-    typer.echo(json.dumps(r, indent=2))
+    typer.echo(json_text(r, indent=2))
 
 
 @app.command("eval-tracker")
@@ -191,8 +193,9 @@ def eval_tracker_cmd(
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE for --goal decoded (default: the one the policy was trained with; sha256-checked)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Deterministic, unassisted 10 s episodes on the true clips: seconds tracked, finished, errors, action smoothness."""
-    from daps.io import atomic_write_text
+    """Deterministic, unassisted episodes on the clips or their decodings (--goal; default: what the policy
+    was trained on): seconds tracked, finished, joint and root errors, action smoothness."""
+    from daps.io import atomic_write_text, json_text
     from lowlevel.tracker import evaluate_tracker
 
     names = [c.strip() for c in clips.split(",") if c.strip()]
@@ -203,7 +206,7 @@ def eval_tracker_cmd(
                    f"{r['joint_error_rad']:.3f} rad, root xy {r['root_xy_error_m']:.3f} m, saturated "
                    f"{100 * r['actions_saturated']:.1f} %, mean |da| {r['mean_abs_action_delta']:.3f}")
     path = out or ckpt.parent / "eval_tracker.json"
-    atomic_write_text(path, json.dumps(rep, indent=1))
+    atomic_write_text(path, json_text(rep, indent=1))
     typer.echo(f"wrote {path}")
 
 
@@ -218,7 +221,7 @@ def feasibility(
     """Can the H1 follow these motions as they are?  Per clip: the share of frames whose required
     centre of pressure lies more than --margin outside the feet, its median distance, and the stance
     ankle torque (single support) against the 40 N m limit."""
-    from daps.io import atomic_write_text
+    from daps.io import atomic_write_text, json_text
     from envs.feasibility import feasibility as check
     from envs.lafan1 import FPS
     from envs.reference import load_reference
@@ -249,7 +252,7 @@ def feasibility(
                    f"(limit {r['ankle_limit_nm']:.0f}; over it in {100 * r['ankle_over_limit_share']:.0f} % of "
                    f"{r['single_support_frames']} single-support frames)")
     if out is not None:
-        atomic_write_text(out, json.dumps(rows, indent=1))
+        atomic_write_text(out, json_text(rows, indent=1))
         typer.echo(f"wrote {out}")
 
 

@@ -44,13 +44,12 @@ Metrics per episode (then averaged over the starts of a clip, and over clips):
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from daps.io import atomic_write
+from daps.io import atomic_write, atomic_write_json
 
 __all__ = ["evaluate_lowlevel", "run_episode", "add_common_window_error", "plot_training_curve", "format_table",
            "CONTROLLERS"]
@@ -311,7 +310,7 @@ def evaluate_lowlevel(
               "max_seconds": max_seconds, "starts": starts, "clips": results, "summary": summary}
     if out is not None:
         path = Path(out) / "eval_lowlevel.json"
-        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+        atomic_write_json(path, report, indent=2)
     return report
 
 

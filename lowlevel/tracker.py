@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from daps.io import atomic_write, atomic_write_text
+from daps.io import atomic_write_text, json_text
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
 from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion
@@ -159,8 +158,12 @@ def _state(model: PPO, venv: VecNormalize, env: MimicVecEnv, task: MimicConfig, 
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    """Atomic torch.save of a checkpoint dict (tensors and plain data only)."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Atomic torch.save of a checkpoint dict (tensors and plain data only); a full disk raises
+    OSError naming the file (:func:`daps.trainer.atomic_torch_save`)."""
+    from daps.trainer import atomic_torch_save
+
+    atomic_torch_save(state, Path(path))
+    return Path(path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -451,7 +454,7 @@ def train_tracker(clips: list[str], run_dir: str | Path, steps: int, task: Mimic
         wall0 = float(ck.get("wall_s", 0.0))
     eval_lib = make_library(eval_clips or clips, replace(task, mirror=False), data_root, motion_vae)
     eval_env = MimicVecEnv(eval_lib, ppo.eval_episodes, replace(task, assist=False, mirror=False), adaptive=False)
-    atomic_write_text(run_dir / "config.json", json.dumps({"task": task.to_dict(), "ppo": ppo.to_dict(), "clips": clips,
+    atomic_write_text(run_dir / "config.json", json_text({"task": task.to_dict(), "ppo": ppo.to_dict(), "clips": clips,
                                                            "seed": seed, "motion_vae": mvae or {}}, indent=1))
     bar = None
     if progress:

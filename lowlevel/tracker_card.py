@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from daps.io import atomic_write_text
+from daps.io import atomic_write_text, json_text
 
 __all__ = ["slice_metrics", "write_tracker_card", "SLICE_CLIP", "SLICE_STARTS", "SLICE_SECONDS"]
 
@@ -75,7 +75,7 @@ The JSON below is read by `tests/test_shipped_models.py`, which reruns the slice
 (`slice_*`: {SLICE_CLIP}, {SLICE_STARTS} starts, {SLICE_SECONDS} s each).
 
 ```json
-{json.dumps(card, indent=2, allow_nan=False)}
+{json_text(card, indent=2)}
 ```
 """
     atomic_write_text(out, text)

@@ -13,11 +13,17 @@ hyper-parameters (:mod:`lowlevel.policy`).  With ``fixed_std`` (the presets) the
 log std stays at ``log_std_init``: exploration noise of a fixed size, as DeepMimic.
 
 Run folder:
-    run_dir/checkpoint.pt  latest checkpoint, written atomically (one file): format/kind, the
-                           run config, the PPO zip (bytes), the pickled VecNormalize statistics,
-                           the latent codes of the training clips, the motion VAE path + sha256
-                           and the step count.  ``evaluate``/``render`` need only this file
-                           (plus the motion VAE for clips not encoded at training time).
+    run_dir/checkpoint.pt  latest checkpoint, written atomically (one file) of tensors and plain
+                           data only, read with ``torch.load(weights_only=True)``: format/kind, the
+                           run config, the policy's and optimiser's state dicts, the observation
+                           and action spaces, the VecNormalize statistics (running means,
+                           variances, counts and settings), PPO's update and episode counters, the
+                           latent codes of the training clips, the motion VAE path + sha256 and
+                           the step count.  :func:`load_lowlevel` rebuilds the SB3 objects from
+                           them; a checkpoint of the older layout (a pickled PPO zip and
+                           VecNormalize, which could run code when read) is refused, never
+                           unpickled.  ``evaluate``/``render`` need only this file (plus the
+                           motion VAE for clips not encoded at training time).
     run_dir/progress.csv   one row per rollout: timesteps, wall time, ep_rew_mean, ep_len_mean,
                            reward_per_step (mean imitation reward per control step)
     run_dir/tb/            TensorBoard event files: SB3's logger (rollout/ep_len_mean, train/approx_kl,
@@ -41,10 +47,7 @@ from __future__ import annotations
 import copy
 import csv
 import fnmatch
-import io
-import json
 import math
-import pickle
 import time
 from functools import partial
 from pathlib import Path
@@ -53,7 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from daps.io import file_sha256
+from daps.io import atomic_write_json, file_sha256
 from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
 from envs.tracking import DEFAULT_REFERENCE_OFFSETS
 
@@ -62,7 +65,8 @@ CHECKPOINT_KIND = "lowlevel-ppo"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 __all__ = ["train_lowlevel", "select_clips", "encode_clips", "decode_clips", "decoded_motions", "make_env",
-           "build_vec_env", "load_lowlevel", "fix_exploration_std", "CHECKPOINT_KIND", "VEC_KINDS"]
+           "build_vec_env", "load_lowlevel", "read_lowlevel_checkpoint", "fix_exploration_std", "CHECKPOINT_KIND",
+           "VEC_KINDS"]
 
 
 # --------------------------------------------------------------------------- clips and codes
@@ -94,8 +98,7 @@ def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, 
 
     greedy: the most likely code of each segment (what the high level is trained to emit; on the
     shipped motion VAE its decoded motion is 0.129 rad from the true one against 0.143 for a
-    sample, session 14), else a sample of q(z|x) drawn with `seed` (policies trained before
-    session 14; the info dict records which, so their clips are encoded again the same way)."""
+    sample), else a sample of q(z|x) drawn with `seed` (older policies; the info dict records which, so their clips are encoded again the same way)."""
     from motion_vae.codec import encode_clip
     from envs.lafan1 import load_clip_csv, resolve_clip_dir
     from motion_vae.models import load_motion_vae
@@ -279,15 +282,103 @@ def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- checkpoints
+def _space_data(space) -> dict[str, Any]:
+    """A Box or Dict (of Boxes) space as plain data: {"box": {"low", "high": tensors, "dtype"}} or
+    {"dict": {key: ...}}."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict):
+        return {"dict": {k: _space_data(v) for k, v in space.spaces.items()}}
+    if isinstance(space, spaces.Box):
+        return {"box": {"low": torch.as_tensor(space.low), "high": torch.as_tensor(space.high), "dtype": str(space.dtype)}}
+    raise ValueError(f"cannot store a {type(space).__name__} space")
+
+
+def _space_from(data: dict[str, Any]):
+    """The space of :func:`_space_data`."""
+    from gymnasium import spaces
+
+    if "dict" in data:
+        return spaces.Dict({k: _space_from(v) for k, v in data["dict"].items()})
+    box = data["box"]
+    return spaces.Box(low=box["low"].numpy(), high=box["high"].numpy(), dtype=np.dtype(box["dtype"]))
+
+
+def _rms_data(rms) -> dict[str, Any]:
+    return {"mean": torch.as_tensor(np.asarray(rms.mean, np.float64)), "var": torch.as_tensor(np.asarray(rms.var, np.float64)),
+            "count": float(rms.count)}
+
+
+def _rms_from(data: dict[str, Any]):
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+    rms = RunningMeanStd(shape=tuple(data["mean"].shape))
+    rms.mean, rms.var, rms.count = data["mean"].numpy().copy(), data["var"].numpy().copy(), float(data["count"])
+    return rms
+
+
+def _vecnorm_data(vecnorm) -> dict[str, Any]:
+    """A VecNormalize's statistics and settings as tensors and plain values."""
+    obs = vecnorm.obs_rms
+    return {
+        "obs_rms": {k: _rms_data(v) for k, v in obs.items()} if isinstance(obs, dict) else {"": _rms_data(obs)},
+        "ret_rms": _rms_data(vecnorm.ret_rms),
+        "norm_obs": bool(vecnorm.norm_obs), "norm_reward": bool(vecnorm.norm_reward),
+        "norm_obs_keys": list(vecnorm.norm_obs_keys) if getattr(vecnorm, "norm_obs_keys", None) else None,
+        "clip_obs": float(vecnorm.clip_obs), "clip_reward": float(vecnorm.clip_reward),
+        "gamma": float(vecnorm.gamma), "epsilon": float(vecnorm.epsilon),
+    }
+
+
+def _vecnorm_restore(data: dict[str, Any], venv, training: bool):
+    """A VecNormalize on `venv` holding the statistics of :func:`_vecnorm_data`."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    vn = VecNormalize(venv, training=training, norm_obs=data["norm_obs"], norm_reward=data["norm_reward"],
+                      norm_obs_keys=data["norm_obs_keys"], clip_obs=data["clip_obs"], clip_reward=data["clip_reward"],
+                      gamma=data["gamma"], epsilon=data["epsilon"])
+    stats = {k: _rms_from(v) for k, v in data["obs_rms"].items()}
+    vn.obs_rms = stats[""] if set(stats) == {""} else stats
+    vn.ret_rms = _rms_from(data["ret_rms"])
+    return vn
+
+
+def _spaces_venv(observation_space, action_space):
+    """A one-env DummyVecEnv that only carries the spaces (a VecNormalize needs an env to wrap;
+    evaluation normalises observations of its own envs)."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    class SpacesOnly(gym.Env):
+        def __init__(self):
+            self.observation_space, self.action_space = observation_space, action_space
+
+        def reset(self, *, seed=None, options=None):
+            raise RuntimeError("a spaces-only environment cannot be run")
+
+        def step(self, action):
+            raise RuntimeError("a spaces-only environment cannot be run")
+
+    return DummyVecEnv([SpacesOnly])
+
+
 def save_checkpoint(run_dir: Path, model, vecnorm, cfg: dict, codes: dict | None) -> Path:
-    """Write RUN/checkpoint.pt atomically: the PPO zip, VecNormalize, config, num_timesteps and the
-    clips' latent codes {clip: (S, 64) int64}. Returns its path."""
-    buf = io.BytesIO()
-    model.save(buf)
+    """Write RUN/checkpoint.pt atomically, tensors and plain data only (module docstring): policy
+    and optimiser state dicts, spaces, VecNormalize statistics, PPO's counters, config,
+    num_timesteps and the clips' latent codes {clip: (S, 64) int64}. Returns its path."""
+    ep, success = list(model.ep_info_buffer or []), list(model.ep_success_buffer or [])
     obj = {
         "format": CHECKPOINT_FORMAT, "kind": CHECKPOINT_KIND, "config": cfg,
-        "num_timesteps": int(model.num_timesteps), "ppo_zip": buf.getvalue(),
-        "vecnormalize": pickle.dumps(vecnorm),
+        "num_timesteps": int(model.num_timesteps),
+        "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
+        "spaces": {"observation": _space_data(model.observation_space), "action": _space_data(model.action_space)},
+        "vecnormalize": _vecnorm_data(vecnorm),
+        # the episode statistics SB3 logs (ep_rew_mean, ep_len_mean) go on where they were
+        "ppo": {"n_updates": int(model._n_updates),
+                "episodes": {"r": torch.tensor(np.array([e["r"] for e in ep], np.float32)),
+                             "l": torch.tensor(np.array([e["l"] for e in ep], np.int32)),
+                             "t": torch.tensor(np.array([e["t"] for e in ep], np.float64))},
+                "successes": torch.tensor(np.array(success, bool))},
         # tensors, not numpy arrays: checkpoints load with torch.load(weights_only=True)
         "codes": {c: torch.as_tensor(np.asarray(z, dtype=np.int64)) for c, z in codes.items()} if codes is not None else None,
         "motion_vae": cfg.get("motion_vae"), "time": time.time(),
@@ -303,27 +394,81 @@ def checkpoint_codes(ck: dict) -> dict[str, np.ndarray] | None:
     return None if codes is None else {c: np.asarray(z, dtype=np.int64) for c, z in codes.items()}
 
 
-def load_lowlevel(ckpt: str | Path, env=None):
-    """(PPO model, VecNormalize (statistics only, training off), checkpoint dict) from a checkpoint.
+def read_lowlevel_checkpoint(ckpt: str | Path) -> dict:
+    """A low-level training checkpoint as data (:func:`daps.trainer.load_checkpoint`, weights_only).
 
-    An export of ``daps lowlevel export`` (models/lowlevel.pt) loads too: then the model is SB3's
-    policy object (same ``predict``) and the dict has no optimiser (:func:`lowlevel.card.load_exported`).
-
-    Raises CheckpointError for a missing/corrupt file or a checkpoint of another kind.
+    Raises CheckpointError (one line naming the file) for a missing / unreadable file, another
+    kind, a damaged one, or one of the older layout that holds pickled objects (a PPO zip,
+    a pickled VecNormalize): those are refused without being unpickled, since unpickling a file
+    can run any code in it.
     """
+    ck = load_checkpoint(Path(ckpt), CHECKPOINT_KIND)
+    if "ppo_zip" in ck or isinstance(ck.get("vecnormalize"), (bytes, bytearray)):
+        raise CheckpointError(f"{ckpt}: low-level checkpoint of an older layout holding pickled objects (PPO zip, "
+                              "VecNormalize); refused, since unpickling a file can run code in it: train it again")
+    missing = [k for k in ("config", "num_timesteps", "policy", "optimizer", "spaces", "vecnormalize") if k not in ck]
+    if missing:
+        raise CheckpointError(f"{ckpt}: damaged low-level checkpoint (no {', '.join(missing)})")
+    return ck
+
+
+def _rebuild(ck: dict, ckpt: str | Path, n_envs: int = 1):
+    """The PPO model of a checkpoint dict (as SB3's own PPO.load builds it: seeded with the run's
+    seed, the policy and optimiser state loaded, gSDE noise drawn), for `n_envs` environments,
+    without one attached. Raises CheckpointError naming the file when the state does not fit."""
     from stable_baselines3 import PPO
 
+    from lowlevel import policy as pol
+
+    try:
+        cfg = ck["config"]
+        model = PPO(pol.policy_class(cfg), None, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
+                    device="cpu", verbose=0, _init_setup_model=False, **cfg["ppo"])
+        model.observation_space = _space_from(ck["spaces"]["observation"])
+        model.action_space = _space_from(ck["spaces"]["action"])
+        model.n_envs = int(n_envs)
+        model._setup_model()
+        model.set_parameters({"policy": ck["policy"], "policy.optimizer": ck["optimizer"]}, exact_match=True, device="cpu")
+        if model.use_sde:
+            model.policy.reset_noise()
+        model.num_timesteps = int(ck["num_timesteps"])
+        ppo = ck.get("ppo") or {}
+        model._n_updates = int(ppo.get("n_updates", 0))
+        ep = ppo.get("episodes")
+        if ep is not None:
+            from collections import deque
+
+            model.ep_info_buffer = deque(({"r": r, "l": l, "t": t} for r, l, t in
+                                          zip(ep["r"].numpy(), ep["l"].numpy(), ep["t"].numpy())),
+                                         maxlen=model._stats_window_size)
+            model.ep_success_buffer = deque(ppo["successes"].numpy(), maxlen=model._stats_window_size)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"{ckpt}: policy in checkpoint cannot be rebuilt ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+    return model
+
+
+def load_lowlevel(ckpt: str | Path):
+    """(PPO model, VecNormalize (statistics only, training off), checkpoint dict) from a checkpoint.
+
+    The checkpoint is read with ``torch.load(weights_only=True)`` and the SB3 objects are rebuilt
+    from its tensors and config (:func:`read_lowlevel_checkpoint`). An export of ``daps lowlevel
+    export`` (models/lowlevel.pt) loads too: then the model is SB3's policy object (same
+    ``predict``) and the dict has no optimiser (:func:`lowlevel.card.load_exported`).
+
+    Raises CheckpointError for a missing/corrupt file, a checkpoint of another kind, or one of the
+    older layout holding pickled objects (refused, never unpickled).
+    """
     from lowlevel.card import is_exported, load_exported
 
     if Path(ckpt).is_file() and is_exported(ckpt):
         return load_exported(ckpt)
-    ck = load_checkpoint(Path(ckpt), CHECKPOINT_KIND)
+    ck = read_lowlevel_checkpoint(ckpt)
+    model = _rebuild(ck, ckpt)
     try:
-        model = PPO.load(io.BytesIO(ck["ppo_zip"]), env=env, device="cpu")
-        vecnorm = pickle.loads(ck["vecnormalize"])
-    except Exception as e:  # noqa: BLE001 - any failure here means a damaged checkpoint
-        raise CheckpointError(f"{ckpt}: policy in checkpoint cannot be loaded ({type(e).__name__}: {str(e)[:160]})") from None
-    vecnorm.training = False
+        vecnorm = _vecnorm_restore(ck["vecnormalize"], _spaces_venv(model.observation_space, model.action_space), training=False)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{ckpt}: VecNormalize statistics in checkpoint cannot be read ({type(e).__name__})") from None
     return model, vecnorm, ck
 
 
@@ -560,7 +705,7 @@ def train_lowlevel(
     if resume and overrides:
         raise ValueError("--set changes a new run's config; a resumed run keeps the config stored in its checkpoint")
     if resume:
-        ck = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
+        ck = read_lowlevel_checkpoint(ckpt_path)  # an older, pickled layout is refused here, before any work
         cfg = ck["config"]
         codes = checkpoint_codes(ck)
         if cfg["goal"] == "decoded":
@@ -657,11 +802,10 @@ def train_lowlevel(
                     raise ValueError(f"{init_from}: cannot initialise from this checkpoint: its {what} space {a} "
                                      f"differs from this run's {b}")
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-        if resume:
-            model, vecnorm, ck = load_lowlevel(ckpt_path)
-            vecnorm.set_venv(venv)
-            vecnorm.training = True
+        atomic_write_json(run_dir / "config.json", cfg, indent=2)
+        if resume:  # policy, optimiser, statistics and counters rebuilt from the checkpoint's tensors
+            model = _rebuild(ck, ckpt_path, venv.num_envs)
+            vecnorm = _vecnorm_restore(ck["vecnormalize"], venv, training=True)
             model.set_env(vecnorm, force_reset=True)
             _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
         else:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from daps.io import atomic_write_text
+from daps.io import atomic_write_text, json_text
 from motion_vae.dataset import MIRROR_SUFFIX, recorded_clips
 
 SLICE = 128  # validation segments re-scored by the test (a few seconds on a CPU)
@@ -127,7 +127,7 @@ The JSON below is read by `tests/test_shipped_models.py`, which re-scores the fi
 {SLICE} validation segments and compares them with `slice_joint_rmse_rad`.
 
 ```json
-{json.dumps(card, indent=2)}
+{json_text(card, indent=2)}
 ```
 """
     atomic_write_text(out, text)

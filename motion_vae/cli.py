@@ -1,7 +1,6 @@
 """`daps motion-vae train|eval|encode|decode`: thin wrappers over the library functions."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Optional
 import typer
 
 from daps.args import PRECISION_HELP, bad_parameter, number_list
+from daps.io import json_text
 
 app = typer.Typer(help="DAPS motion autoencoder on LAFAN1 motions of the Unitree H1 (32 frames -> 64 codes).", no_args_is_help=True)
 
@@ -56,11 +56,13 @@ def train(
 ) -> None:
     """Train the motion VAE (DAPS by default) and print the final validation metrics.
     Data-parallel under torchrun: --batch-size per process (README)."""
-    from daps.args import apply_overrides
+    from daps.args import apply_overrides, check_resume, finite_number
     from daps.distributed import is_main
     from motion_vae.config import parse_speeds, preset_config, set_arch, set_method, set_st_warmup
     from motion_vae.train import train_motion_vae
 
+    finite_number(max_minutes, "--max-minutes", positive=True)
+    check_resume(run_dir, resume)
     cfg = preset_config(preset)
     if method is not None:  # before the overrides: it sets the method's own step budget
         cfg = set_method(cfg, method)
@@ -94,7 +96,7 @@ def train(
     if not is_main():  # torchrun: rank 0 reports
         return
     val = {k: round(v, 4) for k, v in metrics.items() if k.startswith("val/")}
-    typer.echo(json.dumps(val, indent=2))
+    typer.echo(json_text(val, indent=2))
     typer.echo(f"checkpoint: {run_dir / 'checkpoint.pt'}")
 
 
@@ -151,19 +153,30 @@ def decode(
     ckpt: Optional[Path] = CkptOpt,
     codes: Path = typer.Option(..., "--codes", help="Codes CSV written by `encode`."),
     out: Path = typer.Option(..., "--out", help="Joint-angle trajectory CSV in the 26-column clip format."),
+    anchor: Optional[Path] = typer.Option(None, "--anchor", help="The original clip CSV, if you have it: start each decoded segment at its root x, y and heading there (no drift from segment to segment)."),
     device: str = DeviceOpt,
 ) -> None:
-    """Latent indices -> 26-column trajectory CSV (root integrated from the decoded velocities)."""
+    """Latent indices -> 26-column trajectory CSV. Joint angles, root height and tilt are decoded
+    frame by frame; the root's x, y and heading are integrated from the decoded velocities, from
+    the origin facing +x, so the path drifts from the original over the segments (see `roundtrip`);
+    --anchor CLIP restarts every segment at that clip's root pose."""
     from motion_vae.codec import decode_codes, read_codes_csv
-    from envs.lafan1 import write_clip_csv
+    from envs.lafan1 import load_clip_csv, write_clip_csv
     from motion_vae.models import load_motion_vae
     from daps.device import resolve_device
 
     model, cfg, stats, _ = load_motion_vae(ckpt, resolve_device(device))
     z, num_frames = read_codes_csv(codes, cfg.model.vocab_size, cfg.model.block_size, cfg.model.segment_length)
-    rows = decode_codes(model, stats, z)[:num_frames]
+    anchor_rows = None
+    if anchor is not None:
+        anchor_rows = load_clip_csv(anchor)
+        first = (len(z) - 1) * cfg.model.segment_length
+        if len(anchor_rows) <= first or (num_frames is not None and len(anchor_rows) != num_frames):
+            raise ValueError(f"--anchor {anchor}: {len(anchor_rows)} frames, the codes describe "
+                             f"{num_frames if num_frames is not None else f'more than {first}'} (another clip?)")
+    rows = decode_codes(model, stats, z, anchor_rows=anchor_rows)[:num_frames]
     write_clip_csv(out, rows)
-    typer.echo(f"wrote {len(rows)} frames to {out}")
+    typer.echo(f"wrote {len(rows)} frames to {out}" + (f" (segments anchored to {anchor})" if anchor is not None else ""))
 
 
 @app.command()
@@ -203,7 +216,9 @@ def roundtrip(
     seed: int = typer.Option(0, "--seed", help="Seed of the code samples."),
     device: str = DeviceOpt,
 ) -> None:
-    """encode -> decode a whole clip; joint, root-height and root-drift errors beside two trivial references."""
+    """encode -> decode a whole clip: joint and root-height errors, and the root path's error per
+    segment (each segment aligned at its start) and over the whole clip (as `decode` writes it,
+    and with --anchor), beside two trivial references."""
     from daps.device import resolve_device
     from envs.lafan1 import load_clip_csv
     from motion_vae.evaluate import clip_round_trip
@@ -213,9 +228,14 @@ def roundtrip(
     rows = load_clip_csv(clip, min_frames=cfg.model.segment_length)
     res = clip_round_trip(model, stats, rows, cfg.model.segment_length, seed)
     typer.echo(f"{clip.name}: {len(rows)} frames")
-    typer.echo(f"{'':>12s}  {'joint RMSE rad':>14s}  {'root height RMSE m':>18s}  {'root xy drift m':>15s}")
+    typer.echo(f"{'':>12s}  {'joint RMSE rad':>14s}  {'root height RMSE m':>18s}  {'segment path error m':>20s}  "
+               f"{'clip path error m':>17s}  {'clip heading error rad':>22s}")
     for name, e in res.items():
-        typer.echo(f"{name:>12s}  {e['joint_rmse_rad']:14.3f}  {e['root_height_rmse_m']:18.3f}  {e['root_xy_drift_m']:15.3f}")
+        typer.echo(f"{name:>12s}  {e['joint_rmse_rad']:14.3f}  {e['root_height_rmse_m']:18.3f}  {e['root_xy_drift_m']:20.3f}  "
+                   f"{e['root_path_error_m']:17.3f}  {e['heading_error_rad']:22.3f}")
+    typer.echo("segment path error: root xy per segment, each aligned at its start; clip path / heading error: over "
+               "the whole clip (round_trip: integrated from the clip's first root pose, as `decode` integrates from "
+               "the origin; anchored: `decode --anchor`)")
 
 
 @app.command("compare")
@@ -246,7 +266,7 @@ def compare_cmd(
         with bad_parameter("--arch"):
             set_arch(cfg, arch)
     for name, v in (("--seeds", seeds), ("--segments", segments), ("--max-minutes", max_minutes if max_minutes is not None else 1)):
-        if v <= 0:
+        if not (v > 0 and math.isfinite(v)):
             raise typer.BadParameter(f"must be positive, got {v}", param_hint=name)
     only = None  # train every seed
     if table_only:

@@ -7,6 +7,14 @@ decode: codes (S, 64) -> decoder means (S, 32, C) -> raw features -> qpos by int
         root velocities (motion_vae.features.features_to_qpos) -> CSV rows (S*32, 26), cut back
         to the clip's true length when the codes file records it.
 
+What decode returns: joint angles, root height and root tilt come frame by frame from the
+decoder; the root's x, y and heading do not (the codes describe motion relative to the body):
+they are integrated from the decoded velocities, from the origin facing +x (or from a given start
+frame), over the whole file. Their small errors add up segment after segment, so the decoded path
+wanders from the original one (on walk2_subject4: 1.9 rad of heading on average). Where the
+original clip is at hand, ``anchor_rows`` starts each segment at the clip's root x, y and heading
+at that segment's first frame: the path then drifts within a segment only.
+
 Codes files are CSV: an optional first line `# frames: N` (the clip's length, written by
 `encode`), then one segment per line, 64 integers in [0, vocab size).
 """
@@ -55,21 +63,40 @@ def encode_clip(
 
 @torch.no_grad()
 def decode_codes(
-    model: nn.Module, stats: FeatureStats, codes: np.ndarray, start_rows: np.ndarray | None = None
+    model: nn.Module, stats: FeatureStats, codes: np.ndarray, start_rows: np.ndarray | None = None,
+    anchor_rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """CSV rows (S*L, 26) for codes (S, T); the root starts at start_rows[0]'s x, y and yaw if given.
+    """CSV rows (S*L, 26) for codes (S, T) (module docstring: what is decoded, what integrated).
 
-    Raises ValueError for codes of the wrong length or outside [0, vocab size).
+    The root's x, y (m) and heading (rad) are integrated from the decoded velocities over all
+    segments, from start_rows[0]'s x, y and heading if given, else from the origin facing +x.
+    anchor_rows: the original clip's CSV rows (N > (S-1)*L): each segment j starts at
+    anchor_rows[j*L]'s x, y and heading instead (no drift carried from segment to segment).
+
+    Raises ValueError for codes of the wrong length or outside [0, vocab size), or anchor rows
+    too short for the segments.
     """
     codes = np.asarray(codes)
     check_codes(codes, model.vocab_size, model.block_size, "codes")
     dev = next(model.parameters()).device
     mu = model.reconstruct(torch.from_numpy(codes.astype(np.int64)).to(dev).unsqueeze(1))[:, 0]
     raw = stats.destandardise(mu.cpu().numpy().reshape(-1, mu.shape[-1]))
-    xy0, yaw0 = (0.0, 0.0), 0.0
-    if start_rows is not None:
-        q0 = csv_to_qpos(start_rows[:1])[0]
-        xy0, yaw0 = (q0[0], q0[1]), float(heading_yaw(q0[3:7]))
+
+    def start(row: np.ndarray) -> tuple[tuple[float, float], float]:
+        q0 = csv_to_qpos(row[None])[0]
+        return (q0[0], q0[1]), float(heading_yaw(q0[3:7]))
+
+    if anchor_rows is not None:
+        S, L = mu.shape[0], mu.shape[1]
+        anchor_rows = np.asarray(anchor_rows, dtype=np.float64)
+        if anchor_rows.ndim != 2 or len(anchor_rows) <= (S - 1) * L:
+            raise ValueError(f"anchor clip has {len(anchor_rows)} frames; {S} segments start as late as frame {(S - 1) * L}")
+        parts = []
+        for j in range(S):
+            xy0, yaw0 = start(anchor_rows[j * L])
+            parts.append(features_to_qpos(raw[j * L : (j + 1) * L], root_xy0=xy0, yaw0=yaw0))
+        return qpos_to_csv(np.concatenate(parts))
+    xy0, yaw0 = start(np.asarray(start_rows)[0]) if start_rows is not None else ((0.0, 0.0), 0.0)
     return qpos_to_csv(features_to_qpos(raw, root_xy0=xy0, yaw0=yaw0))
 
 
@@ -97,12 +124,21 @@ def read_codes_csv(
     path: str | Path, vocab_size: int, block_size: int, segment_length: int = SEGMENT_LENGTH
 ) -> tuple[np.ndarray, int | None]:
     """Read a codes CSV: codes (S, block_size) int64 and the recorded clip length in frames
-    (None without a `# frames: N` line). Raises DataError naming the file and line."""
+    (None without a `# frames: N` line). Raises DataError naming the file (and line) for a
+    folder, binary data, or a malformed line."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a codes CSV file")
     if not path.is_file():
         raise DataError(f"{path}: codes file not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a codes CSV (binary data, not UTF-8 text)") from None
+    if "\0" in text:
+        raise DataError(f"{path}: not a codes CSV (binary data)")
     rows, num_frames = [], None
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if line.startswith(FRAMES_HEADER):
             try:
                 num_frames = int(line[len(FRAMES_HEADER):])

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 from daps.args import apply_overrides
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
-from daps.io import atomic_write_text
+from daps.io import atomic_write_json, atomic_write_text
 from daps.objectives.registry import method_spec
 from motion_vae.card import describe_machine
 from motion_vae.config import METHODS, preset_config, set_arch, set_method
@@ -119,7 +120,7 @@ def compare(
                 record["row"].update(greedy)
                 changed = changed or bool(greedy)
             if changed:
-                atomic_write_text(run_dir / "result.json", json.dumps(record, indent=1) + "\n")
+                atomic_write_json(run_dir / "result.json", record)
             rows.append(record["row"])
             curves[method].append(record["evals"])
     if not rows:
@@ -138,7 +139,7 @@ def compare(
     result = {"dataset": "lafan1-h1", "preset": preset, "seeds": seeds, "methods": methods, "bits": bits,
               "max_minutes": max_minutes, "segments": segments, "runs": rows, "summary": summary,
               "configs": {m: c.to_dict() for m, c in cfgs.items()}}
-    atomic_write_text(out_dir / "results.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out_dir / "results.json", result, indent=2)
     atomic_write_text(out_dir / "table.md", table)
     panels = (("joint_rmse_rad", "validation joint RMSE [rad]"), ("code_info_nats", "own - shuffled log p [nats]"))
     plot_curves(curves, out_dir / "curves.png", header.split(";")[0], panels)
@@ -178,6 +179,9 @@ def read_run_record(path: Path, method: str, seed: int, segments: int, preset: s
         raise ValueError(f"{path}: not a comparison run record ({e})") from None
     if not ok:
         raise ValueError(f"{path}: a record of {row.get('method')} seed {row.get('seed')}, expected {method} seed {seed}")
+    # strict JSON stores a metric that was not finite as null: back to NaN for the table and curves
+    record["row"] = {k: math.nan if v is None else v for k, v in row.items()}
+    record["evals"] = [{k: math.nan if v is None else v for k, v in e.items()} for e in evals]
     for key, want in (("segments", segments), ("preset", preset), ("max_minutes", max_minutes)):
         if record.get(key) != want:
             raise ValueError(f"{path}: {key} {record.get(key)!r} in the record, this comparison has {want!r}")

@@ -19,14 +19,13 @@ authors do, facts Sec. 6):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from daps.io import atomic_write, atomic_write_text
+from daps.io import atomic_write, atomic_write_json
 from daps.metrics import codebook_usage, elbo, psnr, segment_l2
 from daps.device import resolve_device
 from motion_vae.dataset import FeatureStats
@@ -191,33 +190,42 @@ def evaluate_checkpoint(
             f"{plot_clip}: ground truth vs DAPS reconstruction (step {ckpt['step']}, {cfg.model.bits:.0f} bits / 32 frames)",
             out_dir / "reconstruction.png",
         )
-    atomic_write_text(out_dir / "eval.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(out_dir / "eval.json", metrics, indent=2)
     return metrics
 
 
 def clip_round_trip(model: nn.Module, stats: FeatureStats, rows: np.ndarray, segment_length: int = 32, seed: int = 0) -> dict[str, dict[str, float]]:
     """A whole clip through encode -> decode, scored against the clip, beside two trivial references.
 
-    rows: (N, 26) clip CSV rows at 30 Hz. Returns {"round_trip" | "still_frame" | "mean_pose":
-    {joint_rmse_rad, root_height_rmse_m, root_xy_drift_m}}, where root_xy_drift_m is the mean
-    over all frames of |decoded - true| root xy displacement since the frame's segment began
-    (m), each expressed in its own trajectory's heading frame at the segment's first frame (so
-    heading error accumulated over earlier segments is not counted again),
-    still_frame holds every segment at its own first frame, and mean_pose plays the
-    training-mean joint angles at the true root.
+    rows: (N, 26) clip CSV rows at 30 Hz. Returns {"round_trip" | "anchored" | "still_frame" |
+    "mean_pose": {joint_rmse_rad, root_height_rmse_m, root_xy_drift_m, root_path_error_m,
+    heading_error_rad}}:
+      root_xy_drift_m    per segment: the mean over all frames of |decoded - true| root xy
+                         displacement since the frame's segment began (m), each in its own
+                         trajectory's heading frame at the segment's first frame (so heading
+                         error accumulated over earlier segments is not counted again);
+      root_path_error_m  whole clip: the mean over all frames of |decoded - true| root xy (m),
+                         as the decoded file has it;
+      heading_error_rad  whole clip: the mean |decoded - true| heading (rad, wrapped to pi).
+    round_trip is decoded as `decode` does it (the root path integrated over the whole clip),
+    started at the clip's first root pose instead of the origin; anchored starts every segment at the clip's root pose there
+    (`decode --anchor`); still_frame holds every segment at its own first frame; mean_pose plays
+    the training-mean joint angles at the true root.
     """
     from motion_vae.codec import decode_codes, encode_clip
     from motion_vae.features import feature_layout
 
     n, L = len(rows), segment_length
-    dec = decode_codes(model, stats, encode_clip(model, stats, rows, seed=seed, segment_length=L), rows)[:n]
+    codes = encode_clip(model, stats, rows, seed=seed, segment_length=L)
+    dec = decode_codes(model, stats, codes, rows)[:n]
+    anchored = decode_codes(model, stats, codes, anchor_rows=rows)[:n]
     starts = np.arange(0, n, L)
     still = rows[starts].repeat(L, axis=0)[:n]
     mean_pose = rows.copy()
     jp = next(b for b in feature_layout() if b.name == "joint_pos")
     mean_pose[:, 7:] = stats.mean[jp.start : jp.stop]
     return {name: _clip_errors(traj, rows, L) for name, traj in
-            (("round_trip", dec), ("still_frame", still), ("mean_pose", mean_pose))}
+            (("round_trip", dec), ("anchored", anchored), ("still_frame", still), ("mean_pose", mean_pose))}
 
 
 def _local_displacement(rows: np.ndarray, L: int) -> np.ndarray:
@@ -234,9 +242,15 @@ def _local_displacement(rows: np.ndarray, L: int) -> np.ndarray:
 
 
 def _clip_errors(traj: np.ndarray, rows: np.ndarray, L: int) -> dict[str, float]:
+    from envs.lafan1 import csv_to_qpos
+    from motion_vae.features import heading_yaw
+
     drift = _local_displacement(traj, L) - _local_displacement(rows, L)
+    dyaw = heading_yaw(csv_to_qpos(traj)[:, 3:7]) - heading_yaw(csv_to_qpos(rows)[:, 3:7])
     return {
         "joint_rmse_rad": float(np.sqrt(np.mean((traj[:, 7:] - rows[:, 7:]) ** 2))),
         "root_height_rmse_m": float(np.sqrt(np.mean((traj[:, 2] - rows[:, 2]) ** 2))),
         "root_xy_drift_m": float(np.linalg.norm(drift, axis=1).mean()),
+        "root_path_error_m": float(np.linalg.norm(traj[:, :2] - rows[:, :2], axis=1).mean()),
+        "heading_error_rad": float(np.abs(np.angle(np.exp(1j * dyaw))).mean()),
     }

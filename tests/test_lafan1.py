@@ -33,8 +33,10 @@ def _real_root() -> Path:
 
 
 def _good_rows(n: int = 5) -> np.ndarray:
+    """A random but physically possible motion: small steps between frames (rad, m)."""
     rng = np.random.default_rng(0)
-    rows = rng.normal(size=(n, 26))
+    rows = rng.normal(size=(1, 26)) + np.cumsum(rng.normal(scale=0.05, size=(n, 26)), axis=0)
+    rows[:, 2] = 1.0 + 0.1 * rows[:, 2]
     rows[:, 3:7] /= np.linalg.norm(rows[:, 3:7], axis=1, keepdims=True)
     return rows
 

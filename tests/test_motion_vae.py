@@ -353,7 +353,7 @@ def test_clip_round_trip_reports_round_trip_and_references(trained):
     model, cfg, stats, _ = load_motion_vae(trained)
     rows = load_clip_csv(resolve_clip_dir(None) / "walk2_subject4.csv")[:100]
     res = clip_round_trip(model, stats, rows)
-    assert set(res) == {"round_trip", "still_frame", "mean_pose"}
+    assert set(res) == {"round_trip", "anchored", "still_frame", "mean_pose"}
     assert res["mean_pose"]["root_xy_drift_m"] == 0 and res["mean_pose"]["root_height_rmse_m"] == 0
     # holding a segment's first frame: its drift is the true displacement since that frame
     assert 0 < res["still_frame"]["root_xy_drift_m"] < 1.0 and res["still_frame"]["joint_rmse_rad"] > 0
