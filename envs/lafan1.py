@@ -41,6 +41,7 @@ __all__ = [
     "csv_to_qpos",
     "qpos_to_csv",
     "mirror_qpos",
+    "MIRROR_SUFFIX",
     "write_clip_csv",
 ]
 
@@ -260,6 +261,10 @@ def _mirror_tables() -> tuple[np.ndarray, np.ndarray]:
     perm = [JOINT_NAMES.index("_".join([swap.get(n.split("_")[0], n.split("_")[0]), *n.split("_")[1:]])) for n in JOINT_NAMES]
     sign = [-1.0 if ("roll" in n or "yaw" in n or n.startswith("torso")) else 1.0 for n in JOINT_NAMES]
     return np.array(perm), np.array(sign)
+
+
+#: Name suffix of a clip's left-right mirror image ("walk1_subject1~mirror"), wherever mirrors are made.
+MIRROR_SUFFIX = "~mirror"
 
 
 def mirror_qpos(qpos: np.ndarray) -> np.ndarray:

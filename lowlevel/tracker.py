@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from daps.io import atomic_write_text, json_text
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
-from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion
+from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion, mirrored
 
 __all__ = ["PPOConfig", "train_tracker", "load_tracker", "evaluate_tracker", "make_library", "FORMAT"]
 
@@ -88,16 +88,8 @@ def make_library(clips: list[str], cfg: MimicConfig, data_root=None, motion_vae:
 
         refs = [corrected_cached(r) for r in refs]
     if cfg.mirror:
-        refs += [mirrored(r, cfg.control_hz) for r in refs]
+        refs += [mirrored(r) for r in refs]
     return MotionLibrary(refs, cfg)
-
-
-def mirrored(ref, control_hz: float):
-    """The left-right mirror of a motion (named ``<name>~mirror``), feet as they are."""
-    from envs.lafan1 import mirror_qpos
-    from envs.reference import make_reference
-
-    return make_reference(ref.name + MIRROR_SUFFIX, mirror_qpos(ref.qpos), control_hz, ground_feet=False)
 
 
 def decoded_references(clips: list[str], motion_vae: str | Path, cfg: MimicConfig, data_root=None) -> list:
@@ -211,14 +203,20 @@ def _stub_library(task: MimicConfig) -> MotionLibrary:
     return MotionLibrary([make_reference("stand", q, task.control_hz, ground_feet=True)], task)
 
 
-def policy_actor(model: PPO, ck: dict[str, Any]):
-    """obs (N, D) float32 -> deterministic actions (N, 19), with the checkpoint's normalisation."""
-    mean, std = ck["obs_mean"].numpy(), np.sqrt(ck["obs_var"].numpy() + 1e-8)
+def normalized_actor(model: PPO, mean: np.ndarray, var: np.ndarray):
+    """obs (N, D) float32 -> deterministic actions (N, 19), observations normalised as VecNormalize
+    does in training ((obs - mean) / sqrt(var + 1e-8), clipped to +-10)."""
+    std = np.sqrt(var + 1e-8)
 
     def act(obs: np.ndarray) -> np.ndarray:
         x = np.clip((obs - mean) / std, -10.0, 10.0).astype(np.float32)
         return model.predict(x, deterministic=True)[0]
     return act
+
+
+def policy_actor(model: PPO, ck: dict[str, Any]):
+    """:func:`normalized_actor` with a checkpoint's observation statistics."""
+    return normalized_actor(model, ck["obs_mean"].numpy(), ck["obs_var"].numpy())
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -231,7 +229,6 @@ def run_episodes(env: MimicVecEnv, act, clips: list[int], frames: list[int], max
     alive = np.ones(n, bool)
     out = [dict(seconds=0.0, joint_err=0.0, root_xy_err=0.0, sat=0.0, da=0.0, steps=0, termination=None) for _ in range(n)]
     prev = np.zeros((n, 19))
-    saved_adapt = env.adaptive
     for _ in range(max_steps):
         a = act(obs)
         g = env._g(0)
@@ -252,7 +249,6 @@ def run_episodes(env: MimicVecEnv, act, clips: list[int], frames: list[int], max
         prev = a
         if not alive.any():
             break
-    env.adaptive = saved_adapt
     for o in out:
         if o["termination"] is None:
             o["seconds"] = o["steps"] * env.cfg.control_dt
@@ -262,14 +258,14 @@ def run_episodes(env: MimicVecEnv, act, clips: list[int], frames: list[int], max
     return out
 
 
-def eval_starts(lib: MotionLibrary, episodes: int, seconds: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Evenly spread (clip, frame) starts over the library's unmirrored clips, leaving ``seconds``
-    to run where the clip allows."""
+def eval_starts(lib: MotionLibrary, episodes: int, span: int) -> tuple[list[int], list[int]]:
+    """Evenly spread (clip, frame) starts over the library's unmirrored clips, leaving ``span``
+    control frames to run where the clip allows."""
     base = [i for i, n in enumerate(lib.names) if not n.endswith(MIRROR_SUFFIX)] or list(range(lib.num_clips))
     clips, frames = [], []
     for e in range(episodes):
         c = base[e % len(base)]
-        room = max(1, lib.last_frame(c) - int(seconds * 50))
+        room = max(1, lib.last_frame(c) - span)
         k = int(room * ((e // len(base)) + 0.5) / math.ceil(episodes / len(base)))
         clips.append(c)
         frames.append(min(k, lib.last_frame(c) - 1))
@@ -321,11 +317,11 @@ class _TrackerCallback(BaseCallback):
     """Progress CSV, unassisted evaluation, assist curriculum and checkpoints (module docstring)."""
 
     def __init__(self, run_dir: Path, env: MimicVecEnv, venv: VecNormalize, task: MimicConfig, ppo: PPOConfig,
-                 clips: list[str], seed: int, total: int, eval_env: MimicVecEnv, wall0: float, bar, mvae: dict | None):
+                 clips: list[str], seed: int, eval_env: MimicVecEnv, wall0: float, bar, mvae: dict | None):
         super().__init__()
         self.mvae = mvae
         self.run_dir, self.env, self.venv, self.task, self.ppo = run_dir, env, venv, task, ppo
-        self.clips, self.seed, self.total, self.eval_env, self.bar = clips, seed, total, eval_env, bar
+        self.clips, self.seed, self.eval_env, self.bar = clips, seed, eval_env, bar
         self.wall0, self.t0 = wall0, time.time()
         self.lengths: list[float] = []
         self.finished: list[bool] = []
@@ -346,14 +342,10 @@ class _TrackerCallback(BaseCallback):
         return True
 
     def _evaluate(self) -> float:
-        rms = self.venv.obs_rms
-        mean, std = rms.mean, np.sqrt(rms.var + 1e-8)
-
-        def act(obs):
-            x = np.clip((obs - mean) / std, -10.0, 10.0).astype(np.float32)
-            return self.model.predict(x, deterministic=True)[0]
-        clips, frames = eval_starts(self.eval_env.lib, self.ppo.eval_episodes, self.task.max_episode_s)
-        eps = run_episodes(self.eval_env, act, clips, frames, int(self.task.max_episode_s * self.task.control_hz))
+        act = normalized_actor(self.model, self.venv.obs_rms.mean, self.venv.obs_rms.var)
+        span = int(self.task.max_episode_s * self.task.control_hz)
+        clips, frames = eval_starts(self.eval_env.lib, self.ppo.eval_episodes, span)
+        eps = run_episodes(self.eval_env, act, clips, frames, span)
         return float(np.mean([e["seconds"] for e in eps]))
 
     def _on_rollout_end(self) -> None:
@@ -460,7 +452,7 @@ def train_tracker(clips: list[str], run_dir: str | Path, steps: int, task: Mimic
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=steps, initial=model.num_timesteps, unit="step", dynamic_ncols=True)
-    cb = _TrackerCallback(run_dir, env, venv, task, ppo, clips, seed, steps, eval_env, wall0, bar, mvae)
+    cb = _TrackerCallback(run_dir, env, venv, task, ppo, clips, seed, eval_env, wall0, bar, mvae)
     cb.init_from = init
     remaining = steps - model.num_timesteps
     if remaining > 0:

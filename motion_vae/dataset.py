@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from daps.distributed import shard_indices
-from envs.lafan1 import DataError, csv_to_qpos, load_clip_csv, mirror_qpos, resample_qpos, resolve_clip_dir, split_clips
+from envs.lafan1 import (MIRROR_SUFFIX, DataError, csv_to_qpos, load_clip_csv, mirror_qpos, resample_qpos, resolve_clip_dir,
+                         split_clips)
 from motion_vae.features import compute_features, feature_names
 
 SEGMENT_LENGTH = 32
-MIRROR_SUFFIX = "~mirror"  # name suffix of a mirrored training clip (`load_motion_dataset(mirror=True)`)
 SPEED_SUFFIX = "~speed"  # "<clip>~speed1.25": a training clip played faster or slower (`load_motion_dataset(speeds=...)`)
 AUGMENTED_MARK = "~"  # both suffixes start with it: recorded clip names never contain it (`recorded_clips`)
 MIN_VARIANCE = 1e-5  # columns below this training variance are dropped (facts Sec. 5)

@@ -95,10 +95,10 @@ class MimicVecEnv(VecEnv):
         super().__init__(n, obs_space, act_space)
 
     # ------------------------------------------------------------------ frames
-    def _g(self, offset: int | np.ndarray = 0, idx=slice(None)) -> np.ndarray:
+    def _g(self, offset: int = 0) -> np.ndarray:
         """Library rows of each env's current frame + offset (clamped to the clip's last frame)."""
-        c = self.clip[idx]
-        k = np.minimum(self.frame[idx] + offset, self.lib.clip_len[c] - 1)
+        c = self.clip
+        k = np.minimum(self.frame + offset, self.lib.clip_len[c] - 1)
         return self.lib.clip_start[c] + k
 
     def _read(self, i: int) -> None:
@@ -179,12 +179,14 @@ class MimicVecEnv(VecEnv):
         a = self._actions
         bad_action = ~np.isfinite(a).all(1)
         a = np.clip(np.nan_to_num(a), -cfg.action_clip, cfg.action_clip)
-        ref_now = reference_frames(self.lib, self._g(0))
-        rel_now = anchored(self.robot, ref_now, self.anchor)
         targets = act.pd_targets(self.lib.joint_pos[self._g(1)], a, self.scale)
-        if cfg.balance:
-            targets += act.balance_offsets(self.robot, rel_now, self.anchor, self.feet, cfg)
-        wrench = act.assist_wrench(self.robot, rel_now, self.anchor, self.assist_scale, cfg) if cfg.assist else None
+        wrench = None
+        if cfg.balance or cfg.assist:  # both act on the reference anchored to the robot before the step
+            rel_now = anchored(self.robot, reference_frames(self.lib, self._g(0)), self.anchor)
+            if cfg.balance:
+                targets += act.balance_offsets(self.robot, rel_now, self.anchor, self.feet, cfg)
+            if cfg.assist:
+                wrench = act.assist_wrench(self.robot, rel_now, self.anchor, self.assist_scale, cfg)
         unstable = bad_action.copy()
         for i, d in enumerate(self.datas):
             warn0 = sum(d.warning[w].number for w in _BAD_WARNINGS)

@@ -19,16 +19,14 @@ from collections.abc import Sequence
 import mujoco
 import numpy as np
 
-from envs.lafan1 import FPS, csv_to_qpos, load_clip_csv, mirror_qpos
+from envs.lafan1 import FPS, MIRROR_SUFFIX, csv_to_qpos, load_clip_csv, mirror_qpos
 from envs.model import load_h1_model
 from envs.reference import ReferenceMotion, _resolve_path, make_reference, resample_qpos
 
 from .config import ANCHOR_BODY, MimicConfig
 from .transforms import quat_to_mat
 
-__all__ = ["MotionLibrary", "AdaptiveSampler", "MIRROR_SUFFIX", "load_motion"]
-
-MIRROR_SUFFIX = "~mirror"
+__all__ = ["MotionLibrary", "AdaptiveSampler", "MIRROR_SUFFIX", "load_motion", "mirrored"]
 
 
 def load_motion(name: str, control_hz: float, data_root=None) -> ReferenceMotion:
@@ -36,12 +34,16 @@ def load_motion(name: str, control_hz: float, data_root=None) -> ReferenceMotion
 
     Raises ValueError for an unknown clip, :class:`envs.lafan1.DataError` for a bad file.
     """
-    mirrored = name.endswith(MIRROR_SUFFIX)
-    base = name[: -len(MIRROR_SUFFIX)] if mirrored else name
-    qpos = csv_to_qpos(load_clip_csv(_resolve_path(base, data_root)))
-    if mirrored:
-        qpos = mirror_qpos(qpos)
+    if name.endswith(MIRROR_SUFFIX):
+        return mirrored(load_motion(name[: -len(MIRROR_SUFFIX)], control_hz, data_root))
+    qpos = csv_to_qpos(load_clip_csv(_resolve_path(name, data_root)))
     return make_reference(name, resample_qpos(qpos, FPS, control_hz), control_hz, ground_feet=True)
+
+
+def mirrored(ref: ReferenceMotion) -> ReferenceMotion:
+    """The left-right mirror of a motion (:func:`envs.lafan1.mirror_qpos`), named
+    ``<name>~mirror``, at the same rate; the feet keep their heights (the mirror does not move them)."""
+    return make_reference(ref.name + MIRROR_SUFFIX, mirror_qpos(ref.qpos), ref.fps, ground_feet=False)
 
 
 class MotionLibrary:
