@@ -92,6 +92,29 @@ def test_env_on_the_reference_scores_one_and_a_fall_terminates():
     assert info[1]["episode"]["l"] == 2
 
 
+def test_feet_height_term_sees_a_lifted_sole():
+    """The sole-height term is 1 with both soles where the reference has them and falls with a
+    5 cm lift of one foot by exp(-(0.05^2 / 2) / 0.05^2); the shipped preset gives it no weight."""
+    from envs.mimic.rewards import reward_terms, sole_height
+    from envs.mimic.state import anchored, reference_frames
+
+    stand = MotionLibrary([_stand()], CFG)
+    env = MimicVecEnv(stand, 1, preset("clearance"), adaptive=False)
+    env.reset_to([0], [0])
+    h = sole_height(env.robot, env.feet, env.sole_corners)
+    assert h.shape == (1, 2) and np.all(np.abs(h) < 0.01)  # grounded stand: soles at the floor
+    lifted = replace(env.robot, body_pos=env.robot.body_pos.copy())
+    lifted.body_pos[:, env.feet[0], 2] += 0.05
+    np.testing.assert_allclose(sole_height(lifted, env.feet, env.sole_corners)[0], h[0] + [0.05, 0.0], atol=1e-9)
+    ref = reference_frames(env.lib, env._g(0))
+    args = (anchored(env.robot, ref, env.anchor), env.anchor, np.zeros((1, 19)), np.zeros((1, 19)), env.soft_lo,
+            env.soft_hi, env.cfg, env.feet, env.sole_corners)
+    same = reward_terms(env.robot, ref, *args)["feet_height"][0]
+    up = reward_terms(lifted, ref, *args)["feet_height"][0]
+    assert same > 0.95 and up == pytest.approx(same * np.exp(-0.5), rel=0.05)
+    assert MimicConfig().w_feet_height == 0.0 and preset("clearance").w_feet_height == 1.0
+
+
 def test_nan_action_ends_the_episode_as_unstable():
     stand = MotionLibrary([_stand()], CFG)
     env = MimicVecEnv(stand, 1, CFG, adaptive=False)

@@ -55,6 +55,7 @@ class MimicConfig:
     w_body_ori: float = 1.0
     w_body_lin_vel: float = 1.0
     w_body_ang_vel: float = 1.0
+    w_feet_height: float = 0.0         # DeepMimic's end-effector term on sole height (preset "clearance": 1)
     # mjlab's -0.1 costs 0.076 per step at the initial std 1 (19 joints), as much as perfect tracking
     # earns (0.1): staying alive is then worth nothing; -0.02 keeps it a fifth of that
     w_action_rate: float = -0.02
@@ -65,6 +66,7 @@ class MimicConfig:
     sigma_body_ori: float = 0.4        # rad
     sigma_body_lin_vel: float = 1.0    # m/s
     sigma_body_ang_vel: float = math.pi  # rad/s
+    sigma_feet_height: float = 0.05    # m
     soft_joint_limit: float = 0.9      # share of each joint range inside which no limit penalty
     # --- terminations (mjlab's)
     max_anchor_z_error: float = 0.25   # m
@@ -100,7 +102,7 @@ class MimicConfig:
     def __post_init__(self):
         positive = ("physics_dt", "kp_scale", "max_episode_s", "action_scale", "action_clip", "sigma_anchor_pos",
                     "sigma_anchor_ori", "sigma_body_pos", "sigma_body_ori", "sigma_body_lin_vel",
-                    "sigma_body_ang_vel", "max_anchor_z_error", "max_gravity_z_error", "max_end_effector_z_error",
+                    "sigma_body_ang_vel", "sigma_feet_height", "max_anchor_z_error", "max_gravity_z_error", "max_end_effector_z_error",
                     "bin_s")
         for name in positive:
             v = getattr(self, name)
@@ -148,6 +150,7 @@ PRESETS: dict[str, MimicConfig] = {
     "assist": MimicConfig(assist=True),
     "balance": MimicConfig(balance=True),
     "corrected": MimicConfig(corrected=True),
+    "clearance": MimicConfig(w_feet_height=1.0),
 }
 
 

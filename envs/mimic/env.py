@@ -33,6 +33,18 @@ from .rewards import REWARD_TERMS, reward_terms, total_reward
 from .state import BodyFrames, anchored, reference_frames
 from .terminations import TERMINATIONS, termination_terms
 
+FOOT_GEOMS = ("left_foot", "right_foot")
+
+
+def foot_corners(model: mujoco.MjModel) -> np.ndarray:
+    """(8, 3) corners (m) of the foot box in its ankle body's frame (both feet are the same box);
+    ValueError if the model's feet are not boxes aligned with the ankle frame."""
+    g = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, FOOT_GEOMS[0])
+    if g < 0 or model.geom_type[g] != mujoco.mjtGeom.mjGEOM_BOX or not np.allclose(model.geom_quat[g], [1, 0, 0, 0]):
+        raise ValueError(f"H1 model: {FOOT_GEOMS[0]} must be a box aligned with its ankle body")
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+    return model.geom_pos[g] + signs * model.geom_size[g]
+
 __all__ = ["MimicVecEnv"]
 
 _BAD_WARNINGS = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
@@ -70,6 +82,7 @@ class MimicVecEnv(VecEnv):
         self.anchor_id = int(self.body_ids[self.anchor])
         self.ee = np.array([cfg.tracked_bodies.index(b) for b in cfg.end_effector_bodies])
         self.feet = (cfg.tracked_bodies.index("left_ankle_link"), cfg.tracked_bodies.index("right_ankle_link"))
+        self.sole_corners = foot_corners(m)
         jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
         lo, hi = m.jnt_range[jids, 0], m.jnt_range[jids, 1]
         mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * cfg.soft_joint_limit
@@ -206,7 +219,8 @@ class MimicVecEnv(VecEnv):
         unstable |= ~(np.isfinite(r.qpos).all(1) & np.isfinite(r.qvel).all(1)) | (np.abs(r.qvel).max(1) > 1000.0)
         ref = reference_frames(self.lib, self._g(0))
         rel = anchored(r, ref, self.anchor)
-        terms = reward_terms(r, ref, rel, self.anchor, a, self.prev_action, self.soft_lo, self.soft_hi, cfg)
+        terms = reward_terms(r, ref, rel, self.anchor, a, self.prev_action, self.soft_lo, self.soft_hi, cfg,
+                             self.feet, self.sole_corners)
         reward = np.where(unstable, 0.0, total_reward(terms, cfg))
         ends = termination_terms(r, ref, rel, self.anchor, self.ee, cfg)
         ends = {"unstable": unstable, **ends}
