@@ -204,7 +204,8 @@ def eval_tracker_cmd(
     for name, r in rep["clips"].items():
         typer.echo(f"{name}: {r['seconds_tracked']:.2f} s tracked, {r['finished']}/{r['episodes']} finished, joint error "
                    f"{r['joint_error_rad']:.3f} rad, root xy {r['root_xy_error_m']:.3f} m, saturated "
-                   f"{100 * r['actions_saturated']:.1f} %, mean |da| {r['mean_abs_action_delta']:.3f}")
+                   f"{100 * r['actions_saturated']:.1f} %, mean |da| {r['mean_abs_action_delta']:.3f}, swing foot dragging "
+                   f"{100 * r['swing_foot_drag']:.1f} % of steps")
     path = out or ckpt.parent / "eval_tracker.json"
     atomic_write_text(path, json_text(rep, indent=1))
     typer.echo(f"wrote {path}")

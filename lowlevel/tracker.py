@@ -33,6 +33,8 @@ from daps.io import atomic_write_text, json_text
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
 from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion, mirrored
+from envs.mimic.rewards import sole_height
+from envs.mimic.state import reference_frames
 
 __all__ = ["PPOConfig", "train_tracker", "load_tracker", "evaluate_tracker", "make_library", "FORMAT"]
 
@@ -223,16 +225,20 @@ def policy_actor(model: PPO, ck: dict[str, Any]):
 def run_episodes(env: MimicVecEnv, act, clips: list[int], frames: list[int], max_steps: int) -> list[dict[str, float]]:
     """Run one episode per env from (clip, frame) without assist; per episode: seconds, mean joint
     error (rad), mean anchor xy error (m), share of actions at |a| >= 4 (the torque-saturating
-    value), mean |a_t - a_{t-1}|, termination."""
+    value), mean |a_t - a_{t-1}|, share of steps with a dragging swing foot (``drag``: a sole the
+    reference holds more than 3 cm up is within 0.5 cm of the floor), termination."""
     n = env.num_envs
     obs = env.reset_to(clips, frames)
     alive = np.ones(n, bool)
-    out = [dict(seconds=0.0, joint_err=0.0, root_xy_err=0.0, sat=0.0, da=0.0, steps=0, termination=None) for _ in range(n)]
+    out = [dict(seconds=0.0, joint_err=0.0, root_xy_err=0.0, sat=0.0, da=0.0, drag=0.0, steps=0, termination=None)
+           for _ in range(n)]
     prev = np.zeros((n, 19))
     for _ in range(max_steps):
         a = act(obs)
         g = env._g(0)
         obs, _, dones, infos = env.step(a)
+        ref_sole = sole_height(reference_frames(env.lib, env._g(0)), env.feet, env.sole_corners)
+        dragging = ((ref_sole > 0.03) & (sole_height(env.robot, env.feet, env.sole_corners) < 0.005)).any(1)
         for i in np.flatnonzero(alive):
             o = out[i]
             o["steps"] += 1
@@ -246,6 +252,7 @@ def run_episodes(env: MimicVecEnv, act, clips: list[int], frames: list[int], max
             o["root_xy_err"] += float(np.linalg.norm(q[:2] - ref[:2]))
             o["sat"] += float((np.abs(a[i]) >= 4.0).mean())
             o["da"] += float(np.abs(a[i] - prev[i]).mean())
+            o["drag"] += float(dragging[i])
         prev = a
         if not alive.any():
             break
@@ -253,7 +260,7 @@ def run_episodes(env: MimicVecEnv, act, clips: list[int], frames: list[int], max
         if o["termination"] is None:
             o["seconds"] = o["steps"] * env.cfg.control_dt
         k = max(1, o["steps"] - (o["termination"] is not None))
-        for key in ("joint_err", "root_xy_err", "sat", "da"):
+        for key in ("joint_err", "root_xy_err", "sat", "da", "drag"):
             o[key] /= k
     return out
 
@@ -307,6 +314,7 @@ def evaluate_tracker(ckpt: str | Path, clips: list[str], starts: int = 8, second
             "root_xy_error_m": float(np.mean([e["root_xy_err"] for e in eps])),
             "actions_saturated": float(np.mean([e["sat"] for e in eps])),
             "mean_abs_action_delta": float(np.mean([e["da"] for e in eps])),
+            "swing_foot_drag": float(np.mean([e["drag"] for e in eps])),
             "terminations": [e["termination"] for e in eps], "start_frames": frames,
         }
     return report
