@@ -1,4 +1,4 @@
-"""`daps lowlevel ...`: thin wrappers over lowlevel.train / evaluate / render / card (the earlier policy) and
+"""`daps lowlevel ...`: thin wrappers over lowlevel.train / evaluate / render / checkpoint / card (the earlier policy) and
 lowlevel.tracker / tracker_card, envs.feasibility (the balancing tracker)."""
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def export(
 ) -> None:
     """Tensor-only policy file for shipping (loads with weights_only): policy weights, observation
     statistics, config, training-clip codes; no optimiser."""
-    from lowlevel.card import export_lowlevel
+    from lowlevel.checkpoint import export_lowlevel
 
     path = export_lowlevel(ckpt, out)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -167,7 +167,8 @@ def train_tracker_cmd(
 
     from daps.io import json_text
     from envs.mimic.config import preset as task_preset
-    from lowlevel.train import parse_settings, select_clips
+    from lowlevel.motions import select_clips
+    from lowlevel.train import parse_settings
     from lowlevel.tracker import PPOConfig, train_tracker
 
     with bad_parameter("--set"):

@@ -33,6 +33,7 @@ from daps.io import atomic_write_text, json_text
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
 from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion, mirrored
+from lowlevel.motions import decode_clips, encode_clips
 
 __all__ = ["PPOConfig", "train_tracker", "load_tracker", "evaluate_tracker", "make_library", "FORMAT"]
 
@@ -94,8 +95,6 @@ def make_library(clips: list[str], cfg: MimicConfig, data_root=None, motion_vae:
 
 def decoded_references(clips: list[str], motion_vae: str | Path, cfg: MimicConfig, data_root=None) -> list:
     """Decoded motions (ReferenceMotion at the control rate) of ``clips``' greedy codes."""
-    from lowlevel.train import decode_clips, encode_clips
-
     codes, _ = encode_clips(motion_vae, clips, data_root, greedy=True)
     dec = decode_clips(motion_vae, codes, data_root, control_hz=cfg.control_hz)
     return [dec[c] for c in clips]

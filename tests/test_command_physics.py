@@ -32,7 +32,7 @@ def highlevel_ckpt(tmp_path_factory, text_cache):
 def policies(tmp_path_factory):
     """(teacher checkpoint (goal "reference"), export of a tiny goal="decoded" policy trained from it
     with the shipped motion VAE, the high level's)."""
-    from lowlevel.card import export_lowlevel
+    from lowlevel.checkpoint import export_lowlevel
     from lowlevel.train import train_lowlevel
 
     root = tmp_path_factory.mktemp("ll")

@@ -14,7 +14,7 @@ from envs.lafan1 import DataError, default_data_root, load_clip_csv, resolve_cli
 from motion_vae.dataset import load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint
 from motion_vae.models import load_motion_vae
-from motion_vae.models import MotionVAEConfig
+from motion_vae.config import MotionVAEConfig
 from motion_vae.config import preset_config
 from motion_vae.train import train_motion_vae
 
@@ -644,7 +644,8 @@ def test_root_height_variance_weights_one_column_and_is_validated(tmp_path):
     Gaussian (nats); bad values are refused by the config and the CLI."""
     import math
 
-    from motion_vae.models import MotionVAEConfig, build_motion_vae
+    from motion_vae.config import MotionVAEConfig
+    from motion_vae.models import build_motion_vae
 
     cfg = MotionVAEConfig(num_features=5, vocab_size=16, embed_dim=16, num_heads=2, num_layers=1, root_height_variance=0.01)
     lik = build_motion_vae(cfg).likelihood

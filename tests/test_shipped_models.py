@@ -31,7 +31,8 @@ def test_default_motion_vae_is_what_commands_load_without_a_checkpoint():
 
 
 def test_default_lowlevel_policy_matches_its_card():
-    from lowlevel.card import EXPORT_KIND, default_model_path as lowlevel_path, slice_metrics as ll_slice
+    from lowlevel.card import default_model_path as lowlevel_path, slice_metrics as ll_slice
+    from lowlevel.checkpoint import EXPORT_KIND
     from daps.io import file_sha256
 
     path = lowlevel_path()
