@@ -171,12 +171,13 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     from tqdm import tqdm
 
     from highlevel.text import EmbeddingCache
-    from motion_vae.models import default_model_path, load_motion_vae
+    from daps.shipped import MOTION_VAE, shipped_path
+    from motion_vae.models import load_motion_vae
 
     torch.manual_seed(cfg.seed)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    vae_path = Path(vae_path) if vae_path else default_model_path()
+    vae_path = Path(vae_path) if vae_path else shipped_path(MOTION_VAE)
     cache_dir = Path(cache_dir) if cache_dir else run_dir.parent / "highlevel_cache"
     tc = text_cache if text_cache is not None else EmbeddingCache(cache_dir / "text_embeddings.npz")
     kw = dict(root=root, max_frames=cfg.max_frames, offsets=cfg.offsets, text_cache=tc)
@@ -184,7 +185,7 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     val = cached_pairs("val", vae_path, cache_dir, clips=cfg.val_clips, **kw)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     from daps.io import file_sha256
-    from motion_vae.card import describe_machine, git_commit
+    from daps.provenance import describe_machine, git_commit
 
     # what the run was made with, for the model card; the sha256 pins the codebook the prior predicts
     extra = {"motion_vae": str(vae_path), "motion_vae_sha256": file_sha256(vae_path), "commit": git_commit(),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from daps.io import atomic_write_text, json_text
+from daps.shipped import LOWLEVEL, shipped_path, write_card as write_card_file
 from lowlevel.checkpoint import load_exported
 from lowlevel.environment import make_policy_env
 from lowlevel.evaluate import codes_for, decoded_for, policy_actor, run_episode, start_frames
@@ -28,8 +28,8 @@ SLICE_SECONDS = 1.0
 
 
 def default_model_path() -> Path:
-    """models/lowlevel.pt of this repository (the shipped default policy; may not exist)."""
-    return Path(__file__).resolve().parent.parent / "models" / "lowlevel.pt"
+    """The shipped low-level policy file, ``daps.shipped.shipped_path(LOWLEVEL)`` (may not exist)."""
+    return shipped_path(LOWLEVEL)
 
 
 def slice_metrics(path: str | Path, data_root=None) -> dict[str, Any]:
@@ -107,10 +107,5 @@ joint error against the true clip; `decoded` = against the motion VAE's decoded 
 {notes}
 The JSON below is read by `tests/test_shipped_models.py`, which reruns the short slice
 (`slice_*`: {SLICE_CLIP}, start frames {list(SLICE_USE)} of {SLICE_STARTS}, {SLICE_SECONDS} s each).
-
-```json
-{json_text(card, indent=2)}
-```
 """
-    atomic_write_text(out, text)
-    return card
+    return write_card_file(out, text, card)

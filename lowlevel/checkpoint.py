@@ -30,10 +30,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from daps.shipped import MOTION_VAE, read_tensors, save_export, shipped_path
 from daps.trainer import CHECKPOINT_FORMAT, CheckpointError, atomic_torch_save, load_checkpoint
 from lowlevel import policy as pol
 from lowlevel.environment import make_policy_env
-from motion_vae.models import default_model_path as default_motion_vae
 
 __all__ = ["CHECKPOINT_KIND", "CHECKPOINT_NAME", "EXPORT_KIND", "save_checkpoint", "read_lowlevel_checkpoint",
            "checkpoint_codes", "rebuild_ppo", "restore_vecnormalize", "load_lowlevel", "export_lowlevel",
@@ -217,10 +217,7 @@ def load_lowlevel(ckpt: str | Path):
 
 def is_exported(path: str | Path) -> bool:
     """True if ``path`` is a file written by :func:`export_lowlevel` (reads it with weights_only)."""
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - unreadable: not an export
-        return False
+    raw = read_tensors(path)
     return isinstance(raw, dict) and raw.get("kind") == EXPORT_KIND
 
 
@@ -233,7 +230,7 @@ def export_lowlevel(ckpt: str | Path, out: str | Path) -> Path:
     rms = vecnorm.obs_rms
     obs_rms = {k: _rms_data(v) for k, v in rms.items()} if isinstance(rms, dict) else {"": _rms_data(rms)}
     obj = {
-        "format": CHECKPOINT_FORMAT, "kind": EXPORT_KIND, "exported": True, "config": ck["config"],
+        "format": CHECKPOINT_FORMAT, "kind": EXPORT_KIND, "config": ck["config"],
         "num_timesteps": int(ck["num_timesteps"]),
         "policy": {k: v.detach().to(torch.float32).clone() for k, v in model.policy.state_dict().items()},
         "obs_rms": obs_rms, "clip_obs": float(vecnorm.clip_obs), "epsilon": float(vecnorm.epsilon),
@@ -241,9 +238,7 @@ def export_lowlevel(ckpt: str | Path, out: str | Path) -> Path:
         "codes": ck.get("codes"), "motion_vae": ck["config"].get("motion_vae"),
         "source_checkpoint": Path(ckpt).name,
     }
-    out = Path(out)
-    atomic_torch_save(obj, out)
-    return out
+    return save_export(obj, out)
 
 
 def load_exported(path: str | Path):
@@ -265,7 +260,7 @@ def load_exported(path: str | Path):
     cfg = raw["config"]
     if cfg.get("motion_vae") and not Path(cfg["motion_vae"]["path"]).is_file():
         # the training machine's path: use the shipped motion VAE (its sha256 is still checked)
-        cfg["motion_vae"]["path"] = str(default_motion_vae())
+        cfg["motion_vae"]["path"] = str(shipped_path(MOTION_VAE))
     if cfg.get("data_root") and not Path(cfg["data_root"]).is_dir():
         cfg["data_root"] = None
     codes = None if raw.get("codes") is None else {c: np.asarray(z, np.int64) for c, z in raw["codes"].items()}

@@ -16,11 +16,11 @@ DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); 
 
 def _policy_file(ckpt: Optional[Path]) -> Path:
     """The given policy file, or the shipped default; FileNotFoundError (one line) if absent."""
-    from lowlevel.card import default_model_path
+    from daps.shipped import LOWLEVEL, shipped_path
 
     from lowlevel.tracker import is_tracker_file
 
-    path = ckpt if ckpt is not None else default_model_path()
+    path = ckpt if ckpt is not None else shipped_path(LOWLEVEL)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: low-level policy not found" + ("" if ckpt is not None else " (no shipped default; pass --ckpt)"))
     if is_tracker_file(path):
@@ -140,7 +140,7 @@ def card(
 ) -> None:
     """Write the policy's model card: command, commit, clips, steps, wall time, machine, evaluation, slice check."""
     from lowlevel.card import write_card
-    from motion_vae.card import describe_machine, git_commit
+    from daps.provenance import describe_machine, git_commit
 
     c = write_card(model, eval_json, command, out, run_dir, commit or git_commit(), machine or describe_machine(), notes)
     typer.echo(f"wrote {out} (slice: {c['slice_seconds_tracked']:.2f} s tracked, joint error {c['slice_joint_error_rad']:.4f} rad)")
@@ -282,7 +282,7 @@ def card_tracker_cmd(
 ) -> None:
     """Write the tracker's model card: command, commit, clips, steps, wall time, machine, evaluation, slice check."""
     from lowlevel.tracker_card import write_tracker_card
-    from motion_vae.card import describe_machine, git_commit
+    from daps.provenance import describe_machine, git_commit
 
     with bad_parameter("--model"):
         c = write_tracker_card(model, eval_json, command, out, commit or git_commit(), machine or describe_machine(), notes)

@@ -30,6 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from daps.io import atomic_write_text, json_text
+from daps.shipped import MOTION_VAE, read_tensors, shipped_path
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
 from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion, mirrored
@@ -116,9 +117,7 @@ def check_motion_vae(ck: dict[str, Any], motion_vae: str | Path | None) -> Path 
         return None
     path = Path(motion_vae or info["path"])
     if motion_vae is None and not path.is_file():  # trained on another machine: the shipped motion VAE
-        from motion_vae.models import default_model_path
-
-        path = default_model_path()
+        path = shipped_path(MOTION_VAE)
     if file_info(path)["sha256"] != info["sha256"]:
         raise ValueError(f"{path}: not the motion VAE this tracker was trained with (sha256 differs)")
     return path
@@ -173,10 +172,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def is_tracker_file(path: str | Path) -> bool:
     """True when ``path`` holds a tracker checkpoint or export (read as data, weights_only)."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - anything else is not a tracker file
-        return False
+    ck = read_tensors(path)
     return isinstance(ck, dict) and ck.get("format") == FORMAT
 
 

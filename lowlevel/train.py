@@ -63,6 +63,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMoni
 from tqdm.auto import tqdm
 
 from daps.io import atomic_write_json, file_sha256
+from daps.shipped import MOTION_VAE, shipped_path
 from envs.batched import H1BatchedVecEnv
 from envs.rewards import W_COM, W_EE, W_POSE, W_VEL
 from envs.tracking import DEFAULT_REFERENCE_OFFSETS, PD_SCALE_NAMES, H1TrackingEnv, resolve_pd_action_scale
@@ -71,7 +72,6 @@ from lowlevel.checkpoint import (CHECKPOINT_NAME, checkpoint_codes, load_lowleve
                                  restore_vecnormalize, save_checkpoint)
 from lowlevel.environment import control_rate, env_kwargs
 from lowlevel.motions import decode_clips, decoded_motions, encode_clips, select_clips
-from motion_vae.models import default_model_path
 
 __all__ = ["train_lowlevel", "make_env", "build_vec_env", "fix_exploration_std", "training_wall_s", "VEC_KINDS"]
 
@@ -414,7 +414,7 @@ def train_lowlevel(
         codes = None
         if goal in ("latent", "decoded"):
             if motion_vae_ckpt is None:  # the shipped default model
-                motion_vae_ckpt = default_model_path()
+                motion_vae_ckpt = shipped_path(MOTION_VAE)
             codes, mvae = encode_clips(motion_vae_ckpt, clips, data_root)
             if goal == "decoded":
                 decoded = decode_clips(motion_vae_ckpt, codes, data_root)

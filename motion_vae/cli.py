@@ -113,10 +113,10 @@ def evaluate(
 ) -> None:
     """Validation beta-ELBO, ELBO, log p, L2, PSNR and codebook usage; JSON + a reconstruction PNG."""
     from motion_vae.evaluate import evaluate_checkpoint
-    from motion_vae.models import default_model_path
+    from daps.shipped import MOTION_VAE, shipped_path
 
     out = out or (ckpt.parent if ckpt else Path("runs/motion_vae_default_eval"))  # never write into models/
-    ckpt = ckpt or default_model_path()
+    ckpt = ckpt or shipped_path(MOTION_VAE)
     if segments <= 0 or train_segments < 0 or clip_segments < 0:
         raise typer.BadParameter("--segments must be positive, --train-segments and --clip-segments >= 0")
     metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device,

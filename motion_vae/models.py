@@ -18,7 +18,6 @@ bottleneck, same likelihood.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -28,7 +27,8 @@ from daps.fsq import FSQCodeEmbedding, FSQRecognition
 from daps.generative import ConvGenerator, DiscreteVAE, GaussianLikelihood, TransformerGenerator
 from daps.nn import ConvResampler, ConvStack1D
 from daps.recognition import ARRecognition, NARecognition
-from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
+from daps.shipped import MOTION_VAE, save_export, shipped_path, slim_checkpoint
+from daps.trainer import CheckpointError, load_checkpoint
 from daps.vq import VQCodeEmbedding, VQRecognition
 from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig, MotionVAEConfig
 from motion_vae.dataset import FeatureStats
@@ -74,12 +74,6 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
 DEFAULT_MODEL_NAME = "motion_vae.pt"
 
 
-def default_model_path() -> Path:
-    """The shipped default motion VAE: $DAPS_MODELS_DIR/motion_vae.pt, else models/ of the repository."""
-    root = os.environ.get("DAPS_MODELS_DIR")
-    return Path(root) / DEFAULT_MODEL_NAME if root else Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
-
-
 def export_motion_vae(ckpt_path: str | Path, out: str | Path, half: bool = True) -> Path:
     """Write a slim model file from a training checkpoint: weights (float16 if half), config,
     feature statistics and split, the step and training seconds; no optimiser or RNG state.
@@ -89,19 +83,17 @@ def export_motion_vae(ckpt_path: str | Path, out: str | Path, half: bool = True)
     """
     ckpt = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
     weights = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    keep = ("format", "kind", "config", "step", "train_seconds", "extra")
-    atomic_torch_save({**{k: ckpt[k] for k in keep if k in ckpt}, "model": weights, "exported": True}, Path(out))
-    return Path(out)
+    return save_export(slim_checkpoint(ckpt, weights, ("format", "kind", "config", "step", "train_seconds", "extra")), out)
 
 
 def load_motion_vae(path: str | Path | None = None, device: str | torch.device = "cpu"):
     """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint or exported
-    model file; path None means the shipped default (`default_model_path`).
+    model file; path None means the shipped default (`daps.shipped.shipped_path(MOTION_VAE)`).
 
     Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit
     the stored config.
     """
-    path = default_model_path() if path is None else path
+    path = shipped_path(MOTION_VAE) if path is None else path
     ckpt = load_checkpoint(path, CHECKPOINT_KIND)
     try:
         cfg = MotionTrainConfig.from_dict(ckpt["config"])

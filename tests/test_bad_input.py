@@ -430,9 +430,9 @@ def test_evaluation_reports_are_strict_json(run, tmp_path):
 # ----------------------------------------------------------------------------- 5. the decoded file's path
 @pytest.fixture(scope="module")
 def shipped():
-    from motion_vae.models import default_model_path, load_motion_vae
+    from motion_vae.models import load_motion_vae
 
-    model, cfg, stats, _ = load_motion_vae(default_model_path(), "cpu")
+    model, cfg, stats, _ = load_motion_vae(None, "cpu")
     return model, stats
 
 

@@ -45,10 +45,11 @@ def policies(tmp_path_factory):
 
 
 def _vae():
-    from motion_vae.models import default_model_path, load_motion_vae
+    from daps.shipped import MOTION_VAE, shipped_path
+    from motion_vae.models import load_motion_vae
 
-    vae, _, stats, _ = load_motion_vae(default_model_path(), "cpu")
-    return vae, stats, default_model_path()
+    vae, _, stats, _ = load_motion_vae(shipped_path(MOTION_VAE), "cpu")
+    return vae, stats, shipped_path(MOTION_VAE)
 
 
 def test_segment_start_matches_env_segments():

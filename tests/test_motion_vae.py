@@ -361,7 +361,7 @@ def test_clip_round_trip_reports_round_trip_and_references(trained):
 
 
 def test_model_card_json_errors_name_the_file(tmp_path):
-    from motion_vae.card import read_card
+    from daps.shipped import read_card
 
     card = tmp_path / "m.md"
     card.write_text("# card\nno json here\n")
