@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from daps.args import apply_overrides
 from daps.trainer import CHECKPOINT_FORMAT, CheckpointError, MetricsLog, atomic_torch_save, load_checkpoint
 from highlevel.dataset import COM_CHANNELS, SEG, PairSet, cached_pairs
 from highlevel.model import HighLevelPrior, PriorConfig
@@ -247,15 +248,10 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
 
 
 def with_overrides(cfg: HLConfig, steps=None, batch_size=None, seed=None, mirror=None, offsets=None) -> HLConfig:
-    """cfg with the given fields replaced (None keeps the preset's); ValueError for bad values
-    (steps or batch size below 1; offsets not distinct frames in 0 .. 31)."""
-    for k, v in (("--steps", steps), ("--batch-size", batch_size)):
-        if v is not None and v < 1:
-            raise ValueError(f"{k} must be >= 1, got {v}")
+    """A copy of cfg with the given fields replaced (None keeps the preset's; `daps.args.apply_overrides`);
+    ValueError for bad values (steps or batch size below 1; offsets not distinct frames in 0 .. 31)."""
     if offsets is not None:
         offsets = tuple(int(o) for o in offsets)
         if not offsets or len(set(offsets)) != len(offsets) or not all(0 <= o < SEG for o in offsets):
             raise ValueError(f"--offsets must be distinct frames in 0 .. {SEG - 1}, got {list(offsets)}")
-    kw = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("seed", seed), ("mirror", mirror),
-                            ("offsets", offsets)) if v is not None}
-    return replace(cfg, **kw)
+    return apply_overrides(replace(cfg), steps=steps, batch_size=batch_size, seed=seed, mirror=mirror, offsets=offsets)

@@ -58,7 +58,8 @@ def train(
 ) -> None:
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
     from daps.io import json_text
-    from lowlevel.train import parse_settings, train_lowlevel
+    from daps.args import parse_settings
+    from lowlevel.train import train_lowlevel
 
     with bad_parameter("--set"):
         overrides = parse_settings(settings or [])
@@ -167,8 +168,8 @@ def train_tracker_cmd(
 
     from daps.io import json_text
     from envs.mimic.config import preset as task_preset
+    from daps.args import parse_settings
     from lowlevel.motions import select_clips
-    from lowlevel.train import parse_settings
     from lowlevel.tracker import PPOConfig, train_tracker
 
     with bad_parameter("--set"):

@@ -45,7 +45,6 @@ records ``init_from`` = {path, sha256, num_timesteps, goal, action_mode, pd_targ
 """
 from __future__ import annotations
 
-import ast
 import copy
 import csv
 import time
@@ -271,21 +270,6 @@ def _truncate_progress(path: Path, step: int) -> None:
 
 
 # --------------------------------------------------------------------------- training
-def parse_settings(items: list[str]) -> dict[str, Any]:
-    """``["gamma=0.995", "target_kl=None"]`` -> ``{"gamma": 0.995, "target_kl": None}``: each value
-    read as a Python literal (number, None, True, list). Raises ValueError naming a malformed item."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            raise ValueError(f"{item!r}: the value is not a Python literal (number, None, True/False, list)") from None
-    return out
-
-
 def train_lowlevel(
     motion_vae_ckpt: str | Path | None,
     clips_pattern: str = "walk*",
