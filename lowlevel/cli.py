@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-from daps.args import bad_parameter
+from daps.args import bad_parameter, parse_settings
+from daps.cli_options import LAFAN1_DATA
 
 app = typer.Typer(help="Latent-conditioned low-level imitation policy for the H1 (SB3 PPO in MuJoCo).", no_args_is_help=True)
 
-DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
 
 
 def _policy_file(ckpt: Optional[Path]) -> Path:
@@ -54,11 +54,10 @@ def train(
         "(log_std_init, net_arch=[512,256], ...); repeatable; stored in the run config."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
     from daps.io import json_text
-    from daps.args import parse_settings
     from lowlevel.train import train_lowlevel
 
     with bad_parameter("--set"):
@@ -81,7 +80,7 @@ def evaluate(
     max_seconds: float = typer.Option(10.0, "--max-seconds", help="Episode length cap (s); 0 = up to the clip's end."),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to encode clips not stored in the checkpoint and, for --goal decoded policies, to decode the codes (default: the path it was trained with; sha256-checked)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Policy vs (a) PD holding the start pose and (b) PD tracking of the reference, on the same
     start frames: JSON + table."""
@@ -160,7 +159,7 @@ def train_tracker_cmd(
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Track the decodings of the clips' greedy codes by this motion VAE (the goal `daps command` gives the robot) instead of the clips themselves."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from another tracker's weights and observation statistics (same observation size), e.g. a clip-trained policy fine-tuned on decoded motions."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Train the balancing tracker (envs.mimic, SB3 PPO): 50 Hz policy on 0.005 s physics, learned
     std, action-rate penalty, anchor-relative body rewards, adaptive starts, mirrored clips."""
@@ -168,7 +167,6 @@ def train_tracker_cmd(
 
     from daps.io import json_text
     from envs.mimic.config import preset as task_preset
-    from daps.args import parse_settings
     from lowlevel.motions import select_clips
     from lowlevel.tracker import PPOConfig, train_tracker
 
@@ -193,7 +191,7 @@ def eval_tracker_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="JSON report to write (default: beside the checkpoint, eval_tracker.json)."),
     goal: Optional[str] = typer.Option(None, "--goal", help="clip (the true clip) | decoded (the motion VAE's decoding of its codes); default: what the policy was trained on."),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE for --goal decoded (default: the one the policy was trained with; sha256-checked)."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Deterministic, unassisted episodes on the clips or their decodings (--goal; default: what the policy
     was trained on): seconds tracked, finished, joint and root errors, action smoothness."""
@@ -218,7 +216,7 @@ def feasibility(
     margin: float = typer.Option(0.05, "--margin", help="A frame is infeasible when its required centre of pressure lies more than this far (m) outside the support polygon."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the figures as JSON here."),
     corrected: bool = typer.Option(False, "--corrected", help="Also balance-correct each clip (envs.balance, at 50 Hz) and report the check after it and what the correction moved (soles, root path, speed, joints)."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Can the H1 follow these motions as they are?  Per clip: the share of frames whose required
     centre of pressure lies more than --margin outside the feet, its median distance, and the stance

@@ -119,3 +119,27 @@ def test_the_cycle_check_sees_function_level_and_relative_imports(tmp_path):
     assert graph["lowlevel.b"] == {"lowlevel.a": 1}
     assert cycles(graph) == [("lowlevel.a", "lowlevel.b")]
 
+
+
+def test_options_the_groups_share_are_defined_once():
+    import inspect
+
+    import highlevel.cli
+    import image_bench.cli
+    import lowlevel.cli
+    import motion_vae.cli
+    from daps.cli_options import DEVICE, LAFAN1_DATA
+
+    used = {"--data": 0, "--device": 0}
+    for module in (motion_vae.cli, lowlevel.cli, highlevel.cli, image_bench.cli):
+        commands = [c.callback for c in module.app.registered_commands] + [getattr(module, "command", None)]
+        for fn in filter(None, commands):
+            for p in inspect.signature(fn).parameters.values():
+                decls = getattr(p.default, "param_decls", None) or ()
+                if "--device" in decls:
+                    assert p.default is DEVICE, f"{module.__name__}.{fn.__name__}: its own --device option"
+                    used["--device"] += 1
+                if "--data" in decls and module is not image_bench.cli:  # image folders, another option
+                    assert p.default is LAFAN1_DATA, f"{module.__name__}.{fn.__name__}: its own --data option"
+                    used["--data"] += 1
+    assert used["--data"] >= 10 and used["--device"] >= 5, used
