@@ -71,9 +71,6 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     return DiscreteVAE(recognition, generator, likelihood)
 
 
-DEFAULT_MODEL_NAME = "motion_vae.pt"
-
-
 def export_motion_vae(ckpt_path: str | Path, out: str | Path, half: bool = True) -> Path:
     """Write a slim model file from a training checkpoint: weights (float16 if half), config,
     feature statistics and split, the step and training seconds; no optimiser or RNG state.
