@@ -83,7 +83,8 @@ def build(config: str, device: torch.device) -> tuple[nn.Module, DAPS, Tensor]:
     """Model, objective and one synthetic batch for a config name."""
     g = torch.Generator().manual_seed(0)
     if config == "paper":
-        from motion_vae.models import MotionVAEConfig, build_motion_vae
+        from motion_vae.config import MotionVAEConfig
+        from motion_vae.models import build_motion_vae
 
         model = build_motion_vae(MotionVAEConfig(num_features=127))
         x = torch.randn(256, 32, 127, generator=g)

@@ -103,7 +103,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()  # as daps.trainer.train does on the CPU
-    from motion_vae.card import describe_machine
+    from daps.provenance import describe_machine
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
     say = print if main_process else (lambda *a, **k: None)

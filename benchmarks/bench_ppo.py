@@ -153,7 +153,7 @@ def main() -> None:
 
     from envs.reference import load_reference
     from lowlevel.policy import preset
-    from lowlevel.train import select_clips
+    from lowlevel.motions import select_clips
 
     torch.set_num_threads(1)
     p = preset("cpu")

@@ -18,7 +18,7 @@ from highlevel.command import generate_batch
 from highlevel.physics import PhysicsFollower, load_command_policy
 from highlevel.ship import load_highlevel
 from highlevel.text import EmbeddingCache
-from lowlevel.card import default_model_path as default_lowlevel
+from daps.shipped import LOWLEVEL, shipped_path
 from motion_vae.models import load_motion_vae
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=6)
     ap.add_argument("--start", default="nominal", help="nominal | decoded | zero")
     ap.add_argument("--highlevel", default=None, help="default: models/highlevel.pt")
-    ap.add_argument("--lowlevel", default=str(default_lowlevel()))
+    ap.add_argument("--lowlevel", default=str(shipped_path(LOWLEVEL)))
     ap.add_argument("--text-cache", default="runs/highlevel_cache/text_embeddings.npz")
     ap.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on the text (1 = none)")
     a = ap.parse_args()

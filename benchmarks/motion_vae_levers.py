@@ -32,7 +32,8 @@ from daps.schedules import BetaSchedule
 from daps.trainer import adaptive_grad_clip_, keep_freed_memory
 from motion_vae.dataset import load_motion_dataset
 from motion_vae.evaluate import raw_unit_errors
-from motion_vae.models import MotionVAEConfig, build_motion_vae
+from motion_vae.config import MotionVAEConfig
+from motion_vae.models import build_motion_vae
 
 
 def parse() -> argparse.Namespace:

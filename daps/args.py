@@ -1,12 +1,13 @@
 """Command-line values shared by the sub-command groups: comma-separated lists, help texts,
-overrides of a preset's top-level fields."""
+``--set KEY=VALUE`` settings, overrides of a preset's top-level fields."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import TypeVar
+from typing import Any, TypeVar
 
 C = TypeVar("C")
 
@@ -49,6 +50,22 @@ def bad_parameter(option: str) -> Iterator[None]:
         yield
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint=option) from None
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """The values of repeated ``--set KEY=VALUE`` options: ``["gamma=0.995", "target_kl=None"]`` ->
+    ``{"gamma": 0.995, "target_kl": None}``, each value read as a Python literal (number, None, True,
+    list). Raises ValueError naming a malformed item."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{item!r}: the value is not a Python literal (number, None, True/False, list)") from None
+    return out
 
 
 def apply_overrides(cfg: C, **overrides) -> C:

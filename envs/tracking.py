@@ -352,7 +352,7 @@ class H1TrackingEnv(gym.Env):
             array (T, 26) at 30 Hz (e.g. ``csv_to_qpos(decode_codes(...))``, T = 32 x segments;
             converted with :func:`decoded_reference`, grounded as ``ground_feet``) or a
             :class:`ReferenceMotion` at ``control_hz`` (used as it is).  Decoding happens outside
-            the env, once (``lowlevel.train.decode_clips``): no torch in the step path.
+            the env, once (``lowlevel.motions.decode_clips``): no torch in the step path.
         vocab_size / latent_block_size: latent index range and code length (1024, 64).
         data_root: LAFAN1-H1 data root (see :func:`envs.lafan1.resolve_clip_dir`).
         control_hz, frame_skip: policy rate (100) and physics substeps per action (5).

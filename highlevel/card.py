@@ -1,7 +1,7 @@
 """Model card of the shipped high-level policy (models/highlevel.md): what made it, what it scores.
 
 Like motion_vae/card.py: Markdown for people with one fenced JSON block for programs (read with
-motion_vae.card.read_card). Two measurements:
+daps.shipped.read_card). Two measurements:
 
 * `held_out_metrics`: what `daps highlevel eval` prints: held-out next-segment code NLL
   (nats/token; deterministic, teacher forced) on `pairs` fixed pairs of the validation clips
@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from daps.io import atomic_write_text, json_text
+from daps.provenance import git_commit
+from daps.shipped import write_card as write_card_file
 
 SLICE = 128  # validation pairs re-scored by the test
 
@@ -66,7 +67,6 @@ def write_card(model_path: str | Path, command: str, out: str | Path, notes: str
     from daps.trainer import CheckpointError
     from envs.lafan1 import split_clips
     from highlevel.ship import load_highlevel
-    from motion_vae.card import git_commit
 
     model_path = Path(model_path)
     _, cfg, ck, vae_path = load_highlevel(model_path)
@@ -131,10 +131,5 @@ sampled codes, temperature 1):
 
 The JSON below is read by `tests/test_shipped_highlevel.py`, which re-scores the first
 {SLICE} of those pairs and compares them with `slice_nll/...`.
-
-```json
-{json_text(card, indent=2)}
-```
 """
-    atomic_write_text(out, text)
-    return card
+    return write_card_file(out, text, card)

@@ -7,11 +7,11 @@ from typing import List, Optional
 import typer
 
 from daps.args import number_list
+from daps.cli_options import LAFAN1_DATA
 from daps.io import json_text
 
 app = typer.Typer(help="High-level policy: text + root window + history -> the next segment's 64 motion codes.", no_args_is_help=True)
 
-DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
 VaeOpt = typer.Option(None, "--motion-vae", help="Motion VAE whose encoder gives the target codes (default: the shipped models/motion_vae.pt).")
 
 
@@ -27,7 +27,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from run_dir/checkpoint.pt (a larger --steps extends the run)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time (all sittings); resumable."),
     motion_vae: Optional[Path] = VaeOpt,
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Train the high-level prior on (context -> next-segment codes) pairs; prints held-out scores."""
     import torch
@@ -55,7 +55,7 @@ def evaluate(
     pairs: int = typer.Option(1024, "--pairs", help="Held-out pairs scored for NLL."),
     rmse_pairs: int = typer.Option(128, "--rmse-pairs", help="Held-out pairs decoded for the joint RMSE."),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to decode with (default: the one the policy was trained against / the shipped one)."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Held-out next-segment code NLL (nats/token) and decoded joint RMSE (rad) with the full
     context, history only (text/COM masked) and unconditional (all masked)."""
@@ -101,7 +101,7 @@ def card(
     notes: str = typer.Option("", "--notes", help="Extra Markdown lines (e.g. several sittings)."),
     train_commit: Optional[str] = typer.Option(None, "--train-commit", help="Commit of the training code, for runs that did not record it."),
     machine: Optional[str] = typer.Option(None, "--machine", help="Training machine, for runs that did not record it."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Write the model card: command, commit, split, steps, wall time, machine, motion VAE sha256,
     held-out NLL per context, and the slice check the shipped-model test re-measures."""
@@ -129,7 +129,7 @@ def control(
     stride: int = typer.Option(32, "--stride", help="Frames between the classifier's training segments."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use only each clip's first frames for the classifier (tests)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Classifier-feature and text-embedding cache (default: the policy's highlevel_cache)."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Controllability, kinematic: a motion-type classifier on real segments (held-out clips
     excluded from its training) labels rollouts of unseen-phrasing prompts of 6 categories;

@@ -14,21 +14,20 @@ motion VAE at hand has another, loading fails with one line (CheckpointError).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from daps.io import file_sha256
+from daps.shipped import HIGHLEVEL, MOTION_VAE, save_export, shipped_path, slim_checkpoint
 
-HIGHLEVEL_MODEL_NAME = "highlevel.pt"
+HIGHLEVEL_MODEL_NAME = HIGHLEVEL
 HALF_MAX_REL_ERR = 1e-3  # largest |w - fp16(w)| / max|w| accepted per tensor (fp16 has 11 bits: ~5e-4)
 
 
 def default_highlevel_path() -> Path:
-    """$DAPS_MODELS_DIR/highlevel.pt, else models/highlevel.pt of the repository."""
-    root = os.environ.get("DAPS_MODELS_DIR")
-    return Path(root) / HIGHLEVEL_MODEL_NAME if root else Path(__file__).resolve().parents[1] / "models" / HIGHLEVEL_MODEL_NAME
+    """The shipped high-level file, ``daps.shipped.shipped_path(HIGHLEVEL)`` (may not exist)."""
+    return shipped_path(HIGHLEVEL)
 
 
 def half_if_safe(t: torch.Tensor) -> torch.Tensor:
@@ -56,7 +55,7 @@ def export_highlevel(ckpt_path: str | Path, out: str | Path, half: bool = True, 
     Raises CheckpointError (bad checkpoint, motion VAE mismatch) or FileNotFoundError (no motion
     VAE file), one line each. The write is atomic.
     """
-    from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
+    from daps.trainer import CheckpointError, load_checkpoint
     from highlevel.train import KIND, load_prior
 
     ckpt_path = Path(ckpt_path)
@@ -77,8 +76,7 @@ def export_highlevel(ckpt_path: str | Path, out: str | Path, half: bool = True, 
     n_f32 = sum(1 for v in weights.values() if v.dtype == torch.float32)
     extra.update(motion_vae=vae.name, motion_vae_sha256=sha,
                  motion_vae_sha256_source="recorded by the run" if extra.get("motion_vae_sha256") else "hashed at export")
-    keep = ("format", "kind", "config", "step", "train_seconds")
-    atomic_torch_save({**{k: ck[k] for k in keep if k in ck}, "model": weights, "extra": extra, "exported": True}, Path(out))
+    save_export(slim_checkpoint(ck, weights, ("format", "kind", "config", "step", "train_seconds"), extra=extra), out)
     return {"path": str(out), "size_bytes": Path(out).stat().st_size, "half_tensors": n_half, "float32_tensors": n_f32,
             "motion_vae": str(vae), "motion_vae_sha256": sha}
 
@@ -88,13 +86,12 @@ def load_highlevel(path: str | Path | None = None, motion_vae: str | Path | None
     or exported file (None: the shipped `default_highlevel_path()`).
 
     Motion VAE: motion_vae if given; else for an exported file the shipped default
-    (motion_vae.models.default_model_path()), for a training checkpoint the file it recorded
+    (``daps.shipped.shipped_path(MOTION_VAE)``), for a training checkpoint the file it recorded
     (the default if that file is gone). If the high-level file records a sha256, the motion VAE
     must have it. Raises CheckpointError (missing/damaged file, motion VAE mismatch), one line.
     """
     from daps.trainer import CheckpointError
     from highlevel.train import load_prior
-    from motion_vae.models import default_model_path
 
     path = Path(path) if path else default_highlevel_path()
     if not path.is_file():
@@ -105,10 +102,10 @@ def load_highlevel(path: str | Path | None = None, motion_vae: str | Path | None
     if motion_vae:
         vae = Path(motion_vae)
     elif ck.get("exported"):
-        vae = default_model_path()
+        vae = shipped_path(MOTION_VAE)
     else:
         rec = extra.get("motion_vae")
-        vae = Path(rec) if rec and Path(rec).is_file() else default_model_path()
+        vae = Path(rec) if rec and Path(rec).is_file() else shipped_path(MOTION_VAE)
     if not vae.is_file():
         raise CheckpointError(f"{vae}: motion VAE not found (the high-level policy {path} decodes with it)")
     want = extra.get("motion_vae_sha256")

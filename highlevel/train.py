@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from daps.args import apply_overrides
 from daps.trainer import CHECKPOINT_FORMAT, CheckpointError, MetricsLog, atomic_torch_save, load_checkpoint
 from highlevel.dataset import COM_CHANNELS, SEG, PairSet, cached_pairs
 from highlevel.model import HighLevelPrior, PriorConfig
@@ -171,12 +172,13 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     from tqdm import tqdm
 
     from highlevel.text import EmbeddingCache
-    from motion_vae.models import default_model_path, load_motion_vae
+    from daps.shipped import MOTION_VAE, shipped_path
+    from motion_vae.models import load_motion_vae
 
     torch.manual_seed(cfg.seed)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    vae_path = Path(vae_path) if vae_path else default_model_path()
+    vae_path = Path(vae_path) if vae_path else shipped_path(MOTION_VAE)
     cache_dir = Path(cache_dir) if cache_dir else run_dir.parent / "highlevel_cache"
     tc = text_cache if text_cache is not None else EmbeddingCache(cache_dir / "text_embeddings.npz")
     kw = dict(root=root, max_frames=cfg.max_frames, offsets=cfg.offsets, text_cache=tc)
@@ -184,7 +186,7 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
     val = cached_pairs("val", vae_path, cache_dir, clips=cfg.val_clips, **kw)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     from daps.io import file_sha256
-    from motion_vae.card import describe_machine, git_commit
+    from daps.provenance import describe_machine, git_commit
 
     # what the run was made with, for the model card; the sha256 pins the codebook the prior predicts
     extra = {"motion_vae": str(vae_path), "motion_vae_sha256": file_sha256(vae_path), "commit": git_commit(),
@@ -246,15 +248,10 @@ def train_prior(cfg: HLConfig, run_dir: str | Path, vae_path: str | Path | None 
 
 
 def with_overrides(cfg: HLConfig, steps=None, batch_size=None, seed=None, mirror=None, offsets=None) -> HLConfig:
-    """cfg with the given fields replaced (None keeps the preset's); ValueError for bad values
-    (steps or batch size below 1; offsets not distinct frames in 0 .. 31)."""
-    for k, v in (("--steps", steps), ("--batch-size", batch_size)):
-        if v is not None and v < 1:
-            raise ValueError(f"{k} must be >= 1, got {v}")
+    """A copy of cfg with the given fields replaced (None keeps the preset's; `daps.args.apply_overrides`);
+    ValueError for bad values (steps or batch size below 1; offsets not distinct frames in 0 .. 31)."""
     if offsets is not None:
         offsets = tuple(int(o) for o in offsets)
         if not offsets or len(set(offsets)) != len(offsets) or not all(0 <= o < SEG for o in offsets):
             raise ValueError(f"--offsets must be distinct frames in 0 .. {SEG - 1}, got {list(offsets)}")
-    kw = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("seed", seed), ("mirror", mirror),
-                            ("offsets", offsets)) if v is not None}
-    return replace(cfg, **kw)
+    return apply_overrides(replace(cfg), steps=steps, batch_size=batch_size, seed=seed, mirror=mirror, offsets=offsets)

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from daps.args import PRECISION_HELP, bad_parameter
+from daps.cli_options import DEVICE
 from daps.io import json_text
 
 app = typer.Typer(help="Discrete image autoencoders: every method of paper Table 1 on MNIST / Fashion-MNIST (64 bits), CIFAR-10 (576 bits) and ImageNet-256 (10,240 bits).", no_args_is_help=True)
@@ -15,7 +16,6 @@ DataOpt = typer.Option(None, "--data", help="Folder with the IDX files (CIFAR-10
                        "$DAPS_MNIST_DIR / $DAPS_CIFAR10_DIR / $DAPS_IMAGENET_DIR (train/ and val/ ImageFolder trees), else /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist).")
 DatasetOpt = typer.Option("fashion-mnist", "--dataset", help="fashion-mnist | mnist | cifar10 | imagenet.")
 PresetOpt = typer.Option("cpu", "--preset", help="cpu (minutes on 2 cores) | paper (App. H: batch 256, 250k steps).")
-DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 METHOD_HELP = "daps | daps-na | gumbel | grmck | ppo | vqvae | fsq, optionally ':BETA_FINAL' (e.g. daps:1.0)."
 
 
@@ -32,7 +32,7 @@ def train(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much training time; resumable."),
     precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     data: Optional[Path] = DataOpt,
-    device: str = DeviceOpt,
+    device: str = DEVICE,
 ) -> None:
     """Train one method and print the final validation metrics. Data-parallel under torchrun:
     --batch-size per process (README)."""
@@ -65,7 +65,7 @@ def evaluate(
         None, "--fid-weights", help="TorchScript FID Inception (NVIDIA's inception-2015-12-05.pt, as StyleGAN2-ADA and clean-fid use): adds fid_recon."
     ),
     data: Optional[Path] = DataOpt,
-    device: str = DeviceOpt,
+    device: str = DEVICE,
 ) -> None:
     """Validation beta-ELBO, ELBO, log p, L2, PSNR, codebook usage (+ FID with --fid-weights); JSON + reconstruction and prior-sample grids."""
     from image_bench.evaluate import evaluate_checkpoint
@@ -87,7 +87,7 @@ def compare(
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the preset's steps (all methods)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch (all methods)."),
     data: Optional[Path] = DataOpt,
-    device: str = DeviceOpt,
+    device: str = DEVICE,
 ) -> None:
     """Every method x seed at equal steps and batch: CSV/JSON, Markdown table (mean +- SE), curves and image grids."""
     from image_bench.compare import compare as run_compare

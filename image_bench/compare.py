@@ -23,11 +23,12 @@ from daps.compare import Column, final_row, markdown_table, plot_curves, summari
 from daps.device import resolve_device
 from daps.io import atomic_write_json, atomic_write_text
 from daps.objectives.registry import method_spec
+from image_bench.checkpoint import load_image_vae
 from image_bench.config import preset_config
 from image_bench.data import load_image_dataset
 from image_bench.evaluate import save_grid
 from image_bench.models import prior_samples
-from image_bench.train import load_image_vae, train_image_vae
+from image_bench.train import train_image_vae
 
 TABLE_COLUMNS = (
     Column("beta_elbo", "beta-ELBO", 2, True),

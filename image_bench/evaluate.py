@@ -23,9 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from daps.device import resolve_device
 from daps.io import atomic_write, atomic_write_json
 from daps.metrics import codebook_usage, elbo, psnr, segment_l2
-from image_bench.fid import load_inception
+from image_bench.checkpoint import load_image_vae
+from image_bench.data import load_image_dataset
+from image_bench.fid import frechet_distance, load_inception
+from image_bench.models import prior_samples
 
 
 @torch.no_grad()
@@ -98,8 +102,6 @@ def reconstruction_fid(model: nn.Module, x: Tensor, inception, to_unit: Callable
                        device: torch.device, batch: int = 100, seed: int = 0) -> float:
     """FID of the reconstructions of images x (N, H, W[, C], model units) against x itself: one
     sampled code per image, decoder mean; ``inception`` from :func:`image_bench.fid.load_inception`."""
-    from image_bench.fid import frechet_distance
-
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
 
@@ -120,11 +122,6 @@ def evaluate_checkpoint(ckpt: str | Path, out: str | Path, data_root: str | Path
     also ``fid_recon``: FID of the reconstructions (decoder means of one sampled code each)
     against the same validation images. Raises CheckpointError / ImageDataError for bad files,
     before anything is written."""
-    from daps.device import resolve_device
-    from image_bench.data import load_image_dataset
-    from image_bench.models import prior_samples
-    from image_bench.train import load_image_vae
-
     dev = resolve_device(device)
     inception = load_inception(fid_weights, dev) if fid_weights is not None else None  # bad file: fail first
     model, cfg, ckpt_dict = load_image_vae(ckpt, dev)

@@ -1,4 +1,4 @@
-"""Train an image VAE with any method of `daps.objectives.registry` through the core trainer; load one back."""
+"""Train an image VAE with any method of `daps.objectives.registry` through the core trainer."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,7 @@ from torch import nn
 
 from daps import distributed
 from daps.objectives.registry import build_objective
-from daps.trainer import CheckpointError, load_checkpoint, train
+from daps.trainer import train
 from image_bench.config import CHECKPOINT_KIND, ImageTrainConfig
 from image_bench.data import ImageDataset, load_image_dataset
 from image_bench.evaluate import evaluate_images
@@ -71,17 +71,3 @@ def train_image_vae(
         progress=progress,
         time_limit_s=time_limit_s,
     )
-
-
-def load_image_vae(path: str | Path, device: str | torch.device = "cpu"):
-    """(model, config, checkpoint dict) from an image_bench checkpoint, in eval mode.
-    Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit the config."""
-    ckpt = load_checkpoint(path, CHECKPOINT_KIND)
-    try:
-        cfg = ImageTrainConfig.from_dict(ckpt["config"])
-        model = build_image_vae(cfg.model)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        msg = str(e).splitlines()[0][:200]
-        raise CheckpointError(f"{path}: checkpoint does not match its config ({type(e).__name__}: {msg})") from None
-    return model.to(device).eval(), cfg, ckpt

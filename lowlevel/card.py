@@ -1,13 +1,5 @@
-"""The shipped low-level policy: a tensor-only export, its loader, and its model card.
-
-``daps lowlevel export`` turns a training checkpoint (policy and optimiser state, VecNormalize
-statistics, :mod:`lowlevel.train`) into a smaller file of plain tensors and config values that
-loads with ``weights_only=True``: the SB3 policy's ``state_dict`` (float32), the observation normaliser's
-running mean/var (the only VecNormalize state a deterministic actor uses), the run config, the
-latent codes of the training clips and the motion VAE's sha256.  :func:`load_exported` rebuilds the
-policy with SB3's own classes (``ActorCriticPolicy`` / ``MultiInputActorCriticPolicy``, the same
-``policy_kwargs`` as training) and a ``VecNormalize`` holding those statistics, so ``evaluate`` and
-``render`` use it exactly as they use a checkpoint.
+"""The model card of a shipped low-level policy (an export of ``daps lowlevel export``,
+:mod:`lowlevel.checkpoint`).
 
 The card is Markdown for people with one fenced JSON block for programs (as the motion VAE's,
 :mod:`motion_vae.card`); :func:`slice_metrics` is the short, deterministic evaluation that both the
@@ -20,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from daps.io import atomic_write_text, json_text
-from daps.trainer import CHECKPOINT_FORMAT, CheckpointError, atomic_torch_save
+from daps.shipped import LOWLEVEL, shipped_path, write_card as write_card_file
+from lowlevel.checkpoint import load_exported
+from lowlevel.environment import make_policy_env
+from lowlevel.evaluate import codes_for, decoded_for, policy_actor, run_episode, start_frames
+from lowlevel.train import training_wall_s
 
-__all__ = ["EXPORT_KIND", "default_model_path", "export_lowlevel", "load_exported", "is_exported",
-           "slice_metrics", "write_card", "SLICE_CLIP", "SLICE_STARTS", "SLICE_SECONDS"]
+__all__ = ["default_model_path", "slice_metrics", "write_card", "SLICE_CLIP", "SLICE_STARTS", "SLICE_SECONDS"]
 
-EXPORT_KIND = "lowlevel-policy"
 SLICE_CLIP = "walk2_subject4"  # held out from every training split of this project
 SLICE_STARTS = 8               # the evaluation's start frames; the slice runs those below
 SLICE_USE = (1, 2, 3)          # start frames 1-3 of 8 (frame 0 is LAFAN1's T-pose)
@@ -36,113 +28,14 @@ SLICE_SECONDS = 1.0
 
 
 def default_model_path() -> Path:
-    """models/lowlevel.pt of this repository (the shipped default policy; may not exist)."""
-    return Path(__file__).resolve().parent.parent / "models" / "lowlevel.pt"
-
-
-def is_exported(path: str | Path) -> bool:
-    """True if ``path`` is a file written by :func:`export_lowlevel` (reads it with weights_only)."""
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - unreadable: not an export
-        return False
-    return isinstance(raw, dict) and raw.get("kind") == EXPORT_KIND
-
-
-def _rms_to_tensors(rms) -> dict[str, Any]:
-    return {"mean": torch.as_tensor(np.asarray(rms.mean, np.float64)), "var": torch.as_tensor(np.asarray(rms.var, np.float64)),
-            "count": float(rms.count)}
-
-
-def export_lowlevel(ckpt: str | Path, out: str | Path) -> Path:
-    """Write the tensor-only export of training checkpoint ``ckpt`` to ``out`` (atomically).
-
-    Raises CheckpointError (from :func:`lowlevel.train.load_lowlevel`) for an unreadable checkpoint.
-    """
-    from lowlevel.train import load_lowlevel
-
-    model, vecnorm, ck = load_lowlevel(ckpt)
-    rms = vecnorm.obs_rms
-    obs_rms = {k: _rms_to_tensors(v) for k, v in rms.items()} if isinstance(rms, dict) else {"": _rms_to_tensors(rms)}
-    obj = {
-        "format": CHECKPOINT_FORMAT, "kind": EXPORT_KIND, "exported": True, "config": ck["config"],
-        "num_timesteps": int(ck["num_timesteps"]),
-        "policy": {k: v.detach().to(torch.float32).clone() for k, v in model.policy.state_dict().items()},
-        "obs_rms": obs_rms, "clip_obs": float(vecnorm.clip_obs), "epsilon": float(vecnorm.epsilon),
-        "norm_obs_keys": list(vecnorm.norm_obs_keys) if getattr(vecnorm, "norm_obs_keys", None) else None,
-        "codes": ck.get("codes"), "motion_vae": ck["config"].get("motion_vae"),
-        "source_checkpoint": Path(ckpt).name,
-    }
-    out = Path(out)
-    atomic_torch_save(obj, out)
-    return out
-
-
-def load_exported(path: str | Path):
-    """(SB3 policy, VecNormalize (statistics only, training off), checkpoint-like dict) of an export.
-
-    The dict has the keys evaluation reads from a training checkpoint ("config", "num_timesteps",
-    "codes").  Raises CheckpointError naming the file when it is missing, not an export, or its
-    weights do not fit the policy its config describes.
-    """
-    from stable_baselines3.common.running_mean_std import RunningMeanStd
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-    from lowlevel import policy as pol
-    from lowlevel.evaluate import make_policy_env
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: low-level policy file not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: not a low-level policy export ({type(e).__name__})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != EXPORT_KIND:
-        raise CheckpointError(f"{path}: not a low-level policy export (kind {raw.get('kind') if isinstance(raw, dict) else None!r})")
-    cfg = raw["config"]
-    if cfg.get("motion_vae") and not Path(cfg["motion_vae"]["path"]).is_file():
-        # the training machine's path: use the shipped motion VAE (its sha256 is still checked)
-        from motion_vae.models import default_model_path as default_motion_vae
-
-        cfg["motion_vae"]["path"] = str(default_motion_vae())
-    if cfg.get("data_root") and not Path(cfg["data_root"]).is_dir():
-        cfg["data_root"] = None
-    codes = None if raw.get("codes") is None else {c: np.asarray(z, np.int64) for c, z in raw["codes"].items()}
-    clip = cfg["clips"][0]
-    # only the spaces are needed: a decoded goal observes the reference goal's layout
-    spaces_kw = dict(goal="reference", pd_target="reference", critic_reference_obs=False) if cfg["goal"] == "decoded" else {}
-    env = make_policy_env(raw, clip, None if codes is None else {clip: codes[clip]}, 10, **spaces_kw)
-    obs_space = env.observation_space
-    if cfg.get("critic_reference_obs"):  # the asymmetric critic's true-reference block follows the actor's numbers
-        from gymnasium import spaces
-
-        obs_space = spaces.Box(-np.inf, np.inf, shape=(obs_space.shape[0] + pol.goal_dim(cfg),), dtype=np.float32)
-        env.observation_space = obs_space  # spaces-only env: the VecNormalize below reads it
-    policy = pol.policy_class(cfg)(obs_space, env.action_space, lambda _: 0.0, **pol.policy_kwargs(cfg, cfg["goal"]),
-                 use_sde=bool(cfg["ppo"].get("use_sde", False)))  # gSDE's log std is a matrix (PPO passes it there)
-    try:
-        policy.load_state_dict(raw["policy"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the policy of its config ({str(e).splitlines()[0][:160]})") from None
-    policy.set_training_mode(False)
-    vecnorm = VecNormalize(DummyVecEnv([lambda: env]), training=False, norm_obs=True, norm_reward=False,
-                           norm_obs_keys=raw.get("norm_obs_keys"), clip_obs=raw["clip_obs"], epsilon=raw["epsilon"])
-    stats = {}
-    for key, r in raw["obs_rms"].items():
-        rms = RunningMeanStd(shape=tuple(r["mean"].shape))
-        rms.mean, rms.var, rms.count = r["mean"].numpy(), r["var"].numpy(), r["count"]
-        stats[key] = rms
-    vecnorm.obs_rms = stats[""] if set(stats) == {""} else stats
-    return policy, vecnorm, raw
+    """The shipped low-level policy file, ``daps.shipped.shipped_path(LOWLEVEL)`` (may not exist)."""
+    return shipped_path(LOWLEVEL)
 
 
 def slice_metrics(path: str | Path, data_root=None) -> dict[str, Any]:
     """The short deterministic check of a shipped policy: :data:`SLICE_CLIP` from start frames
     :data:`SLICE_USE` of :data:`SLICE_STARTS`, :data:`SLICE_SECONDS` each; mean seconds tracked
     (s) and joint error against the true clip (rad).  Seconds; the test reruns it."""
-    from lowlevel.evaluate import codes_for, decoded_for, make_policy_env, policy_actor, run_episode, start_frames
-
     policy, vecnorm, raw = load_exported(path)
     codes = codes_for(raw, [SLICE_CLIP], None, data_root)
     env = make_policy_env(raw, SLICE_CLIP, codes, 10**9, decoded=decoded_for(raw, codes, None, data_root))
@@ -163,8 +56,6 @@ def _num(x) -> str:
 def _training_wall_s(run_dir: Path, steps: int) -> float | None:
     """Training wall time (s, all sittings) at progress.csv's last row at or before ``steps``
     (a run stopped between checkpoints logged rollouts the checkpoint does not hold), or None."""
-    from lowlevel.train import training_wall_s
-
     return training_wall_s(run_dir / "progress.csv", steps)
 
 
@@ -216,10 +107,5 @@ joint error against the true clip; `decoded` = against the motion VAE's decoded 
 {notes}
 The JSON below is read by `tests/test_shipped_models.py`, which reruns the short slice
 (`slice_*`: {SLICE_CLIP}, start frames {list(SLICE_USE)} of {SLICE_STARTS}, {SLICE_SECONDS} s each).
-
-```json
-{json_text(card, indent=2)}
-```
 """
-    atomic_write_text(out, text)
-    return card
+    return write_card_file(out, text, card)

@@ -1,4 +1,4 @@
-"""`daps lowlevel ...`: thin wrappers over lowlevel.train / evaluate / render / card (the earlier policy) and
+"""`daps lowlevel ...`: thin wrappers over lowlevel.train / evaluate / render / checkpoint / card (the earlier policy) and
 lowlevel.tracker / tracker_card, envs.feasibility (the balancing tracker)."""
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ from typing import Optional
 
 import typer
 
-from daps.args import bad_parameter
+from daps.args import bad_parameter, parse_settings
+from daps.cli_options import LAFAN1_DATA
 
 app = typer.Typer(help="Latent-conditioned low-level imitation policy for the H1 (SB3 PPO in MuJoCo).", no_args_is_help=True)
 
-DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
 
 
 def _policy_file(ckpt: Optional[Path]) -> Path:
     """The given policy file, or the shipped default; FileNotFoundError (one line) if absent."""
-    from lowlevel.card import default_model_path
+    from daps.shipped import LOWLEVEL, shipped_path
 
     from lowlevel.tracker import is_tracker_file
 
-    path = ckpt if ckpt is not None else default_model_path()
+    path = ckpt if ckpt is not None else shipped_path(LOWLEVEL)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: low-level policy not found" + ("" if ckpt is not None else " (no shipped default; pass --ckpt)"))
     if is_tracker_file(path):
@@ -54,11 +54,11 @@ def train(
         "(log_std_init, net_arch=[512,256], ...); repeatable; stored in the run config."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Checkpoint every N environment steps."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Train the policy with PPO (checkpoints, TensorBoard logs, --resume)."""
     from daps.io import json_text
-    from lowlevel.train import parse_settings, train_lowlevel
+    from lowlevel.train import train_lowlevel
 
     with bad_parameter("--set"):
         overrides = parse_settings(settings or [])
@@ -80,7 +80,7 @@ def evaluate(
     max_seconds: float = typer.Option(10.0, "--max-seconds", help="Episode length cap (s); 0 = up to the clip's end."),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE to encode clips not stored in the checkpoint and, for --goal decoded policies, to decode the codes (default: the path it was trained with; sha256-checked)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Policy vs (a) PD holding the start pose and (b) PD tracking of the reference, on the same
     start frames: JSON + table."""
@@ -121,7 +121,7 @@ def export(
 ) -> None:
     """Tensor-only policy file for shipping (loads with weights_only): policy weights, observation
     statistics, config, training-clip codes; no optimiser."""
-    from lowlevel.card import export_lowlevel
+    from lowlevel.checkpoint import export_lowlevel
 
     path = export_lowlevel(ckpt, out)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -140,7 +140,7 @@ def card(
 ) -> None:
     """Write the policy's model card: command, commit, clips, steps, wall time, machine, evaluation, slice check."""
     from lowlevel.card import write_card
-    from motion_vae.card import describe_machine, git_commit
+    from daps.provenance import describe_machine, git_commit
 
     c = write_card(model, eval_json, command, out, run_dir, commit or git_commit(), machine or describe_machine(), notes)
     typer.echo(f"wrote {out} (slice: {c['slice_seconds_tracked']:.2f} s tracked, joint error {c['slice_joint_error_rad']:.4f} rad)")
@@ -159,7 +159,7 @@ def train_tracker_cmd(
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Track the decodings of the clips' greedy codes by this motion VAE (the goal `daps command` gives the robot) instead of the clips themselves."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from another tracker's weights and observation statistics (same observation size), e.g. a clip-trained policy fine-tuned on decoded motions."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Train the balancing tracker (envs.mimic, SB3 PPO): 50 Hz policy on 0.005 s physics, learned
     std, action-rate penalty, anchor-relative body rewards, adaptive starts, mirrored clips."""
@@ -167,7 +167,7 @@ def train_tracker_cmd(
 
     from daps.io import json_text
     from envs.mimic.config import preset as task_preset
-    from lowlevel.train import parse_settings, select_clips
+    from lowlevel.motions import select_clips
     from lowlevel.tracker import PPOConfig, train_tracker
 
     with bad_parameter("--set"):
@@ -191,7 +191,7 @@ def eval_tracker_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="JSON report to write (default: beside the checkpoint, eval_tracker.json)."),
     goal: Optional[str] = typer.Option(None, "--goal", help="clip (the true clip) | decoded (the motion VAE's decoding of its codes); default: what the policy was trained on."),
     motion_vae: Optional[Path] = typer.Option(None, "--motion-vae", help="Motion VAE for --goal decoded (default: the one the policy was trained with; sha256-checked)."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Deterministic, unassisted episodes on the clips or their decodings (--goal; default: what the policy
     was trained on): seconds tracked, finished, joint and root errors, action smoothness."""
@@ -217,7 +217,7 @@ def feasibility(
     margin: float = typer.Option(0.05, "--margin", help="A frame is infeasible when its required centre of pressure lies more than this far (m) outside the support polygon."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the figures as JSON here."),
     corrected: bool = typer.Option(False, "--corrected", help="Also balance-correct each clip (envs.balance, at 50 Hz) and report the check after it and what the correction moved (soles, root path, speed, joints)."),
-    data: Optional[Path] = DataOpt,
+    data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
     """Can the H1 follow these motions as they are?  Per clip: the share of frames whose required
     centre of pressure lies more than --margin outside the feet, its median distance, and the stance
@@ -282,7 +282,7 @@ def card_tracker_cmd(
 ) -> None:
     """Write the tracker's model card: command, commit, clips, steps, wall time, machine, evaluation, slice check."""
     from lowlevel.tracker_card import write_tracker_card
-    from motion_vae.card import describe_machine, git_commit
+    from daps.provenance import describe_machine, git_commit
 
     with bad_parameter("--model"):
         c = write_tracker_card(model, eval_json, command, out, commit or git_commit(), machine or describe_machine(), notes)

@@ -7,7 +7,7 @@ episode lasting at most ``max_seconds`` (default 10 s) or until the clip's usabl
     policy      the trained PPO policy, deterministic actions (mean), observations normalised
                 with the checkpoint's VecNormalize statistics (a ``goal="decoded"`` policy gets the
                 motion VAE's decoding of the clip's codes, rebuilt from the checkpoint's codes and
-                motion VAE file, sha256-checked; ``lowlevel.train.decoded_motions``)
+                motion VAE file, sha256-checked; ``lowlevel.motions.decoded_motions``)
     hold_pose   (a) PD control holding the start pose: env action_mode="pd",
                 pd_target="absolute", targets = the joint angles of the start frame
     pd_tracking (b) PD tracking of the reference joint angles, no learned policy: env
@@ -47,9 +47,18 @@ import csv
 from pathlib import Path
 from typing import Any, Callable
 
+import mujoco
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from daps.io import atomic_write, atomic_write_json
+from daps.io import atomic_write, atomic_write_json, file_sha256
+from daps.trainer import CheckpointError
+from envs.model import JOINT_NAMES
+from envs.tracking import H1TrackingEnv
+from lowlevel.checkpoint import checkpoint_codes, load_lowlevel
+from lowlevel.environment import make_policy_env
+from lowlevel.motions import decoded_motions, encode_clips, select_clips
 
 __all__ = ["evaluate_lowlevel", "run_episode", "add_common_window_error", "plot_training_curve", "format_table",
            "CONTROLLERS"]
@@ -145,10 +154,6 @@ def _reference_actor(env, name: str, clip: str, frame: int) -> Callable[[Any], n
 
 
 def _hold_pose_actor(env, clip: str, frame: int = 0) -> Callable[[Any], np.ndarray]:
-    import mujoco
-
-    from envs.model import JOINT_NAMES
-
     m = env.model
     jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
     lo, hi = m.jnt_range[jids, 0], m.jnt_range[jids, 1]
@@ -157,33 +162,12 @@ def _hold_pose_actor(env, clip: str, frame: int = 0) -> Callable[[Any], np.ndarr
     return lambda obs: a
 
 
-def make_policy_env(ck: dict, clip: str, codes: dict | None, max_episode_steps: int, decoded: dict | None = None,
-                    **extra):
-    """The checkpoint's env on one clip; ``decoded``: {clip: decoded motion} for goal="decoded"."""
-    from envs.tracking import H1TrackingEnv
-    from lowlevel.train import env_kwargs
-
-    cfg = ck["config"]
-    kw = env_kwargs(cfg)
-    kw["max_episode_steps"] = max_episode_steps
-    if decoded is not None:
-        kw["decoded_motion"] = {clip: decoded[clip]}
-    kw.update(extra)
-    return H1TrackingEnv([clip], latent_codes=codes, **kw)
-
-
 def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, data_root=None) -> dict | None:
     """Latent codes of ``clips`` (goal "latent" or "decoded"; else None): stored in the checkpoint or
     encoded with its motion VAE."""
-    from daps.trainer import CheckpointError
-    from daps.io import file_sha256
-    from lowlevel.train import encode_clips
-
     cfg = ck["config"]
     if cfg["goal"] not in ("latent", "decoded"):
         return None
-    from lowlevel.train import checkpoint_codes
-
     stored = checkpoint_codes(ck) or {}
     missing = [c for c in clips if c not in stored]
     out = {c: stored[c] for c in clips if c in stored}
@@ -202,9 +186,7 @@ def codes_for(ck: dict, clips: list[str], motion_vae: str | Path | None = None, 
 
 def decoded_for(ck: dict, codes: dict | None, motion_vae: str | Path | None = None, data_root=None) -> dict | None:
     """{clip: decoded motion} of ``codes`` for a goal="decoded" checkpoint (else None), decoded with
-    the motion VAE it was trained with (:func:`lowlevel.train.decoded_motions`, sha256-checked)."""
-    from lowlevel.train import decoded_motions
-
+    the motion VAE it was trained with (:func:`lowlevel.motions.decoded_motions`, sha256-checked)."""
     if ck["config"]["goal"] != "decoded":
         return None
     return decoded_motions(ck["config"], codes, motion_vae, data_root)
@@ -250,12 +232,6 @@ def evaluate_lowlevel(
         CheckpointError / FileNotFoundError: unreadable checkpoint or motion VAE.
         ValueError: no clip matches, unknown controller, ``starts`` < 1 or ``max_seconds`` <= 0.
     """
-    import torch
-    from tqdm import tqdm
-
-    from envs.tracking import H1TrackingEnv
-    from lowlevel.train import load_lowlevel, select_clips
-
     torch.set_num_threads(1)
     bad = [c for c in controllers if c not in CONTROLLERS]
     if bad:

@@ -72,9 +72,10 @@ def render_lowlevel(ckpt: str | Path, clip: str, out: str | Path, seconds: float
 
     from envs.tracking import H1TrackingEnv
     from daps.io import atomic_write
-    from lowlevel.evaluate import (CONTROLLERS, _reference_actor, codes_for, decoded_for, make_policy_env,
-                                   policy_actor, run_episode)
-    from lowlevel.train import load_lowlevel, select_clips
+    from lowlevel.checkpoint import load_lowlevel
+    from lowlevel.environment import make_policy_env
+    from lowlevel.evaluate import CONTROLLERS, _reference_actor, codes_for, decoded_for, policy_actor, run_episode
+    from lowlevel.motions import select_clips
 
     torch.set_num_threads(1)
     if controller not in CONTROLLERS:

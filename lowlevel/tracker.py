@@ -30,11 +30,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from daps.io import atomic_write_text, json_text
+from daps.shipped import MOTION_VAE, read_tensors, shipped_path
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
 from envs.mimic.motion import MIRROR_SUFFIX, MotionLibrary, load_motion, mirrored
 from envs.mimic.rewards import sole_height
 from envs.mimic.state import reference_frames
+from lowlevel.motions import decode_clips, encode_clips
 
 __all__ = ["PPOConfig", "train_tracker", "load_tracker", "evaluate_tracker", "make_library", "FORMAT"]
 
@@ -96,8 +98,6 @@ def make_library(clips: list[str], cfg: MimicConfig, data_root=None, motion_vae:
 
 def decoded_references(clips: list[str], motion_vae: str | Path, cfg: MimicConfig, data_root=None) -> list:
     """Decoded motions (ReferenceMotion at the control rate) of ``clips``' greedy codes."""
-    from lowlevel.train import decode_clips, encode_clips
-
     codes, _ = encode_clips(motion_vae, clips, data_root, greedy=True)
     dec = decode_clips(motion_vae, codes, data_root, control_hz=cfg.control_hz)
     return [dec[c] for c in clips]
@@ -119,9 +119,7 @@ def check_motion_vae(ck: dict[str, Any], motion_vae: str | Path | None) -> Path 
         return None
     path = Path(motion_vae or info["path"])
     if motion_vae is None and not path.is_file():  # trained on another machine: the shipped motion VAE
-        from motion_vae.models import default_model_path
-
-        path = default_model_path()
+        path = shipped_path(MOTION_VAE)
     if file_info(path)["sha256"] != info["sha256"]:
         raise ValueError(f"{path}: not the motion VAE this tracker was trained with (sha256 differs)")
     return path
@@ -176,10 +174,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def is_tracker_file(path: str | Path) -> bool:
     """True when ``path`` holds a tracker checkpoint or export (read as data, weights_only)."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - anything else is not a tracker file
-        return False
+    ck = read_tensors(path)
     return isinstance(ck, dict) and ck.get("format") == FORMAT
 
 

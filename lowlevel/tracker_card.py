@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from daps.io import atomic_write_text, json_text
+from daps.shipped import write_card as write_card_file
 
 __all__ = ["slice_metrics", "write_tracker_card", "SLICE_CLIP", "SLICE_STARTS", "SLICE_SECONDS"]
 
@@ -73,10 +73,5 @@ spread over each clip, deterministic policy, no assist):
 {notes}
 The JSON below is read by `tests/test_shipped_models.py`, which reruns the slice
 (`slice_*`: {SLICE_CLIP}, {SLICE_STARTS} starts, {SLICE_SECONDS} s each).
-
-```json
-{json_text(card, indent=2)}
-```
 """
-    atomic_write_text(out, text)
-    return card
+    return write_card_file(out, text, card)

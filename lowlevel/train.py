@@ -19,10 +19,11 @@ Run folder:
                            and action spaces, the VecNormalize statistics (running means,
                            variances, counts and settings), PPO's update and episode counters, the
                            latent codes of the training clips, the motion VAE path + sha256 and
-                           the step count.  :func:`load_lowlevel` rebuilds the SB3 objects from
-                           them; a checkpoint of the older layout (a pickled PPO zip and
+                           the step count (:mod:`lowlevel.checkpoint`, whose
+                           :func:`~lowlevel.checkpoint.load_lowlevel` rebuilds the SB3 objects
+                           from them; a checkpoint of the older layout (a pickled PPO zip and
                            VecNormalize, which could run code when read) is refused, never
-                           unpickled.  ``evaluate``/``render`` need only this file (plus the
+                           unpickled).  ``evaluate``/``render`` need only this file (plus the
                            motion VAE for clips not encoded at training time).
     run_dir/progress.csv   one row per rollout: timesteps, wall time, ep_rew_mean, ep_len_mean,
                            reward_per_step (mean imitation reward per control step)
@@ -46,8 +47,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import fnmatch
-import math
 import time
 from functools import partial
 from pathlib import Path
@@ -55,159 +54,34 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+from tqdm.auto import tqdm
 
 from daps.io import atomic_write_json, file_sha256
-from daps.trainer import CheckpointError, atomic_torch_save, load_checkpoint
-from envs.tracking import DEFAULT_REFERENCE_OFFSETS
+from daps.shipped import MOTION_VAE, shipped_path
+from envs.batched import H1BatchedVecEnv
+from envs.rewards import W_COM, W_EE, W_POSE, W_VEL
+from envs.tracking import DEFAULT_REFERENCE_OFFSETS, PD_SCALE_NAMES, H1TrackingEnv, resolve_pd_action_scale
+from lowlevel import policy as pol
+from lowlevel.checkpoint import (CHECKPOINT_NAME, checkpoint_codes, load_lowlevel, read_lowlevel_checkpoint, rebuild_ppo,
+                                 restore_vecnormalize, save_checkpoint)
+from lowlevel.environment import control_rate, env_kwargs
+from lowlevel.motions import decode_clips, decoded_motions, encode_clips, select_clips
 
-CHECKPOINT_FORMAT = "daps-checkpoint-v1"
-CHECKPOINT_KIND = "lowlevel-ppo"
-CHECKPOINT_NAME = "checkpoint.pt"
-
-__all__ = ["train_lowlevel", "select_clips", "encode_clips", "decode_clips", "decoded_motions", "make_env",
-           "build_vec_env", "load_lowlevel", "read_lowlevel_checkpoint", "fix_exploration_std", "CHECKPOINT_KIND",
-           "VEC_KINDS"]
-
-
-# --------------------------------------------------------------------------- clips and codes
-def select_clips(pattern: str, split: str = "train", data_root=None) -> list[str]:
-    """Clip names matching ``pattern`` (fnmatch globs, comma-separated) within ``split``.
-
-    split: "train" (default for training), "val" or "all".  Raises ValueError when nothing matches.
-    """
-    from envs.lafan1 import list_clips, split_clips
-
-    if split == "all":
-        pool = list_clips(data_root)
-    elif split in ("train", "val"):
-        pool = split_clips(data_root)[0 if split == "train" else 1]
-    else:
-        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
-    pats = [p.strip() for p in str(pattern).split(",") if p.strip()]
-    if not pats:
-        raise ValueError("empty clip pattern")
-    out = [c for c in pool if any(fnmatch.fnmatchcase(c, p) for p in pats)]
-    if not out:
-        raise ValueError(f"no {split if split != 'all' else ''} clip matches {pattern!r}".replace("  ", " ")
-                         + f" (clips: {', '.join(pool[:8])}{', ...' if len(pool) > 8 else ''})")
-    return out
-
-
-def encode_clips(motion_vae_ckpt: str | Path, clips: list[str], data_root=None, seed: int = 0, greedy: bool = True):
-    """({clip: int64 codes (S, 64)}, motion VAE info dict) for the named clips.
-
-    greedy: the most likely code of each segment (what the high level is trained to emit; on the
-    shipped motion VAE its decoded motion is 0.129 rad from the true one against 0.143 for a
-    sample), else a sample of q(z|x) drawn with `seed` (older policies; the info dict records which, so their clips are encoded again the same way)."""
-    from motion_vae.codec import encode_clip
-    from envs.lafan1 import load_clip_csv, resolve_clip_dir
-    from motion_vae.models import load_motion_vae
-
-    model, cfg, stats, _ = load_motion_vae(motion_vae_ckpt, "cpu")
-    clip_dir = resolve_clip_dir(data_root)
-    L = cfg.model.segment_length
-    codes = {}
-    for c in clips:
-        rows = load_clip_csv(clip_dir / f"{c}.csv", min_frames=L)
-        codes[c] = encode_clip(model, stats, rows, seed=seed, segment_length=L, greedy=greedy).astype(np.int64)
-    info = {"path": str(Path(motion_vae_ckpt).resolve()), "sha256": file_sha256(motion_vae_ckpt),
-            "vocab_size": int(cfg.model.vocab_size), "block_size": int(cfg.model.block_size),
-            "segment_length": int(L), "seed": int(seed), "greedy": bool(greedy)}
-    return codes, info
-
-
-def decode_clips(motion_vae_ckpt: str | Path, codes: dict[str, np.ndarray], data_root=None,
-                 control_hz: float = 100.0) -> dict:
-    """{clip: decoded motion as a ReferenceMotion at ``control_hz``} of latent codes {clip: (S, 64)}.
-
-    Per clip: :func:`motion_vae.codec.decode_codes` (S*32 CSV rows at 30 Hz; the root starts at
-    the clip's first frame's x, y and heading, which only places the motion in the world: the
-    env's root anchor removes any planar placement) -> ``csv_to_qpos`` ->
-    :func:`envs.tracking.decoded_reference` (resampled to the control rate as the clips, feet
-    grounded by the decoded motion's own median sole depth).  Deterministic (decoder means).
-    """
-    from envs.lafan1 import load_clip_csv, resolve_clip_dir, csv_to_qpos
-    from envs.tracking import decoded_reference
-    from motion_vae.codec import decode_codes
-    from motion_vae.models import load_motion_vae
-
-    model, _, stats, _ = load_motion_vae(motion_vae_ckpt, "cpu")
-    clip_dir = resolve_clip_dir(data_root)
-    out = {}
-    for c, z in codes.items():
-        first = load_clip_csv(clip_dir / f"{c}.csv")[:1]
-        rows = decode_codes(model, stats, np.asarray(z, dtype=np.int64), start_rows=first)
-        out[c] = decoded_reference(c, csv_to_qpos(rows), control_hz, ground_feet=True)
-    return out
-
-
-def decoded_motions(cfg: dict[str, Any], codes: dict[str, np.ndarray], motion_vae: str | Path | None = None,
-                    data_root=None) -> dict:
-    """Decoded motions (:func:`decode_clips`) of ``codes`` for a ``goal="decoded"`` run config,
-    with the motion VAE it was trained with (``motion_vae`` overrides the stored path; the file's
-    sha256 must match the stored one).
-
-    Raises FileNotFoundError (no file) or CheckpointError (another motion VAE).
-    """
-    info = cfg["motion_vae"]
-    path = Path(motion_vae) if motion_vae is not None else Path(info["path"])
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: motion VAE checkpoint of this policy not found (needed to decode its "
-                                "goal motion); pass --motion-vae")
-    if file_sha256(path) != info["sha256"]:
-        raise CheckpointError(f"{path}: not the motion VAE this policy was trained with (sha256 differs)")
-    return decode_clips(path, codes, data_root if data_root is not None else cfg.get("data_root"))
+__all__ = ["train_lowlevel", "make_env", "build_vec_env", "fix_exploration_std", "training_wall_s", "VEC_KINDS"]
 
 
 # --------------------------------------------------------------------------- envs
 VEC_KINDS = ("batched", "subproc", "dummy")
 
 
-def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """H1TrackingEnv keyword arguments of a run config (without clips / codes)."""
-    kw = dict(goal=cfg["goal"], action_mode=cfg["action_mode"], pd_target=cfg["pd_target"],
-              max_episode_steps=int(cfg["max_episode_steps"]))
-    if cfg.get("pd_action_scale") is not None:  # a number (rad) or a name ("torque-range")
-        kw["pd_action_scale"] = cfg["pd_action_scale"]
-    if cfg.get("data_root"):
-        kw["data_root"] = cfg["data_root"]
-    if cfg.get("root_velocity_obs"):  # configs written before it existed: off
-        kw["root_velocity_obs"] = True
-    if cfg.get("critic_reference_obs"):  # configs written before it existed: off
-        kw["critic_reference_obs"] = True
-    if cfg.get("pd_gain_scale") is not None:  # configs written before it existed: Unitree's gains
-        kw["pd_gain_scale"] = float(cfg["pd_gain_scale"])
-    if cfg.get("reference_offsets") is not None:  # configs written before it existed: the env's (1, 2, 5)
-        kw["reference_offsets"] = tuple(int(o) for o in cfg["reference_offsets"])
-    hz = cfg.get("control_hz")  # configs written before it existed: the env's 100 Hz
-    if hz is not None:
-        kw["control_hz"], kw["frame_skip"] = control_rate(hz)
-    if cfg["goal"] == "latent":
-        kw["vocab_size"] = int(cfg["motion_vae"]["vocab_size"])
-        kw["latent_block_size"] = int(cfg["motion_vae"]["block_size"])
-    return kw
-
-
-def control_rate(hz: float) -> tuple[float, int]:
-    """(control_hz, frame_skip) of a policy rate ``hz`` (Hz) over the env's 500 Hz physics
-    (:data:`envs.tracking.PHYSICS_HZ`, part of the environment's contract).
-
-    Raises:
-        ValueError: ``hz`` does not divide the physics rate (e.g. 30 Hz).
-    """
-    from envs.tracking import PHYSICS_HZ
-
-    skip = PHYSICS_HZ / float(hz)
-    if not (math.isfinite(skip) and skip >= 1 and abs(skip - round(skip)) < 1e-9):
-        raise ValueError(f"control_hz must divide the {PHYSICS_HZ:g} Hz physics rate (100, 50, 25, ...), got {hz!r}")
-    return float(hz), int(round(skip))
-
-
 def _scale_setting(scale) -> float | str | None:
     """A ``--pd-action-scale`` value as stored in the run config: None, a float or a name of
     :data:`envs.tracking.PD_SCALE_NAMES` (ValueError otherwise)."""
-    from envs.tracking import PD_SCALE_NAMES, resolve_pd_action_scale
-
     if scale is None:
         return None
     resolve_pd_action_scale(scale, "reference")  # ValueError before any work
@@ -217,11 +91,7 @@ def _scale_setting(scale) -> float | str | None:
 def make_env(clips: list[str], codes: dict | None, kwargs: dict[str, Any]):
     """One H1TrackingEnv (module-level so SubprocVecEnv can pickle ``partial(make_env, ...)``);
     ``kwargs`` may hold ``decoded_motion``."""
-    import torch as _torch
-
-    _torch.set_num_threads(1)
-    from envs.tracking import H1TrackingEnv
-
+    torch.set_num_threads(1)
     return H1TrackingEnv(list(clips), latent_codes=codes, **kwargs)
 
 
@@ -230,8 +100,6 @@ def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: in
     configs written before it existed mean "subproc", DummyVecEnv for one env), seeded ``seed + i``;
     "batched" steps its physics on ``cfg["threads"]`` threads (default 1).  ``decoded``: the
     decoded motions of a ``goal="decoded"`` run (:func:`decode_clips`)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
-
     kind = cfg.get("vec", "subproc")
     if kind not in VEC_KINDS:
         raise ValueError(f"vec must be one of {', '.join(VEC_KINDS)}, got {kind!r}")
@@ -241,8 +109,6 @@ def build_vec_env(cfg: dict[str, Any], codes: dict | None, n_envs: int, seed: in
     if decoded is not None:
         kw["decoded_motion"] = decoded
     if kind == "batched":
-        from envs.batched import H1BatchedVecEnv
-
         venv = H1BatchedVecEnv(n_envs, list(cfg["clips"]), latent_codes=codes, threads=int(cfg.get("threads", 1)), **kw)
     else:
         fns = [partial(make_env, cfg["clips"], codes, kw) for _ in range(n_envs)]
@@ -259,8 +125,6 @@ PPO_EXTRA_KEYS = ("vf_coef", "use_sde", "sde_sample_freq")
 
 def _actor_space(space, actor_obs_dim: int):
     """The flat Box of the first actor_obs_dim numbers of `space` (a source without critic_reference_obs)."""
-    from gymnasium import spaces
-
     return spaces.Box(space.low[:actor_obs_dim], space.high[:actor_obs_dim], dtype=space.dtype)
 
 
@@ -281,197 +145,6 @@ def fix_exploration_std(model, cfg: dict[str, Any]) -> None:
         model.policy.log_std.requires_grad_(False)
 
 
-# --------------------------------------------------------------------------- checkpoints
-def _space_data(space) -> dict[str, Any]:
-    """A Box or Dict (of Boxes) space as plain data: {"box": {"low", "high": tensors, "dtype"}} or
-    {"dict": {key: ...}}."""
-    from gymnasium import spaces
-
-    if isinstance(space, spaces.Dict):
-        return {"dict": {k: _space_data(v) for k, v in space.spaces.items()}}
-    if isinstance(space, spaces.Box):
-        return {"box": {"low": torch.as_tensor(space.low), "high": torch.as_tensor(space.high), "dtype": str(space.dtype)}}
-    raise ValueError(f"cannot store a {type(space).__name__} space")
-
-
-def _space_from(data: dict[str, Any]):
-    """The space of :func:`_space_data`."""
-    from gymnasium import spaces
-
-    if "dict" in data:
-        return spaces.Dict({k: _space_from(v) for k, v in data["dict"].items()})
-    box = data["box"]
-    return spaces.Box(low=box["low"].numpy(), high=box["high"].numpy(), dtype=np.dtype(box["dtype"]))
-
-
-def _rms_data(rms) -> dict[str, Any]:
-    return {"mean": torch.as_tensor(np.asarray(rms.mean, np.float64)), "var": torch.as_tensor(np.asarray(rms.var, np.float64)),
-            "count": float(rms.count)}
-
-
-def _rms_from(data: dict[str, Any]):
-    from stable_baselines3.common.running_mean_std import RunningMeanStd
-
-    rms = RunningMeanStd(shape=tuple(data["mean"].shape))
-    rms.mean, rms.var, rms.count = data["mean"].numpy().copy(), data["var"].numpy().copy(), float(data["count"])
-    return rms
-
-
-def _vecnorm_data(vecnorm) -> dict[str, Any]:
-    """A VecNormalize's statistics and settings as tensors and plain values."""
-    obs = vecnorm.obs_rms
-    return {
-        "obs_rms": {k: _rms_data(v) for k, v in obs.items()} if isinstance(obs, dict) else {"": _rms_data(obs)},
-        "ret_rms": _rms_data(vecnorm.ret_rms),
-        "norm_obs": bool(vecnorm.norm_obs), "norm_reward": bool(vecnorm.norm_reward),
-        "norm_obs_keys": list(vecnorm.norm_obs_keys) if getattr(vecnorm, "norm_obs_keys", None) else None,
-        "clip_obs": float(vecnorm.clip_obs), "clip_reward": float(vecnorm.clip_reward),
-        "gamma": float(vecnorm.gamma), "epsilon": float(vecnorm.epsilon),
-    }
-
-
-def _vecnorm_restore(data: dict[str, Any], venv, training: bool):
-    """A VecNormalize on `venv` holding the statistics of :func:`_vecnorm_data`."""
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    vn = VecNormalize(venv, training=training, norm_obs=data["norm_obs"], norm_reward=data["norm_reward"],
-                      norm_obs_keys=data["norm_obs_keys"], clip_obs=data["clip_obs"], clip_reward=data["clip_reward"],
-                      gamma=data["gamma"], epsilon=data["epsilon"])
-    stats = {k: _rms_from(v) for k, v in data["obs_rms"].items()}
-    vn.obs_rms = stats[""] if set(stats) == {""} else stats
-    vn.ret_rms = _rms_from(data["ret_rms"])
-    return vn
-
-
-def _spaces_venv(observation_space, action_space):
-    """A one-env DummyVecEnv that only carries the spaces (a VecNormalize needs an env to wrap;
-    evaluation normalises observations of its own envs)."""
-    import gymnasium as gym
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    class SpacesOnly(gym.Env):
-        def __init__(self):
-            self.observation_space, self.action_space = observation_space, action_space
-
-        def reset(self, *, seed=None, options=None):
-            raise RuntimeError("a spaces-only environment cannot be run")
-
-        def step(self, action):
-            raise RuntimeError("a spaces-only environment cannot be run")
-
-    return DummyVecEnv([SpacesOnly])
-
-
-def save_checkpoint(run_dir: Path, model, vecnorm, cfg: dict, codes: dict | None) -> Path:
-    """Write RUN/checkpoint.pt atomically, tensors and plain data only (module docstring): policy
-    and optimiser state dicts, spaces, VecNormalize statistics, PPO's counters, config,
-    num_timesteps and the clips' latent codes {clip: (S, 64) int64}. Returns its path."""
-    ep, success = list(model.ep_info_buffer or []), list(model.ep_success_buffer or [])
-    obj = {
-        "format": CHECKPOINT_FORMAT, "kind": CHECKPOINT_KIND, "config": cfg,
-        "num_timesteps": int(model.num_timesteps),
-        "policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict(),
-        "spaces": {"observation": _space_data(model.observation_space), "action": _space_data(model.action_space)},
-        "vecnormalize": _vecnorm_data(vecnorm),
-        # the episode statistics SB3 logs (ep_rew_mean, ep_len_mean) go on where they were
-        "ppo": {"n_updates": int(model._n_updates),
-                "episodes": {"r": torch.tensor(np.array([e["r"] for e in ep], np.float32)),
-                             "l": torch.tensor(np.array([e["l"] for e in ep], np.int32)),
-                             "t": torch.tensor(np.array([e["t"] for e in ep], np.float64))},
-                "successes": torch.tensor(np.array(success, bool))},
-        # tensors, not numpy arrays: checkpoints load with torch.load(weights_only=True)
-        "codes": {c: torch.as_tensor(np.asarray(z, dtype=np.int64)) for c, z in codes.items()} if codes is not None else None,
-        "motion_vae": cfg.get("motion_vae"), "time": time.time(),
-    }
-    path = Path(run_dir) / CHECKPOINT_NAME
-    atomic_torch_save(obj, path)
-    return path
-
-
-def checkpoint_codes(ck: dict) -> dict[str, np.ndarray] | None:
-    """The latent codes stored in a checkpoint, {clip: int64 (S, 64)}, or None."""
-    codes = ck.get("codes")
-    return None if codes is None else {c: np.asarray(z, dtype=np.int64) for c, z in codes.items()}
-
-
-def read_lowlevel_checkpoint(ckpt: str | Path) -> dict:
-    """A low-level training checkpoint as data (:func:`daps.trainer.load_checkpoint`, weights_only).
-
-    Raises CheckpointError (one line naming the file) for a missing / unreadable file, another
-    kind, a damaged one, or one of the older layout that holds pickled objects (a PPO zip,
-    a pickled VecNormalize): those are refused without being unpickled, since unpickling a file
-    can run any code in it.
-    """
-    ck = load_checkpoint(Path(ckpt), CHECKPOINT_KIND)
-    if "ppo_zip" in ck or isinstance(ck.get("vecnormalize"), (bytes, bytearray)):
-        raise CheckpointError(f"{ckpt}: low-level checkpoint of an older layout holding pickled objects (PPO zip, "
-                              "VecNormalize); refused, since unpickling a file can run code in it: train it again")
-    missing = [k for k in ("config", "num_timesteps", "policy", "optimizer", "spaces", "vecnormalize") if k not in ck]
-    if missing:
-        raise CheckpointError(f"{ckpt}: damaged low-level checkpoint (no {', '.join(missing)})")
-    return ck
-
-
-def _rebuild(ck: dict, ckpt: str | Path, n_envs: int = 1):
-    """The PPO model of a checkpoint dict (as SB3's own PPO.load builds it: seeded with the run's
-    seed, the policy and optimiser state loaded, gSDE noise drawn), for `n_envs` environments,
-    without one attached. Raises CheckpointError naming the file when the state does not fit."""
-    from stable_baselines3 import PPO
-
-    from lowlevel import policy as pol
-
-    try:
-        cfg = ck["config"]
-        model = PPO(pol.policy_class(cfg), None, policy_kwargs=pol.policy_kwargs(cfg, cfg["goal"]), seed=cfg["seed"],
-                    device="cpu", verbose=0, _init_setup_model=False, **cfg["ppo"])
-        model.observation_space = _space_from(ck["spaces"]["observation"])
-        model.action_space = _space_from(ck["spaces"]["action"])
-        model.n_envs = int(n_envs)
-        model._setup_model()
-        model.set_parameters({"policy": ck["policy"], "policy.optimizer": ck["optimizer"]}, exact_match=True, device="cpu")
-        if model.use_sde:
-            model.policy.reset_noise()
-        model.num_timesteps = int(ck["num_timesteps"])
-        ppo = ck.get("ppo") or {}
-        model._n_updates = int(ppo.get("n_updates", 0))
-        ep = ppo.get("episodes")
-        if ep is not None:
-            from collections import deque
-
-            model.ep_info_buffer = deque(({"r": r, "l": l, "t": t} for r, l, t in
-                                          zip(ep["r"].numpy(), ep["l"].numpy(), ep["t"].numpy())),
-                                         maxlen=model._stats_window_size)
-            model.ep_success_buffer = deque(ppo["successes"].numpy(), maxlen=model._stats_window_size)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise CheckpointError(f"{ckpt}: policy in checkpoint cannot be rebuilt ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
-    return model
-
-
-def load_lowlevel(ckpt: str | Path):
-    """(PPO model, VecNormalize (statistics only, training off), checkpoint dict) from a checkpoint.
-
-    The checkpoint is read with ``torch.load(weights_only=True)`` and the SB3 objects are rebuilt
-    from its tensors and config (:func:`read_lowlevel_checkpoint`). An export of ``daps lowlevel
-    export`` (models/lowlevel.pt) loads too: then the model is SB3's policy object (same
-    ``predict``) and the dict has no optimiser (:func:`lowlevel.card.load_exported`).
-
-    Raises CheckpointError for a missing/corrupt file, a checkpoint of another kind, or one of the
-    older layout holding pickled objects (refused, never unpickled).
-    """
-    from lowlevel.card import is_exported, load_exported
-
-    if Path(ckpt).is_file() and is_exported(ckpt):
-        return load_exported(ckpt)
-    ck = read_lowlevel_checkpoint(ckpt)
-    model = _rebuild(ck, ckpt)
-    try:
-        vecnorm = _vecnorm_restore(ck["vecnormalize"], _spaces_venv(model.observation_space, model.action_space), training=False)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{ckpt}: VecNormalize statistics in checkpoint cannot be read ({type(e).__name__})") from None
-    return model, vecnorm, ck
-
-
 def _vecnorm_from(src, venv, gamma: float, widen_from: slice | None = None):
     """A training VecNormalize on `venv` that starts from `src`'s statistics.
 
@@ -482,8 +155,6 @@ def _vecnorm_from(src, venv, gamma: float, widen_from: slice | None = None):
     critic_reference_obs; the appended true-reference goal block starts from the statistics of
     this slice, the decoded goal block, which has the same layout.
     """
-    from stable_baselines3.common.vec_env import VecNormalize
-
     vn = VecNormalize(venv, norm_obs=True, norm_reward=True, norm_obs_keys=getattr(src, "norm_obs_keys", None),
                       clip_obs=src.clip_obs, gamma=gamma)
     vn.obs_rms = copy.deepcopy(src.obs_rms)
@@ -522,10 +193,6 @@ def training_wall_s(progress_csv: Path, steps: int | None = None) -> float | Non
 
 
 def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int, progress: bool, vec_holder: list):
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from envs.rewards import W_COM, W_EE, W_POSE, W_VEL
-
     class _Cb(BaseCallback):
         def _on_training_start(self) -> None:
             # wall_s counts all sittings: a resumed run goes on from the time already logged
@@ -534,8 +201,6 @@ def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int,
             self.next_ckpt = (self.start // ckpt_every + 1) * ckpt_every if ckpt_every > 0 else None
             self.bar = None
             if progress:
-                from tqdm.auto import tqdm
-
                 self.bar = tqdm(total=total, initial=self.start, unit="step", desc="ppo", dynamic_ncols=True)
             self.rew_sum, self.rew_n = 0.0, 0
             self.ends: dict[str, int] = {}  # how the episodes of this rollout ended
@@ -605,23 +270,6 @@ def _truncate_progress(path: Path, step: int) -> None:
 
 
 # --------------------------------------------------------------------------- training
-def parse_settings(items: list[str]) -> dict[str, Any]:
-    """``["gamma=0.995", "target_kl=None"]`` -> ``{"gamma": 0.995, "target_kl": None}``: each value
-    read as a Python literal (number, None, True, list). Raises ValueError naming a malformed item."""
-    import ast
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            raise ValueError(f"{item!r}: the value is not a Python literal (number, None, True/False, list)") from None
-    return out
-
-
 def train_lowlevel(
     motion_vae_ckpt: str | Path | None,
     clips_pattern: str = "walk*",
@@ -688,12 +336,6 @@ def train_lowlevel(
             preset keys (net_arch, embed_dim, conv_channels, log_std_init, fixed_std,
             train_max_mean_joint_error: a tighter "diverged" termination while training only).
     """
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from lowlevel import policy as pol
-
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     torch.set_num_threads(1)
@@ -756,9 +398,7 @@ def train_lowlevel(
         codes = None
         if goal in ("latent", "decoded"):
             if motion_vae_ckpt is None:  # the shipped default model
-                from motion_vae.models import default_model_path
-
-                motion_vae_ckpt = default_model_path()
+                motion_vae_ckpt = shipped_path(MOTION_VAE)
             codes, mvae = encode_clips(motion_vae_ckpt, clips, data_root)
             if goal == "decoded":
                 decoded = decode_clips(motion_vae_ckpt, codes, data_root)
@@ -804,8 +444,8 @@ def train_lowlevel(
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", cfg, indent=2)
         if resume:  # policy, optimiser, statistics and counters rebuilt from the checkpoint's tensors
-            model = _rebuild(ck, ckpt_path, venv.num_envs)
-            vecnorm = _vecnorm_restore(ck["vecnormalize"], venv, training=True)
+            model = rebuild_ppo(ck, ckpt_path, venv.num_envs)
+            vecnorm = restore_vecnormalize(ck["vecnormalize"], venv, training=True)
             model.set_env(vecnorm, force_reset=True)
             _truncate_progress(run_dir / "progress.csv", model.num_timesteps)
         else:

@@ -1,6 +1,6 @@
 """Model cards of shipped motion VAEs: what made the file, and figures a test re-measures.
 
-A card is Markdown for people with one fenced JSON block for programs. `slice_metrics` is the
+A card is Markdown for people with one fenced JSON block for programs (`daps.shipped`). `slice_metrics` is the
 check both the card writer and tests/test_shipped_models.py run, so a model file and its card
 cannot drift apart: joint RMSE and log p on the first `SLICE` of the fixed validation segments,
 one seeded sampled code each.
@@ -8,64 +8,28 @@ one seeded sampled code each.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import re
-import subprocess
 from pathlib import Path
 
 import torch
 
-from daps.io import atomic_write_text, json_text
-from motion_vae.dataset import MIRROR_SUFFIX, recorded_clips
+from daps.provenance import describe_machine, git_commit
+from daps.shipped import write_card as write_card_file
+from envs.lafan1 import resolve_clip_dir
+from motion_vae.dataset import MIRROR_SUFFIX, SegmentSampler, clip_features, recorded_clips
+from motion_vae.evaluate import evaluate_segments
+from motion_vae.models import load_motion_vae
 
 SLICE = 128  # validation segments re-scored by the test (a few seconds on a CPU)
 
 
 def slice_metrics(model_path: str | Path, data_root: str | Path | None = None) -> dict[str, float]:
     """Joint RMSE (rad) and log p (nats) of the model on the first SLICE fixed validation segments."""
-    from motion_vae.dataset import SegmentSampler, clip_features
-    from motion_vae.evaluate import evaluate_segments
-    from envs.lafan1 import resolve_clip_dir
-    from motion_vae.models import load_motion_vae
-
     model, cfg, stats, ckpt = load_motion_vae(model_path, "cpu")
     clip_dir, L = resolve_clip_dir(data_root), cfg.model.segment_length
     val = SegmentSampler({n: stats.standardise(clip_features(clip_dir / f"{n}.csv", L)) for n in ckpt["extra"]["val_clips"]}, L)
     x = torch.from_numpy(val.fixed(1000, seed=0)[:SLICE])
     m = evaluate_segments(model, x, stats, beta_final=cfg.beta_final)
     return {"slice_segments": SLICE, "slice_joint_rmse_rad": m["joint_rmse_rad"], "slice_log_p": m["log_p"]}
-
-
-def read_card(path: str | Path) -> dict:
-    """The JSON block of a card. Raises ValueError naming the file if it has none or it is malformed."""
-    text = Path(path).read_text()
-    found = re.search(r"```json\n(.*?)\n```", text, re.S)
-    if not found:
-        raise ValueError(f"{path}: model card has no ```json block")
-    try:
-        return json.loads(found.group(1))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: model card JSON is malformed ({e.msg}, line {e.lineno})") from None
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit (hex), or "unknown" outside a git checkout or without git."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def describe_machine() -> str:
-    """CPU model, core count, torch threads and version of this process (for run records)."""
-    cpu = platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def _describe_train_clips(names: list[str]) -> str:
@@ -88,8 +52,6 @@ def write_card(
 
     The commit and machine are those the training run recorded (train_commit / machine
     override them for runs that recorded none)."""
-    from motion_vae.models import load_motion_vae
-
     _, cfg, _, ckpt = load_motion_vae(model_path, "cpu")
     extra = ckpt["extra"]
     card = {
@@ -125,10 +87,5 @@ The default motion autoencoder of this project: 32 frames of the H1 (30 Hz, C = 
 {notes}
 The JSON below is read by `tests/test_shipped_models.py`, which re-scores the first
 {SLICE} validation segments and compares them with `slice_joint_rmse_rad`.
-
-```json
-{json_text(card, indent=2)}
-```
 """
-    atomic_write_text(out, text)
-    return card
+    return write_card_file(out, text, card)

@@ -9,12 +9,11 @@ from typing import Optional
 import typer
 
 from daps.args import PRECISION_HELP, bad_parameter, number_list
+from daps.cli_options import DEVICE, LAFAN1_DATA
 from daps.io import json_text
 
 app = typer.Typer(help="DAPS motion autoencoder on LAFAN1 motions of the Unitree H1 (32 frames -> 64 codes).", no_args_is_help=True)
 
-DataOpt = typer.Option(None, "--data", help="LAFAN1-H1 root (holding h1/*.csv); default $DAPS_LAFAN1_DIR or ../shared/data/lafan1_h1.")
-DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 CkptOpt = typer.Option(None, "--ckpt", help="Checkpoint written by `train`, or an exported model; default: the shipped models/motion_vae.pt.")
 
 
@@ -51,8 +50,8 @@ def train(
         None, "--root-height-variance", help="sigma^2 of the root-height feature alone (standardised units; default: the preset's, the model's variance 0.25)."
     ),
     precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
-    data: Optional[Path] = DataOpt,
-    device: str = DeviceOpt,
+    data: Optional[Path] = LAFAN1_DATA,
+    device: str = DEVICE,
 ) -> None:
     """Train the motion VAE (DAPS by default) and print the final validation metrics.
     Data-parallel under torchrun: --batch-size per process (README)."""
@@ -108,15 +107,15 @@ def evaluate(
     train_segments: int = typer.Option(0, "--train-segments", help="Also score this many fixed segments of the run's training clips (train/... keys): the generalisation gap."),
     clip_segments: int = typer.Option(0, "--clip-segments", help="Also score this many fixed segments of each validation clip on its own (clip/<name>/... keys)."),
     greedy: bool = typer.Option(False, "--greedy", help="Score the most likely code of each segment instead of a sample of q(z|x)."),
-    data: Optional[Path] = DataOpt,
-    device: str = DeviceOpt,
+    data: Optional[Path] = LAFAN1_DATA,
+    device: str = DEVICE,
 ) -> None:
     """Validation beta-ELBO, ELBO, log p, L2, PSNR and codebook usage; JSON + a reconstruction PNG."""
     from motion_vae.evaluate import evaluate_checkpoint
-    from motion_vae.models import default_model_path
+    from daps.shipped import MOTION_VAE, shipped_path
 
     out = out or (ckpt.parent if ckpt else Path("runs/motion_vae_default_eval"))  # never write into models/
-    ckpt = ckpt or default_model_path()
+    ckpt = ckpt or shipped_path(MOTION_VAE)
     if segments <= 0 or train_segments < 0 or clip_segments < 0:
         raise typer.BadParameter("--segments must be positive, --train-segments and --clip-segments >= 0")
     metrics = evaluate_checkpoint(ckpt, out, data_root=data, num_segments=segments, device=device,
@@ -133,7 +132,7 @@ def encode(
     out: Path = typer.Option(..., "--out", help="Codes CSV: one 32-frame segment per line, 64 indices."),
     seed: int = typer.Option(0, "--seed", help="Seed of the code sample z ~ q(z|x)."),
     greedy: bool = typer.Option(False, "--greedy", help="Most likely code at every step instead of a sample."),
-    device: str = DeviceOpt,
+    device: str = DEVICE,
 ) -> None:
     """Clip CSV -> latent indices (64 per 32-frame segment)."""
     from motion_vae.codec import encode_clip, write_codes_csv
@@ -154,7 +153,7 @@ def decode(
     codes: Path = typer.Option(..., "--codes", help="Codes CSV written by `encode`."),
     out: Path = typer.Option(..., "--out", help="Joint-angle trajectory CSV in the 26-column clip format."),
     anchor: Optional[Path] = typer.Option(None, "--anchor", help="The original clip CSV, if you have it: start each decoded segment at its root x, y and heading there (no drift from segment to segment)."),
-    device: str = DeviceOpt,
+    device: str = DEVICE,
 ) -> None:
     """Latent indices -> 26-column trajectory CSV. Joint angles, root height and tilt are decoded
     frame by frame; the root's x, y and heading are integrated from the decoded velocities, from
@@ -214,7 +213,7 @@ def roundtrip(
     ckpt: Optional[Path] = CkptOpt,
     clip: Path = typer.Option(..., "--clip", help="Clip CSV (26 columns, 30 Hz), e.g. the held-out walk2_subject4.csv."),
     seed: int = typer.Option(0, "--seed", help="Seed of the code samples."),
-    device: str = DeviceOpt,
+    device: str = DEVICE,
 ) -> None:
     """encode -> decode a whole clip: joint and root-height errors, and the root path's error per
     segment (each segment aligned at its start) and over the whole clip (as `decode` writes it,
@@ -249,8 +248,8 @@ def compare_cmd(
     train_seeds: Optional[str] = typer.Option(None, "--train-seeds", help="Train only these seeds, e.g. 1 or 0,1 (split a comparison over processes side by side); the table gathers the finished runs."),
     table_only: bool = typer.Option(False, "--table-only", help="Train nothing: table the runs whose result.json exists."),
     out: Path = typer.Option(Path("runs/motion_compare"), "--out", help="Output folder (runs/, table.md, results.csv/json, curves.png); resumable."),
-    data: Optional[Path] = DataOpt,
-    device: str = DeviceOpt,
+    data: Optional[Path] = LAFAN1_DATA,
+    device: str = DEVICE,
 ) -> None:
     """Every method x seed at 640 bits and equal wall time: CSV/JSON, Markdown table (mean +- SE), curves."""
     from motion_vae.compare import compare

@@ -31,7 +31,7 @@ from daps.args import apply_overrides
 from daps.compare import Column, final_row, markdown_table, plot_curves, summarize, write_rows_csv
 from daps.io import atomic_write_json, atomic_write_text
 from daps.objectives.registry import method_spec
-from motion_vae.card import describe_machine
+from daps.provenance import describe_machine
 from motion_vae.config import METHODS, preset_config, set_arch, set_method
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_checkpoint

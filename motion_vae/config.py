@@ -1,4 +1,5 @@
-"""Run configuration of the motion autoencoder: the dataclass stored in every checkpoint, and presets.
+"""Configuration of the motion autoencoder: the model's (`MotionVAEConfig`) and the run's (the dataclass
+stored in every checkpoint), and presets.
 
 Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 32 frames):
   paper     App. G/H: batch 256, K 8, 250k steps, beta 2 -> 0.01 (exp), ESS target K/2.
@@ -18,17 +19,83 @@ Presets (all with the paper's bottleneck: 64 tokens x 1024 codes = 640 bits per 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from daps.args import number_list
+from daps.nn import TransformerConfig
 from daps.objectives.daps import DAPSConfig
-from daps.objectives.registry import method_spec
+from daps.objectives.registry import config_dict, method_spec, objective_config
+from daps.recognition import LATTICE_BOUNDS
 from daps.schedules import BetaSchedule
 from daps.trainer import OptimConfig
 from envs.lafan1 import SPEED_RANGE
-from motion_vae.models import MotionVAEConfig
 
 CHECKPOINT_KIND = "motion_vae"
+ARCHS = ("transformer", "conv")  # encoder/decoder families (`motion_vae.models`' docstring)
+
+
+@dataclass
+class MotionVAEConfig:
+    """num_features: C, standardised feature columns per frame. segment_length: frames (30 Hz).
+    recognition: "ar" (DAPS, Gumbel, GR-MCK), "na" (DAPS-NA), "fsq" (the deterministic FSQ
+    baseline, with fsq_levels multiplying to vocab_size) or "vq" (VQ-VAE: vocab_size codebook
+    vectors of embed_dim, commitment vq_commitment; facts Sec. 7: 0.5 on LAFAN). variance: fixed sigma^2 in standardised units, unless
+    learned_variance (then clipped to [0.01, 1]); root_height_variance: sigma^2 of the root-height
+    column alone (column 0, standardised units; None = variance), a heavier weight on the one
+    feature that places the whole body vertically. init_logit_std: the DAPS encoder's initial logit
+    scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
+    encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
+    the decoder embeds each code by its grid point, as FSQ's does; lattice_bound "box" or "tanh"
+    (FSQ's bound, NA encoder only: `daps.recognition.LatticeHead`). aligned_input: the AR
+    encoder's causal decoder also sees the encoded input token at its own position. arch:
+    "transformer" or "conv" (`motion_vae.models`' docstring); conv_width W and conv_res_blocks, the residual blocks of
+    each conv stack (conv only; num_layers then counts only the AR encoder's transformer)."""
+
+    num_features: int
+    segment_length: int = 32
+    vocab_size: int = 1024
+    block_size: int = 64
+    embed_dim: int = 128
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_ratio: int = 4
+    recognition: str = "ar"
+    variance: float = 0.25
+    learned_variance: bool = False
+    root_height_variance: float | None = None
+    fsq_levels: tuple[int, ...] = (8, 8, 4, 4)
+    init_logit_std: float = 0.0
+    lattice: bool = False
+    lattice_bound: str = "box"
+    aligned_input: bool = False
+    vq_commitment: float = 0.5
+    arch: str = "transformer"
+    conv_width: int = 128
+    conv_res_blocks: int = 4
+
+    def __post_init__(self) -> None:
+        self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be transformer or conv, got {self.arch!r}")
+        if self.lattice_bound not in LATTICE_BOUNDS:
+            raise ValueError(f"lattice bound must be one of {', '.join(LATTICE_BOUNDS)}, got {self.lattice_bound!r}")
+        if self.lattice_bound != "box" and not (self.lattice and self.recognition == "na"):
+            raise ValueError(f"lattice_bound {self.lattice_bound!r} needs the NA encoder on the lattice (daps-na)")
+        if self.root_height_variance is not None and (self.learned_variance or not self.root_height_variance > 0):
+            raise ValueError(f"root_height_variance must be positive with a fixed variance, got {self.root_height_variance}")
+
+    def transformer(self) -> TransformerConfig:
+        return TransformerConfig(
+            self.vocab_size, self.block_size, self.embed_dim, self.num_heads, self.num_layers, self.mlp_ratio
+        )
+
+    @property
+    def bits(self) -> float:
+        """Bottleneck size in bits: block_size * log2(vocab_size)."""
+        return self.block_size * math.log2(self.vocab_size)
+
+
 
 
 @dataclass
@@ -176,8 +243,6 @@ def method_name(cfg: MotionTrainConfig) -> str:
 def baseline_objective(method: str) -> dict:
     """Objective config of a gumbel / grmck run on LAFAN1 (facts Sec. 7: beta 2 -> 0.01, tau 1,
     one sample; GR-MCK k 10); {} for the others."""
-    from daps.objectives.registry import config_dict, objective_config
-
     if method not in ("gumbel", "grmck"):
         return {}
     values = dict(num_samples=1, beta=BetaSchedule("exp", 2.0, 0.01), tau=BetaSchedule("constant", 1.0, 1.0))
@@ -219,7 +284,7 @@ def set_method(cfg: MotionTrainConfig, method: str) -> MotionTrainConfig:
 
 def set_arch(cfg: MotionTrainConfig, arch: str) -> MotionTrainConfig:
     """A copy of cfg with the encoder/decoder family `arch` ("transformer" or "conv",
-    `motion_vae.models.ARCHS`). Raises ValueError for another name."""
+    `ARCHS`). Raises ValueError for another name."""
     cfg = copy.deepcopy(cfg)
     cfg.model = replace(cfg.model, arch=arch)  # __post_init__ checks the name
     return cfg

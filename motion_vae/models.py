@@ -1,4 +1,5 @@
-"""The LAFAN1-H1 motion autoencoder: the DAPS core around 32-frame trajectory segments (App. G).
+"""The LAFAN1-H1 motion autoencoder: the DAPS core around 32-frame trajectory segments (App. G),
+built from its `motion_vae.config.MotionVAEConfig`; loading and exporting trained ones.
 
 arch "transformer" (the paper's, App. G):
 q_theta(z|x): segment (B, 32, C) -> ConvTranspose1D(k4, s2) -> 64 input tokens (B, 64, H) ->
@@ -17,8 +18,6 @@ bottleneck, same likelihood.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,76 +25,13 @@ from torch import nn
 
 from daps.fsq import FSQCodeEmbedding, FSQRecognition
 from daps.generative import ConvGenerator, DiscreteVAE, GaussianLikelihood, TransformerGenerator
-from daps.nn import ConvResampler, ConvStack1D, TransformerConfig
+from daps.nn import ConvResampler, ConvStack1D
+from daps.recognition import ARRecognition, NARecognition
+from daps.shipped import MOTION_VAE, save_export, shipped_path, slim_checkpoint
 from daps.trainer import CheckpointError, load_checkpoint
-from daps.recognition import LATTICE_BOUNDS, ARRecognition, NARecognition
 from daps.vq import VQCodeEmbedding, VQRecognition
-
-
-ARCHS = ("transformer", "conv")  # encoder/decoder families (module docstring)
-
-
-@dataclass
-class MotionVAEConfig:
-    """num_features: C, standardised feature columns per frame. segment_length: frames (30 Hz).
-    recognition: "ar" (DAPS, Gumbel, GR-MCK), "na" (DAPS-NA), "fsq" (the deterministic FSQ
-    baseline, with fsq_levels multiplying to vocab_size) or "vq" (VQ-VAE: vocab_size codebook
-    vectors of embed_dim, commitment vq_commitment; facts Sec. 7: 0.5 on LAFAN). variance: fixed sigma^2 in standardised units, unless
-    learned_variance (then clipped to [0.01, 1]); root_height_variance: sigma^2 of the root-height
-    column alone (column 0, standardised units; None = variance), a heavier weight on the one
-    feature that places the whole body vertically. init_logit_std: the DAPS encoder's initial logit
-    scale (`daps.recognition.ARRecognition`; 0 = Xavier, near-uniform codes). lattice: the DAPS
-    encoder's codes are the points of the fsq_levels grid (`daps.recognition.LatticeHead`) and
-    the decoder embeds each code by its grid point, as FSQ's does; lattice_bound "box" or "tanh"
-    (FSQ's bound, NA encoder only: `daps.recognition.LatticeHead`). aligned_input: the AR
-    encoder's causal decoder also sees the encoded input token at its own position. arch:
-    "transformer" or "conv" (module docstring); conv_width W and conv_res_blocks, the residual blocks of
-    each conv stack (conv only; num_layers then counts only the AR encoder's transformer)."""
-
-    num_features: int
-    segment_length: int = 32
-    vocab_size: int = 1024
-    block_size: int = 64
-    embed_dim: int = 128
-    num_heads: int = 4
-    num_layers: int = 2
-    mlp_ratio: int = 4
-    recognition: str = "ar"
-    variance: float = 0.25
-    learned_variance: bool = False
-    root_height_variance: float | None = None
-    fsq_levels: tuple[int, ...] = (8, 8, 4, 4)
-    init_logit_std: float = 0.0
-    lattice: bool = False
-    lattice_bound: str = "box"
-    aligned_input: bool = False
-    vq_commitment: float = 0.5
-    arch: str = "transformer"
-    conv_width: int = 128
-    conv_res_blocks: int = 4
-
-    def __post_init__(self) -> None:
-        self.fsq_levels = tuple(self.fsq_levels)  # a list after a JSON round trip
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be transformer or conv, got {self.arch!r}")
-        if self.lattice_bound not in LATTICE_BOUNDS:
-            raise ValueError(f"lattice bound must be one of {', '.join(LATTICE_BOUNDS)}, got {self.lattice_bound!r}")
-        if self.lattice_bound != "box" and not (self.lattice and self.recognition == "na"):
-            raise ValueError(f"lattice_bound {self.lattice_bound!r} needs the NA encoder on the lattice (daps-na)")
-        if self.root_height_variance is not None and (self.learned_variance or not self.root_height_variance > 0):
-            raise ValueError(f"root_height_variance must be positive with a fixed variance, got {self.root_height_variance}")
-
-    def transformer(self) -> TransformerConfig:
-        return TransformerConfig(
-            self.vocab_size, self.block_size, self.embed_dim, self.num_heads, self.num_layers, self.mlp_ratio
-        )
-
-    @property
-    def bits(self) -> float:
-        """Bottleneck size in bits: block_size * log2(vocab_size)."""
-        import math
-
-        return self.block_size * math.log2(self.vocab_size)
+from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig, MotionVAEConfig
+from motion_vae.dataset import FeatureStats
 
 
 def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
@@ -135,15 +71,6 @@ def build_motion_vae(cfg: MotionVAEConfig) -> DiscreteVAE:
     return DiscreteVAE(recognition, generator, likelihood)
 
 
-DEFAULT_MODEL_NAME = "motion_vae.pt"
-
-
-def default_model_path() -> Path:
-    """The shipped default motion VAE: $DAPS_MODELS_DIR/motion_vae.pt, else models/ of the repository."""
-    root = os.environ.get("DAPS_MODELS_DIR")
-    return Path(root) / DEFAULT_MODEL_NAME if root else Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
-
-
 def export_motion_vae(ckpt_path: str | Path, out: str | Path, half: bool = True) -> Path:
     """Write a slim model file from a training checkpoint: weights (float16 if half), config,
     feature statistics and split, the step and training seconds; no optimiser or RNG state.
@@ -151,27 +78,19 @@ def export_motion_vae(ckpt_path: str | Path, out: str | Path, half: bool = True)
     `load_motion_vae` reads it like a checkpoint (weights back in float32); `--resume` cannot.
     Raises CheckpointError for a bad checkpoint. The write is atomic.
     """
-    from daps.trainer import atomic_torch_save
-    from motion_vae.config import CHECKPOINT_KIND
-
     ckpt = load_checkpoint(ckpt_path, CHECKPOINT_KIND)
     weights = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    keep = ("format", "kind", "config", "step", "train_seconds", "extra")
-    atomic_torch_save({**{k: ckpt[k] for k in keep if k in ckpt}, "model": weights, "exported": True}, Path(out))
-    return Path(out)
+    return save_export(slim_checkpoint(ckpt, weights, ("format", "kind", "config", "step", "train_seconds", "extra")), out)
 
 
 def load_motion_vae(path: str | Path | None = None, device: str | torch.device = "cpu"):
     """Load (model, config, stats, checkpoint dict) from a motion VAE checkpoint or exported
-    model file; path None means the shipped default (`default_model_path`).
+    model file; path None means the shipped default (`daps.shipped.shipped_path(MOTION_VAE)`).
 
     Raises CheckpointError for a missing/corrupt file, another kind, or weights that do not fit
     the stored config.
     """
-    path = default_model_path() if path is None else path
-    from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig
-    from motion_vae.dataset import FeatureStats
-
+    path = shipped_path(MOTION_VAE) if path is None else path
     ckpt = load_checkpoint(path, CHECKPOINT_KIND)
     try:
         cfg = MotionTrainConfig.from_dict(ckpt["config"])

@@ -9,8 +9,8 @@ import torch
 from daps import distributed
 from daps.objectives.daps import DAPS
 from daps.objectives.registry import build_objective
+from daps.provenance import describe_machine, git_commit
 from daps.trainer import train
-from motion_vae.card import describe_machine, git_commit
 from motion_vae.config import CHECKPOINT_KIND, MotionTrainConfig, method_name
 from motion_vae.dataset import MotionDataset, load_motion_dataset
 from motion_vae.evaluate import evaluate_segments

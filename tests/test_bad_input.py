@@ -135,7 +135,7 @@ def test_a_checkpoint_holding_pickled_objects_is_refused_never_run(where, comman
 
 @pytest.mark.parametrize("where", ["zip", "vecnormalize"])
 def test_reading_a_pickled_checkpoint_raises_before_unpickling(where, tmp_path):
-    from lowlevel.train import load_lowlevel
+    from lowlevel.checkpoint import load_lowlevel
 
     path, marker = _crafted(tmp_path, where)
     with pytest.raises(CheckpointError, match="pickled"):
@@ -144,7 +144,7 @@ def test_reading_a_pickled_checkpoint_raises_before_unpickling(where, tmp_path):
 
 
 def test_training_checkpoints_hold_tensors_and_plain_data_only(run):
-    from lowlevel.train import load_lowlevel
+    from lowlevel.checkpoint import load_lowlevel
 
     raw = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
 
@@ -430,9 +430,9 @@ def test_evaluation_reports_are_strict_json(run, tmp_path):
 # ----------------------------------------------------------------------------- 5. the decoded file's path
 @pytest.fixture(scope="module")
 def shipped():
-    from motion_vae.models import default_model_path, load_motion_vae
+    from motion_vae.models import load_motion_vae
 
-    model, cfg, stats, _ = load_motion_vae(default_model_path(), "cpu")
+    model, cfg, stats, _ = load_motion_vae(None, "cpu")
     return model, stats
 
 

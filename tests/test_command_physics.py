@@ -32,7 +32,7 @@ def highlevel_ckpt(tmp_path_factory, text_cache):
 def policies(tmp_path_factory):
     """(teacher checkpoint (goal "reference"), export of a tiny goal="decoded" policy trained from it
     with the shipped motion VAE, the high level's)."""
-    from lowlevel.card import export_lowlevel
+    from lowlevel.checkpoint import export_lowlevel
     from lowlevel.train import train_lowlevel
 
     root = tmp_path_factory.mktemp("ll")
@@ -45,10 +45,11 @@ def policies(tmp_path_factory):
 
 
 def _vae():
-    from motion_vae.models import default_model_path, load_motion_vae
+    from daps.shipped import MOTION_VAE, shipped_path
+    from motion_vae.models import load_motion_vae
 
-    vae, _, stats, _ = load_motion_vae(default_model_path(), "cpu")
-    return vae, stats, default_model_path()
+    vae, _, stats, _ = load_motion_vae(shipped_path(MOTION_VAE), "cpu")
+    return vae, stats, shipped_path(MOTION_VAE)
 
 
 def test_segment_start_matches_env_segments():

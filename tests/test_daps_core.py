@@ -445,12 +445,28 @@ def test_number_list_parses_commas_and_names_the_option():
         number_list("0.5", "--offsets")  # a fraction is not a frame
 
 
-def test_apply_overrides_sets_given_fields_of_either_preset_and_refuses_bad_ones():
+def test_parse_settings_reads_literals_and_names_a_malformed_item():
+    from daps.args import parse_settings
+
+    assert parse_settings(["gamma=0.995", "target_kl=None", " net_arch = [64, 32]"]) == {
+        "gamma": 0.995, "target_kl": None, "net_arch": [64, 32]}
+    assert parse_settings([]) == {}
+    for bad, why in ((["gamma"], "expected KEY=VALUE"), (["=1"], "expected KEY=VALUE"), (["gamma=fast"], "not a Python literal")):
+        with pytest.raises(ValueError, match=f"{bad[0]!r}: .*{why}"):
+            parse_settings(bad)
+
+
+def test_apply_overrides_sets_given_fields_of_every_preset_and_refuses_bad_ones():
     from daps.args import apply_overrides
+    from highlevel.train import preset_config as highlevel_preset, with_overrides
     from image_bench.config import preset_config as image_preset
     from motion_vae.config import preset_config as motion_preset
 
-    for cfg in (image_preset("cpu"), motion_preset("cpu")):
+    hl = highlevel_preset("cpu")
+    assert with_overrides(hl, steps=7, mirror=True).steps == 7 and hl.steps != 7  # a copy: the preset is untouched
+    with pytest.raises(ValueError, match="steps must be positive, got 0"):
+        with_overrides(hl, steps=0)
+    for cfg in (image_preset("cpu"), motion_preset("cpu"), highlevel_preset("cpu")):
         steps = cfg.steps
         assert apply_overrides(cfg, steps=None, seed=0, batch_size=3) is cfg  # in place, None leaves a field
         assert (cfg.steps, cfg.seed, cfg.batch_size) == (steps, 0, 3)

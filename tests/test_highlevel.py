@@ -253,8 +253,7 @@ def test_export_card_and_motion_vae_pin(tiny_run, text_cache, tmp_path, monkeypa
     from highlevel.card import SLICE, slice_metrics, write_card
     from daps.io import file_sha256
     from highlevel.ship import export_highlevel, load_highlevel
-    from motion_vae.card import read_card
-    from motion_vae.models import default_model_path
+    from daps.shipped import MOTION_VAE, read_card, shipped_path
 
     run, _ = tiny_run
     out = tmp_path / "models" / "highlevel.pt"
@@ -263,7 +262,7 @@ def test_export_card_and_motion_vae_pin(tiny_run, text_cache, tmp_path, monkeypa
     raw = torch.load(out, map_location="cpu", weights_only=True)
     assert raw["exported"] and "optimizer" not in raw and "rng" not in raw
     assert r["half_tensors"] > 0 and out.stat().st_size < (run / "checkpoint.pt").stat().st_size / 3
-    assert raw["extra"]["motion_vae_sha256"] == file_sha256(default_model_path())
+    assert raw["extra"]["motion_vae_sha256"] == file_sha256(shipped_path(MOTION_VAE))
     # float16 weights score like the float32 checkpoint
     cache = run.parent / "highlevel_cache"  # where the tiny run put its pairs
     full = slice_metrics(run / "checkpoint.pt", cache_dir=cache, text_cache=text_cache)
@@ -277,7 +276,7 @@ def test_export_card_and_motion_vae_pin(tiny_run, text_cache, tmp_path, monkeypa
     assert set(card["validation"]) >= {"nll/text+com+history", "nll/history only", "nll/unconditional"}
     # another motion VAE beside it: loading refuses, in one line, from the library and the command
     other = tmp_path / "models" / "motion_vae.pt"
-    other.write_bytes(default_model_path().read_bytes() + b"\0")
+    other.write_bytes(shipped_path(MOTION_VAE).read_bytes() + b"\0")
     with pytest.raises(CheckpointError, match="trained against a motion VAE with sha256"):
         load_highlevel(out, other)
     monkeypatch.setenv("DAPS_MODELS_DIR", str(out.parent))

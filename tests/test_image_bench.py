@@ -11,10 +11,11 @@ import torch
 from daps.args import apply_overrides
 from daps.metrics import mean_and_standard_error
 from daps.objectives.registry import METHODS
+from image_bench.checkpoint import load_image_vae
 from image_bench.config import preset_config
 from image_bench.data import ImageDataError, load_image_dataset, read_idx, write_idx
 from image_bench.models import ImagePatcher
-from image_bench.train import load_image_vae, train_image_vae
+from image_bench.train import train_image_vae
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ TINY = dict(n_steps=64, batch_size=64, n_epochs=1, net_arch=[32, 32], embed_dim=
 @pytest.fixture(scope="module")
 def mvae(tmp_path_factory):
     from motion_vae.dataset import load_motion_dataset
-    from motion_vae.models import MotionVAEConfig
+    from motion_vae.config import MotionVAEConfig
     from motion_vae.config import preset_config
     from motion_vae.train import train_motion_vae
 
@@ -105,8 +105,9 @@ def test_common_window_joint_error():
 
 
 def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
+    from lowlevel.checkpoint import load_lowlevel
     from lowlevel.evaluate import evaluate_lowlevel, format_table, plot_training_curve
-    from lowlevel.train import load_lowlevel, train_lowlevel
+    from lowlevel.train import train_lowlevel
 
     run, r = trained
     assert r["num_timesteps"] == 128 and (run / "checkpoint.pt").is_file()
@@ -116,7 +117,7 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
     assert set(vecnorm.norm_obs_keys) == {"proprio"}
     # goals are the most likely codes (as the high level emits); policies from before kept a sample
     from lowlevel.evaluate import codes_for
-    from lowlevel.train import encode_clips
+    from lowlevel.motions import encode_clips
 
     greedy, info = encode_clips(mvae, ["walk1_subject1"])
     sampled, _ = encode_clips(mvae, ["walk1_subject1"], greedy=False)
@@ -164,8 +165,9 @@ def test_short_ppo_run_checkpoint_eval_and_resume(trained, mvae, tmp_path):
 
 
 def test_bad_input(mvae, trained, tmp_path):
+    from lowlevel.checkpoint import load_lowlevel
     from lowlevel.evaluate import evaluate_lowlevel
-    from lowlevel.train import load_lowlevel, train_lowlevel
+    from lowlevel.train import train_lowlevel
 
     with pytest.raises(ValueError, match="vec must be one of batched, subproc, dummy"):
         train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "v", n_envs=1, vec="threads",
@@ -203,8 +205,10 @@ def test_control_rate_and_per_joint_scale_are_stored_and_rebuilt(tmp_path):
     # --set control_hz=50 (10 physics substeps per action) and --pd-action-scale torque-range go into
     # the run config; evaluation rebuilds the same env: 0.2 s are 10 control steps at 50 Hz.
     from envs.tracking import PD_TORQUE_RANGE_SCALE
-    from lowlevel.evaluate import evaluate_lowlevel, make_policy_env
-    from lowlevel.train import control_rate, load_lowlevel, train_lowlevel
+    from lowlevel.checkpoint import load_lowlevel
+    from lowlevel.environment import control_rate, make_policy_env
+    from lowlevel.evaluate import evaluate_lowlevel
+    from lowlevel.train import train_lowlevel
 
     assert control_rate(50) == (50.0, 10) and control_rate(100) == (100.0, 5)
     with pytest.raises(ValueError, match="control_hz must divide the 500 Hz physics rate"):
@@ -239,7 +243,8 @@ def test_control_rate_and_per_joint_scale_are_stored_and_rebuilt(tmp_path):
 def test_decoded_goal_from_a_teacher_trains_checkpoints_evaluates_and_resumes(mvae, teacher, tmp_path):
     from lowlevel.evaluate import evaluate_lowlevel, format_table
     from daps.io import file_sha256
-    from lowlevel.train import load_lowlevel, train_lowlevel
+    from lowlevel.checkpoint import load_lowlevel
+    from lowlevel.train import train_lowlevel
 
     run = tmp_path / "dec"
     r = train_lowlevel(mvae, "walk1_subject1", steps=128, run_dir=run, n_envs=2, goal="decoded", action_mode="pd",
@@ -273,8 +278,8 @@ def test_init_from_an_exported_policy(mvae, teacher, tmp_path):
     """--init-from models/lowlevel.pt: fine-tuning the shipped policy on a new motion VAE starts from
     an export (tensors only; its VecNormalize wraps a one-env DummyVecEnv): same weights, its
     observation statistics carried over and updated, no return statistics."""
-    from lowlevel.card import export_lowlevel, load_exported
-    from lowlevel.train import load_lowlevel, train_lowlevel
+    from lowlevel.checkpoint import export_lowlevel, load_exported, load_lowlevel
+    from lowlevel.train import train_lowlevel
 
     train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=tmp_path / "dec", n_envs=1, goal="decoded", action_mode="pd",
                    pd_target="decoded", overrides=TINY, progress=False, init_from=teacher)
@@ -352,7 +357,7 @@ def test_render_writes_mp4(trained, tmp_path):
 
 @pytest.mark.parametrize("goal", ["latent", "reference", "decoded", "reference-gsde"])
 def test_export_loads_weights_only_and_evaluates_like_its_checkpoint(goal, mvae, trained, teacher, tmp_path):
-    from lowlevel.card import EXPORT_KIND, export_lowlevel, is_exported
+    from lowlevel.checkpoint import EXPORT_KIND, export_lowlevel, is_exported
     from lowlevel.evaluate import evaluate_lowlevel
     from lowlevel.train import train_lowlevel
 
@@ -381,7 +386,7 @@ def test_export_loads_weights_only_and_evaluates_like_its_checkpoint(goal, mvae,
 
 
 def test_export_bad_input(trained, tmp_path):
-    from lowlevel.card import load_exported
+    from lowlevel.checkpoint import load_exported
 
     with pytest.raises(CheckpointError, match="not found"):
         load_exported(tmp_path / "missing.pt")
@@ -398,10 +403,11 @@ def test_root_velocity_obs_is_stored_and_rebuilt_by_eval_export_and_resume(teach
     resume observe 67 proprio numbers; a 63-number teacher cannot initialise such a run."""
     from typer.testing import CliRunner
 
-    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.checkpoint import export_lowlevel, load_exported, load_lowlevel
     from lowlevel.cli import app
-    from lowlevel.evaluate import evaluate_lowlevel, make_policy_env
-    from lowlevel.train import env_kwargs, load_lowlevel, train_lowlevel
+    from lowlevel.environment import env_kwargs, make_policy_env
+    from lowlevel.evaluate import evaluate_lowlevel
+    from lowlevel.train import train_lowlevel
 
     assert "--root-velocity-obs" in CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     run = tmp_path / "rv"
@@ -428,13 +434,8 @@ def test_root_velocity_obs_is_stored_and_rebuilt_by_eval_export_and_resume(teach
 
 
 def test_set_overrides_parse_store_and_refuse_resume(trained, tmp_path):
-    from lowlevel.train import parse_settings, train_lowlevel
+    from lowlevel.train import train_lowlevel
 
-    assert parse_settings(["gamma=0.995", "target_kl=None", "net_arch=[64, 32]"]) == {
-        "gamma": 0.995, "target_kl": None, "net_arch": [64, 32]}
-    for bad in (["gamma"], ["=1"], ["gamma=fast"]):
-        with pytest.raises(ValueError, match="KEY=VALUE|literal"):
-            parse_settings(bad)
     run, _ = trained
     with pytest.raises(ValueError, match="resumed run keeps"):
         train_lowlevel(None, "walk1_subject1", steps=256, run_dir=run, resume=True, overrides={"gamma": 0.9}, progress=False)
@@ -445,7 +446,7 @@ def test_set_overrides_parse_store_and_refuse_resume(trained, tmp_path):
 
 def test_training_only_early_termination(tmp_path):
     from daps.trainer import load_checkpoint
-    from lowlevel.evaluate import make_policy_env
+    from lowlevel.environment import make_policy_env
     from lowlevel.train import build_vec_env, train_lowlevel
 
     run = tmp_path / "r"
@@ -469,9 +470,10 @@ def test_reference_offsets_set_the_goal_horizon_and_are_rebuilt_by_eval_and_expo
     """--set reference_offsets=[...]: the goal holds one 28-number frame per offset; the config
     keeps it, so eval and an export rebuild the same observation; configs without it keep (1, 2, 5)."""
     from envs.tracking import H1TrackingEnv, PROPRIO_DIM, REF_FRAME_DIM
-    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.checkpoint import export_lowlevel, load_exported, load_lowlevel
+    from lowlevel.environment import env_kwargs
     from lowlevel.evaluate import evaluate_lowlevel
-    from lowlevel.train import env_kwargs, load_lowlevel, train_lowlevel
+    from lowlevel.train import train_lowlevel
 
     offsets = [1, 5, 20, 50]
     train_lowlevel(None, "walk1_subject1", steps=64, run_dir=tmp_path / "r", n_envs=1, goal="reference",
@@ -493,10 +495,10 @@ def test_asymmetric_critic_widens_a_teacher_and_keeps_the_actor_deployable(mvae,
     """--critic-reference-obs: a decoded-goal run whose critic also sees the true reference, started
     from a teacher without it (critic widened with zero weights): the actor's actions do not depend
     on the appended block, the value function does; checkpoint, export and resume keep it."""
-    from lowlevel.card import export_lowlevel, load_exported
+    from lowlevel.checkpoint import export_lowlevel, load_exported, load_lowlevel
     from lowlevel.evaluate import evaluate_lowlevel
     from lowlevel.policy import AsymmetricCriticPolicy
-    from lowlevel.train import _widen_critic, load_lowlevel, train_lowlevel
+    from lowlevel.train import _widen_critic, train_lowlevel
 
     run = tmp_path / "asym"
     r = train_lowlevel(mvae, "walk1_subject1", steps=64, run_dir=run, n_envs=1, goal="decoded", action_mode="pd",

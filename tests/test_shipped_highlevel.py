@@ -6,20 +6,18 @@ import torch
 from daps.trainer import CHECKPOINT_FORMAT
 from envs.lafan1 import default_data_root
 from daps.io import file_sha256
-from highlevel.ship import default_highlevel_path
-from motion_vae.models import default_model_path
+from daps.shipped import HIGHLEVEL, MOTION_VAE, read_card, shipped_path
 
 pytestmark = [
     pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available"),
-    pytest.mark.skipif(not default_highlevel_path().is_file(), reason="no shipped models/highlevel.pt yet"),
+    pytest.mark.skipif(not shipped_path(HIGHLEVEL).is_file(), reason="no shipped models/highlevel.pt yet"),
 ]
 
 
 def test_default_highlevel_matches_its_card():
     from highlevel.card import SLICE, slice_metrics
-    from motion_vae.card import read_card
 
-    path = default_highlevel_path()
+    path = shipped_path(HIGHLEVEL)
     card = read_card(path.with_suffix(".md"))
     assert card["model_file"] == path.name and card["size_bytes"] == path.stat().st_size
     assert path.stat().st_size < 5e6  # a few MB at most
@@ -28,7 +26,7 @@ def test_default_highlevel_matches_its_card():
     assert "optimizer" not in raw and "rng" not in raw
     assert raw["step"] == card["steps"]
     # the motion VAE it was trained against is the one shipped beside it
-    assert raw["extra"]["motion_vae_sha256"] == card["motion_vae_sha256"] == file_sha256(default_model_path())
+    assert raw["extra"]["motion_vae_sha256"] == card["motion_vae_sha256"] == file_sha256(shipped_path(MOTION_VAE))
     m = slice_metrics(path)
     assert m["slice_pairs"] == card["slice_pairs"] and card["slice_pairs"] <= SLICE
     for k in ("text+com+history", "history only", "unconditional"):
@@ -40,5 +38,5 @@ def test_default_highlevel_is_what_commands_load_without_a_checkpoint():
     from highlevel.ship import load_highlevel
 
     prior, cfg, ck, vae = load_highlevel(None)
-    assert ck["exported"] and vae == default_model_path()
+    assert ck["exported"] and vae == shipped_path(MOTION_VAE)
     assert next(prior.parameters()).dtype == torch.float32 and cfg.prior.vocab_size == 1024 and cfg.prior.block_size == 64

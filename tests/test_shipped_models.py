@@ -4,14 +4,15 @@ import torch
 
 from daps.trainer import CHECKPOINT_FORMAT
 from envs.lafan1 import default_data_root
-from motion_vae.card import SLICE, read_card, slice_metrics
-from motion_vae.models import default_model_path, load_motion_vae
+from daps.shipped import LOWLEVEL, MOTION_VAE, read_card, shipped_path
+from motion_vae.card import SLICE, slice_metrics
+from motion_vae.models import load_motion_vae
 
 pytestmark = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
 
 
 def test_default_motion_vae_matches_its_card():
-    path = default_model_path()
+    path = shipped_path(MOTION_VAE)
     card = read_card(path.with_suffix(".md"))
     assert card["model_file"] == path.name and card["size_bytes"] == path.stat().st_size
     raw = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and data, no pickled objects
@@ -31,10 +32,11 @@ def test_default_motion_vae_is_what_commands_load_without_a_checkpoint():
 
 
 def test_default_lowlevel_policy_matches_its_card():
-    from lowlevel.card import EXPORT_KIND, default_model_path as lowlevel_path, slice_metrics as ll_slice
+    from lowlevel.card import slice_metrics as ll_slice
+    from lowlevel.checkpoint import EXPORT_KIND
     from daps.io import file_sha256
 
-    path = lowlevel_path()
+    path = shipped_path(LOWLEVEL)
     if not path.is_file():
         pytest.skip("no shipped low-level policy (models/lowlevel.pt)")
     card = read_card(path.with_suffix(".md"))
@@ -44,14 +46,14 @@ def test_default_lowlevel_policy_matches_its_card():
         from lowlevel.tracker_card import slice_metrics as tracker_slice
 
         assert raw["num_timesteps"] == card["env_steps"] and "optimizer" not in raw
-        assert card["motion_vae_sha256"] == file_sha256(default_model_path())
+        assert card["motion_vae_sha256"] == file_sha256(shipped_path(MOTION_VAE))
         m = tracker_slice(path)
         assert m["slice_starts"] == card["slice_starts"] and m["slice_seconds"] == card["slice_seconds"]
         assert m["slice_seconds_tracked"] == pytest.approx(card["slice_seconds_tracked"], abs=0.05)
         assert m["slice_joint_error_rad"] == pytest.approx(card["slice_joint_error_rad"], abs=5e-3)
         return
     assert raw["kind"] == EXPORT_KIND and raw["num_timesteps"] == card["env_steps"]
-    assert card["motion_vae_sha256"] == file_sha256(default_model_path())  # trained on the shipped motion VAE's codes
+    assert card["motion_vae_sha256"] == file_sha256(shipped_path(MOTION_VAE))  # trained on the shipped motion VAE's codes
     m = ll_slice(path)
     assert m["slice_starts"] == card["slice_starts"] and m["slice_seconds"] == card["slice_seconds"]
     # deterministic policy in a deterministic simulator: equal on this machine, close elsewhere

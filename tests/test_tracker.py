@@ -94,9 +94,10 @@ def test_a_decoded_goal_tracker_drives_daps_command_physics(tmp_path):
 
     from highlevel.command import standing_rows
     from highlevel.physics import PhysicsFollower, load_command_policy, standing_qpos
-    from motion_vae.models import default_model_path, load_motion_vae
+    from daps.shipped import MOTION_VAE, shipped_path
+    from motion_vae.models import load_motion_vae
 
-    vae_path = default_model_path()
+    vae_path = shipped_path(MOTION_VAE)
     train_tracker(["walk1_subject1"], tmp_path / "dec", 128, task=preset("mimic", mirror=False), ppo=SMALL,
                   progress=False, motion_vae=vae_path)
     policy = export_tracker(tmp_path / "dec" / "checkpoint.pt", tmp_path / "tracker.pt")
