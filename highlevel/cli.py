@@ -171,7 +171,7 @@ def command(
     guidance: float = GuidanceOpt,
     candidates: int = CandidatesOpt,
     seed: int = typer.Option(0, "--seed"),
-    text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
+    text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend (default: the model's highlevel_cache/text_embeddings.npz, e.g. runs/highlevel_cache for the shipped model)."),
     video: bool = typer.Option(True, "--video/--no-video", help="--no-video: write the JSON only (--out may then end in .json); the renderer is never loaded."),
     width: int = typer.Option(480, "--width", help="Video width (pixels)."),
     height: int = typer.Option(352, "--height", help="Video height (pixels)."),

@@ -55,7 +55,7 @@ from highlevel.follower import (FPS, SEG, START_HEIGHT, KinematicFollower, Segme
                                 achieved, standing_rows)
 from highlevel.physics import START_POSES, PhysicsFollower, check_policy_file, load_command_policy  # noqa: E402
 from highlevel.sampling import Sampling  # noqa: E402,F401 (re-exported)
-from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_highlevel_path, load_highlevel  # noqa: E402,F401 (re-exported)
+from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_cache_dir, default_highlevel_path, load_highlevel  # noqa: E402,F401
 from highlevel.text import EmbeddingCache  # noqa: E402
 from motion_vae.models import load_motion_vae  # noqa: E402
 
@@ -267,6 +267,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
     `highlevel.physics.PhysicsFollower`). temperature, top_k, guidance, candidates: `Sampling`.
     video: False writes the JSON only (out may then end in .json) and never imports the renderer.
+    text_cache: the prompt embeddings' cache file (default: `default_text_cache`).
     Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
@@ -280,7 +281,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     ll_path, notice = choose_path(kinematic, lowlevel)
     if ll_path is not None:
         check_policy_file(ll_path)  # before the slow loads
-    text_table = EmbeddingCache(text_cache)  # a file that is not a cache: refused before the slow loads
+    given_cache = EmbeddingCache(text_cache) if text_cache else None  # not a cache: refused before the slow loads
     # one thread: the prior's per-token steps are tiny tensors, where a second OpenMP thread costs
     # more than it gives (docs/highlevel.md, Speed: layer norm 16 us on one thread, ms on two)
     torch.set_num_threads(1)
@@ -294,7 +295,8 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     else:
         follower = KinematicFollower(vae, stats)
     prompts = [p.strip() for p in prompts]
-    emb = text_table.encode(prompts)[plan]  # (S, 384)
+    table = given_cache if given_cache is not None else default_text_cache(path, ck)
+    emb = table.encode(prompts)[plan]  # (S, 384)
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
                                      candidates, None if follower.kinematic else KinematicFollower(vae, stats))
@@ -315,6 +317,19 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     finally:
         follower.close()
     return rec
+
+
+def default_text_cache(path: str | Path, ck: dict) -> EmbeddingCache:
+    """The embeddings of prompts already seen, kept beside the high-level model's other caches
+    (`highlevel.ship.default_cache_dir`/text_embeddings.npz, as `daps highlevel control` keeps
+    them): a prompt seen before skips loading the text encoder (seconds). In memory only where
+    that file cannot be written or is not a cache."""
+    cache = default_cache_dir(path, ck) / "text_embeddings.npz"
+    try:
+        check_writable(cache, "text cache")
+        return EmbeddingCache(cache)
+    except ValueError:
+        return EmbeddingCache(None)
 
 
 def run_record(follower: SegmentFollower, prompts: list[str], plan: list[int], codes: np.ndarray, rows: np.ndarray,
