@@ -468,6 +468,38 @@ def run_command_json(run, text_cache, out, **kw):
                        video=False, **kw)
 
 
+def test_command_keeps_prompt_embeddings_beside_the_model(tiny_run, text_cache, tmp_path, monkeypatch):
+    """Without --text-cache the prompt embeddings go to the model's highlevel_cache: a prompt seen
+    before does not load the text encoder; a cache folder that cannot be written is skipped."""
+    import shutil
+
+    import highlevel.text
+    from highlevel.command import run_command
+    from highlevel.text import EmbeddingCache
+
+    run, _ = tiny_run
+    ckpt = tmp_path / "r" / "run" / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(run / "checkpoint.pt", ckpt)
+    encoded = []
+
+    class Encoder:  # stands in for all-MiniLM-L6-v2: the fixture's embeddings, and a record of what was encoded
+        def encode(self, texts):
+            encoded.extend(texts)
+            return text_cache.encode(["walk forward"] * len(texts))
+
+    monkeypatch.setattr(highlevel.text, "TextEncoder", Encoder)
+    rec = run_command("walk forward", 1.0, tmp_path / "a.json", model=ckpt, video=False)
+    cache = tmp_path / "r" / "highlevel_cache" / "text_embeddings.npz"
+    assert encoded == ["walk forward"] and "walk forward" in EmbeddingCache(cache).table
+    assert run_command("walk forward", 1.0, tmp_path / "b.json", model=ckpt, video=False)["segments"] == rec["segments"]
+    assert encoded == ["walk forward"]  # the second run read the cache
+    (tmp_path / "r" / "highlevel_cache").rename(tmp_path / "r" / "moved")
+    (tmp_path / "r" / "highlevel_cache").write_text("a file where the cache folder would be")
+    run_command("walk forward", 1.0, tmp_path / "c.json", model=ckpt, video=False)
+    assert encoded == ["walk forward"] * 2  # in memory only, no error
+
+
 @pytest.mark.parametrize("prompts, seconds, frames, segments", [
     (["walk forward"], 3.0, 90, 3), (["walk forward"], 1.0, 30, 1), (["walk forward", "walk ahead"], 1.25, 75, 3)])
 def test_command_covers_the_asked_seconds_kinematic(prompts, seconds, frames, segments, tiny_run, text_cache, tmp_path):
