@@ -9,8 +9,9 @@ achieved so far (a standing start at the first segment); its future half is an a
 commanded --speed (m/s) and --turn (rad/s) when either is given, else the whole COM input is
 masked (text alone).
 
-Each segment's codes go to a *follower* (`highlevel.follower.SegmentFollower`), the hook between the levels: it
-turns codes into the motion achieved over that segment, which becomes the history of the next.
+Each segment's codes go to a *follower* (`highlevel.follower.SegmentFollower`), the hook between
+the levels: it turns codes into the motion achieved over that segment, which becomes the history
+of the next.
 `KinematicFollower` (--kinematic) decodes them with the motion VAE (root integrated from the
 decoded velocities, each segment continuing from the last frame of the one before);
 `highlevel.physics.PhysicsFollower` (the default when a low-level policy exists: models/lowlevel.pt
@@ -26,12 +27,13 @@ one-line notice on stderr.
 
 Outputs: OUT.json and, unless --no-video, OUT.mp4 (current prompt drawn on each frame; physics:
 the simulated robot with the decoded motion it is asked to follow as a translucent blue ghost,
-"FELL" from the fall on; rendered by `highlevel.video`, imported for the video only). OUT.json (prompts and their segment spans, codes per segment; achieved
-root speed = net horizontal displacement / time, path speed = path length / time, turn rate = net
-heading change / time, for the whole run and per prompt; physics: "physics" with the fall
-(fell_at_s, seconds_before_fall, termination), COM speed, and per segment the robot's and the
-decoded motion's speed / turn, decoded joint error, seconds survived), both written atomically; the
-JSON first, so it exists even where rendering is unavailable.
+"FELL" from the fall on; rendered by `highlevel.video`, imported for the video only). OUT.json:
+prompts and their segment spans, codes per segment; achieved root speed = net horizontal
+displacement / time, path speed = path length / time, turn rate = net heading change / time, for
+the whole run and per prompt; physics: "physics" with the fall (fell_at_s, seconds_before_fall,
+termination), COM speed, and per segment the robot's and the decoded motion's speed / turn,
+decoded joint error, seconds survived. Both written atomically; the JSON first, so it exists even
+where rendering is unavailable.
 
 Stages and their cost on 2 cores: benchmarks/command_speed.py (docs/highlevel.md, Speed).
 """

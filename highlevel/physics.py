@@ -278,7 +278,7 @@ class PhysicsFollower(SegmentFollower):
 
     def _make_env(self, ref):
         if self.tracker is not None:
-            from lowlevel.tracker import TrackerStream
+            from lowlevel.tracker import TrackerStream  # stable-baselines3: physics path only
 
             env = TrackerStream(self.tracker, ref)
             self._pelvis = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, "pelvis")
