@@ -16,6 +16,7 @@ import torch
 
 from highlevel.command import generate_batch
 from highlevel.physics import PhysicsFollower, load_command_policy
+from highlevel.sampling import Sampling
 from highlevel.ship import load_highlevel
 from highlevel.text import EmbeddingCache
 from daps.shipped import LOWLEVEL, shipped_path
@@ -31,7 +32,7 @@ def main() -> None:
     ap.add_argument("--highlevel", default=None, help="default: models/highlevel.pt")
     ap.add_argument("--lowlevel", default=str(shipped_path(LOWLEVEL)))
     ap.add_argument("--text-cache", default="runs/highlevel_cache/text_embeddings.npz")
-    ap.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on the text (1 = none)")
+    ap.add_argument("--guidance", type=float, default=Sampling.guidance, help="classifier-free guidance on the text (1 = none)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     prior, _, _, vae_path = load_highlevel(a.highlevel)
@@ -41,7 +42,7 @@ def main() -> None:
     for prompt, emb in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts)):
         before = []
         for seed in range(a.seeds):
-            follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start)
+            follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start, stop_at_fall=True)  # the rest is not needed
             t = time.time()
             generate_batch(prior, follower, emb, a.segments, seed=seed, guidance=a.guidance)
             r = follower.record()["physics"]

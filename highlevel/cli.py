@@ -9,10 +9,16 @@ import typer
 from daps.args import number_list
 from daps.cli_options import LAFAN1_DATA
 from daps.io import json_text
+from highlevel.sampling import Sampling
 
 app = typer.Typer(help="High-level policy: text + root window + history -> the next segment's 64 motion codes.", no_args_is_help=True)
 
 VaeOpt = typer.Option(None, "--motion-vae", help="Motion VAE whose encoder gives the target codes (default: the shipped models/motion_vae.pt).")
+# sampling options of `daps command` and `daps highlevel control`: defaults from highlevel.sampling.Sampling
+TemperatureOpt = typer.Option(Sampling.temperature, "--temperature", help="Sampling temperature (0 = greedy).")
+TopKOpt = typer.Option(Sampling.top_k, "--top-k", help="Sample among the k most likely codes (0 = all).")
+GuidanceOpt = typer.Option(Sampling.guidance, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly; docs/highlevel.md: 4 measured best).")
+CandidatesOpt = typer.Option(Sampling.candidates, "--candidates", help="With a --speed/--turn goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept (1 = plain sampling).")
 
 
 @app.command()
@@ -122,10 +128,10 @@ def control(
     rollouts: int = typer.Option(10, "--rollouts", help="Kinematic rollouts per prompt."),
     segments: int = typer.Option(5, "--segments", help="32-frame segments per rollout (>= 2; the first is not scored)."),
     seed: int = typer.Option(0, "--seed"),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
-    top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
-    guidance: float = typer.Option(4.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly; README: 4 measured best)."),
-    candidates: int = typer.Option(16, "--candidates", help="With a --speed/--turn goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept (1 = plain sampling)."),
+    temperature: float = TemperatureOpt,
+    top_k: int = TopKOpt,
+    guidance: float = GuidanceOpt,
+    candidates: int = CandidatesOpt,
     stride: int = typer.Option(32, "--stride", help="Frames between the classifier's training segments."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use only each clip's first frames for the classifier (tests)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Classifier-feature and text-embedding cache (default: the policy's highlevel_cache)."),
@@ -160,37 +166,39 @@ def command(
     model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
     speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s, -10 to 10); with --turn gives the COM goal."),
     turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left; -10 to 10)."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
-    top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
-    guidance: float = typer.Option(4.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly; README: 4 measured best)."),
-    candidates: int = typer.Option(16, "--candidates", help="With a --speed/--turn goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept (1 = plain sampling)."),
+    temperature: float = TemperatureOpt,
+    top_k: int = TopKOpt,
+    guidance: float = GuidanceOpt,
+    candidates: int = CandidatesOpt,
     seed: int = typer.Option(0, "--seed"),
-    text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
+    text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend (default: the model's highlevel_cache/text_embeddings.npz, e.g. runs/highlevel_cache for the shipped model)."),
+    video: bool = typer.Option(True, "--video/--no-video", help="--no-video: write the JSON only (--out may then end in .json); the renderer is never loaded."),
     width: int = typer.Option(480, "--width", help="Video width (pixels)."),
     height: int = typer.Option(352, "--height", help="Video height (pixels)."),
 ) -> None:
     """Text -> 64 latent codes every 32-frame segment -> the H1 in MuJoCo driven by the low-level policy
     (or, --kinematic, the decoded motion without physics) -> MP4 + JSON; --then switches prompts mid-run."""
-    from highlevel.command import run_command
+    import os
 
     if kinematic and physics:
         raise ValueError("give --kinematic or --physics, not both")
+    if not video:  # no OpenGL at all: MuJoCo loads its GL backend when first imported
+        os.environ["MUJOCO_GL"] = "disable"
+    from highlevel.command import run_command
+
     mode = True if kinematic else (False if physics or lowlevel is not None else None)
     rec = run_command([prompt, *(then or [])], seconds, out, mode, model, speed, turn, temperature, top_k, seed,
-                      text_cache, width=width, height=height, segments_per_prompt=segments_per_prompt, lowlevel=lowlevel,
-                      start_pose=start, guidance=guidance, candidates=candidates)
+                      text_cache, video=video, width=width, height=height, segments_per_prompt=segments_per_prompt,
+                      lowlevel=lowlevel, start_pose=start, guidance=guidance, candidates=candidates)
     if rec.get("notice"):
         typer.echo(rec["notice"], err=True)
     for p in rec["prompts"]:
         a = p["achieved"] or {}
-        if not p["segments"]:
-            typer.echo(f'"{p["prompt"]}": not reached (the robot fell before)')
-            continue
         typer.echo(f'"{p["prompt"]}": segments {p["first_segment"]}-{p["first_segment"] + p["segments"] - 1}, root speed '
                    f'{a.get("root_speed_m_s")} m/s, turn {a.get("turn_rate_rad_s")} rad/s')
     ph = rec.get("physics")
     if ph:
         fell = f"fell at {ph['fell_at_s']} s ({ph['termination']})" if ph["fell"] else "did not fall"
-        typer.echo(f"physics: {fell} over {ph['seconds_simulated']} s simulated, COM speed {ph['com_speed_m_s']} m/s")
-    typer.echo(f"{len(rec['segments'])} segments, {rec['frames']} frames")
-    typer.echo(f"wrote {out} and {out.with_suffix('.json')}")
+        typer.echo(f"physics: {fell}; {ph['seconds_simulated']} s simulated, COM speed {ph['com_speed_m_s']} m/s")
+    typer.echo(f"{len(rec['segments'])} segments, {rec['frames']} frames ({rec['seconds']} s)")
+    typer.echo(f"wrote {out} and {out.with_suffix('.json')}" if video else f"wrote {out.with_suffix('.json')}")

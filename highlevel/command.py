@@ -9,28 +9,33 @@ achieved so far (a standing start at the first segment); its future half is an a
 commanded --speed (m/s) and --turn (rad/s) when either is given, else the whole COM input is
 masked (text alone).
 
-Each segment's codes go to a *follower* (`SegmentFollower`), the hook between the levels: it
-turns codes into the motion achieved over that segment, which becomes the history of the next.
+Each segment's codes go to a *follower* (`highlevel.follower.SegmentFollower`), the hook between
+the levels: it turns codes into the motion achieved over that segment, which becomes the history
+of the next.
 `KinematicFollower` (--kinematic) decodes them with the motion VAE (root integrated from the
 decoded velocities, each segment continuing from the last frame of the one before);
 `highlevel.physics.PhysicsFollower` (the default when a low-level policy exists: models/lowlevel.pt
 or --lowlevel) has a goal="decoded" low-level policy follow their decoding with the simulated H1
 in MuJoCo, the robot's state carried from segment to segment, and returns the robot's own motion;
-it reports falls, and the run ends with the segment in which the robot fell.
+it reports falls, and goes on simulating after one. Either way the run covers exactly the asked
+time: ceil(frames / 32) segments, the last one cut (physics: simulated up to the end only).
 
 Path: --kinematic plays the codes without physics; --lowlevel POLICY or --physics ask for physics
 (one-line error without a usable policy: missing file, a goal other than "decoded", another motion
 VAE); with neither, physics runs if models/lowlevel.pt exists, else the kinematic path with a
 one-line notice on stderr.
 
-Outputs: OUT.mp4 (current prompt drawn on each frame; physics: the simulated robot with the
-decoded motion it is asked to follow as a translucent blue ghost, "FELL" from the fall on, the
-last frame held 0.5 s) and OUT.json (prompts and their segment spans, codes per segment; achieved
-root speed = net horizontal displacement / time, path speed = path length / time, turn rate = net
-heading change / time, for the whole run and per prompt; physics: "physics" with the fall
-(fell_at_s, seconds_before_fall, termination), COM speed, and per segment the robot's and the
-decoded motion's speed / turn, decoded joint error, seconds survived), both written atomically; the
-JSON first, so it exists even where rendering is unavailable.
+Outputs: OUT.json and, unless --no-video, OUT.mp4 (current prompt drawn on each frame; physics:
+the simulated robot with the decoded motion it is asked to follow as a translucent blue ghost,
+"FELL" from the fall on; rendered by `highlevel.video`, imported for the video only). OUT.json:
+prompts and their segment spans, codes per segment; achieved root speed = net horizontal
+displacement / time, path speed = path length / time, turn rate = net heading change / time, for
+the whole run and per prompt; physics: "physics" with the fall (fell_at_s, seconds_before_fall,
+termination), COM speed, and per segment the robot's and the decoded motion's speed / turn,
+decoded joint error, seconds survived. Both written atomically; the JSON first, so it exists even
+where rendering is unavailable.
+
+Stages and their cost on 2 cores: benchmarks/command_speed.py (docs/highlevel.md, Speed).
 """
 from __future__ import annotations
 
@@ -42,13 +47,20 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # must precede the first `import mujo
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from daps.io import atomic_write, atomic_write_json  # noqa: E402
+import lowlevel.card as lowlevel_card  # noqa: E402
+from daps.args import finite_number  # noqa: E402
+from daps.io import atomic_write_json, check_writable  # noqa: E402
+from highlevel.dataset import base_frame_path  # noqa: E402
+from highlevel.follower import (FPS, SEG, START_HEIGHT, KinematicFollower, SegmentFollower,  # noqa: E402,F401 (re-exported)
+                                achieved, standing_rows)
+from highlevel.physics import START_POSES, PhysicsFollower, check_policy_file, load_command_policy  # noqa: E402
+from highlevel.sampling import Sampling  # noqa: E402,F401 (re-exported)
+from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_cache_dir, default_highlevel_path, load_highlevel  # noqa: E402,F401
+from highlevel.text import EmbeddingCache  # noqa: E402
+from motion_vae.models import load_motion_vae  # noqa: E402
 
-from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_highlevel_path  # noqa: E402,F401 (re-exported)
-
-START_HEIGHT = 0.98  # m, pelvis height of the standing start (LAFAN1-H1 upright mean ~0.97-1.02)
-SEG, FPS = 32, 30.0
 DEFAULT_SECONDS = 4.0
 MAX_SECONDS = 600.0  # s, the longest run (all prompts together)
 MAX_SPEED, MAX_TURN = 10.0, 10.0  # |--speed| m/s and |--turn| rad/s: beyond any LAFAN1 motion
@@ -88,21 +100,21 @@ def prompt_schedule(n_prompts: int, seconds: float | None = None, segments_per_p
     return [min(n_prompts - 1, int((SEG * j + 1e-6) // per)) for j in range(segments)], frames
 
 
-def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, kinematic: bool | None = True,
-               lowlevel: str | Path | None = None, guidance: float = 1.0, candidates: int = 1,
-               speed: float | None = None, turn: float | None = None) -> None:
+def check_args(prompts: list[str], out: Path, temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
+               kinematic: bool | None = True, lowlevel: str | Path | None = None, guidance: float = Sampling.guidance,
+               candidates: int = Sampling.candidates, speed: float | None = None, turn: float | None = None,
+               video: bool = True) -> None:
     """Raise ValueError (one line naming the flag) for bad command-line values: NaN or infinite
-    numbers, |speed| > MAX_SPEED m/s, |turn| > MAX_TURN rad/s, an --out (and its .json) that cannot
-    be written, kinematic True with a low-level policy given (contradictory)."""
-    from daps.args import finite_number
-    from daps.io import check_writable
-
+    numbers, |speed| > MAX_SPEED m/s, |turn| > MAX_TURN rad/s, an --out that does not end in .mp4
+    (.json also allowed without video), an --out (and its .json) that cannot be written,
+    kinematic True with a low-level policy given (contradictory)."""
     if not prompts or not prompts[0] or not prompts[0].strip():
         raise ValueError("PROMPT is empty: describe the motion, e.g. daps command \"walk forward\"")
     if any(not p or not p.strip() for p in prompts[1:]):
         raise ValueError("--then prompt is empty: describe the motion, e.g. --then \"turn left\"")
-    if Path(out).suffix.lower() != ".mp4":
-        raise ValueError(f"--out {out}: must end in .mp4")
+    suffix = Path(out).suffix.lower()
+    if suffix != ".mp4" and (video or suffix != ".json"):
+        raise ValueError(f"--out {out}: must end in .mp4" + ("" if video else " or .json"))
     finite_number(temperature, "--temperature", low=0)
     if top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {top_k}")
@@ -113,7 +125,8 @@ def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, ki
         raise ValueError(f"--candidates must be >= 1, got {candidates}")
     if kinematic is True and lowlevel is not None:
         raise ValueError("give --kinematic or --lowlevel/--physics, not both")
-    check_writable(out, "--out")
+    if video:
+        check_writable(out, "--out")
     check_writable(Path(out).with_suffix(".json"), "--out")
 
 
@@ -132,61 +145,16 @@ def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float
 def past_window(rows: np.ndarray) -> np.ndarray:
     """Last 32 root rows (32, 5) in the base frame of the last row (rows (T >= 32, 26) CSV), as
     `highlevel.dataset.com_window`'s history rows."""
-    from highlevel.dataset import base_frame_path
-
     return base_frame_path(rows[-32:], rows[-1])
 
 
-def standing_rows(n: int = 32, height: float = START_HEIGHT) -> np.ndarray:
-    """n identical CSV rows (n, 26): root at (0, 0, height), identity orientation, joints at 0."""
-    r = np.zeros((n, 26))
-    r[:, 2], r[:, 6] = height, 1.0
-    return r
-
-
-class SegmentFollower:
-    """The hook where a lower level consumes the high level's codes, one segment at a time.
-
-    `follow(codes, history, index)`: codes (B, 64) int64 of segment `index` for B parallel
-    rollouts; history (B, H >= 32, 26) CSV rows (root xyz m, root quaternion x y z w, 19 joint
-    angles rad) of the motion achieved so far (a standing start before segment 0). Returns the
-    rows (B, 32, 26) achieved while following the codes. `record()`: extra JSON fields of the run
-    (the physics follower reports falls and COM there). `done()`: True when no rollout can go on
-    (the physics follower: every robot has fallen); generation then stops early.
-    """
-
-    kinematic = True
-
-    def follow(self, codes: np.ndarray, history: np.ndarray, index: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def record(self) -> dict:
-        return {}
-
-    def done(self) -> bool:
-        return False
-
-
-class KinematicFollower(SegmentFollower):
-    """Decodes codes with the motion VAE, no physics: each rollout's segment continues from the
-    root position and heading of its last achieved frame (from the VAE's own pose at segment 0)."""
-
-    def __init__(self, vae, stats):
-        self.vae, self.stats = vae, stats
-
-    def follow(self, codes: np.ndarray, history: np.ndarray, index: int) -> np.ndarray:
-        from motion_vae.codec import decode_codes
-
-        return np.stack([decode_codes(self.vae, self.stats, c[None], start_rows=h[-1:] if index > 0 else None)
-                         for c, h in zip(codes, history)])
-
-
 def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
-                   turn: float | None = None, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                   batch: int = 1, guidance: float = 1.0, candidates: int = 1,
+                   turn: float | None = None, temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
+                   seed: int = 0, batch: int = 1, guidance: float = Sampling.guidance,
+                   candidates: int = Sampling.candidates,
                    preview: SegmentFollower | None = None) -> tuple[np.ndarray, np.ndarray]:
     """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
-    `segments`, or fewer when the follower is done() earlier (every physics rollout fell).
+    `segments`, or fewer when the follower is done() earlier.
 
     emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
     None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
@@ -194,12 +162,11 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     codes from one torch generator seeded with seed. guidance: classifier-free guidance weight on
     text and COM (`HighLevelPrior.sample`; 1 = none). candidates N > 1 (with a COM goal): each
     segment draws N code sequences per rollout, decodes them with `preview` (a
-    `KinematicFollower`; default: the follower itself when it is kinematic) and keeps the one
-    whose root speed and turn rate come closest to the goal (`pick_candidate`): sample-and-score
-    planning on top of the prior. Raises ValueError for bad emb or candidates.
+    `KinematicFollower`; default: the follower itself when it is kinematic, whose decoding of the
+    kept candidate is then the segment) and keeps the one whose root speed and turn rate come
+    closest to the goal (`pick_candidate`): sample-and-score planning on top of the prior.
+    Raises ValueError for bad emb or candidates.
     """
-    import torch
-
     if candidates < 1:
         raise ValueError(f"--candidates must be >= 1, got {candidates}")
     g = torch.Generator().manual_seed(seed)
@@ -224,12 +191,15 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
                else np.zeros((batch, 32, past.shape[-1]), np.float32))
         com = torch.from_numpy(np.concatenate([past, fut], 1))
         text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
-        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch * n, 3)
-        rep = lambda a: a.repeat_interleave(n, 0) if n > 1 else a  # noqa: E731  rollout b's candidates are rows b*n ... b*n+n-1
-        z = prior.sample(rep(text), rep(com), rep(torch.from_numpy(prev)), mask, temperature, top_k, g, guidance).numpy()
+        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch, 3)
+        # rollout b's candidates are rows b*n ... b*n+n-1; they share its encoded context
+        z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, g, guidance, samples=n).numpy()
         if n > 1:
-            z = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speed or 0.0, turn or 0.0)
-        seg = follower.follow(z, hist, j)
+            z, seg = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speed or 0.0, turn or 0.0)
+            if preview is not follower:
+                seg = follower.follow(z, hist, j)
+        else:
+            seg = follower.follow(z, hist, j)
         codes.append(z)
         rows.append(seg)
         hist, prev = np.concatenate([hist, seg], 1)[:, -64:], z
@@ -239,10 +209,11 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
 
 
 def pick_candidate(z: np.ndarray, hist: np.ndarray, index: int, preview: SegmentFollower, speed: float,
-                   turn: float) -> np.ndarray:
+                   turn: float) -> tuple[np.ndarray, np.ndarray]:
     """For each rollout, the candidate codes z (B, N, 64) whose decoded segment (continuing from
     hist (B, H, 26), via preview) has the root speed (m/s) and turn rate (rad/s) closest to the
-    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame; (B, 64)."""
+    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame.
+    Returns (codes (B, 64), their decoded rows (B, 32, 26))."""
     b, n, t = z.shape
     seg = preview.follow(z.reshape(b * n, t), np.repeat(hist, n, 0), index)  # (B N, 32, 26)
     last = np.repeat(hist[:, -1:], n, 0)
@@ -250,80 +221,18 @@ def pick_candidate(z: np.ndarray, hist: np.ndarray, index: int, preview: Segment
     for i, r in enumerate(np.concatenate([last, seg], 1)):
         a = achieved(r)
         err[i] = (a["root_speed_m_s"] - speed) ** 2 + (a["turn_rate_rad_s"] - turn) ** 2
-    return z[np.arange(b), err.reshape(b, n).argmin(1)]
+    best = err.reshape(b, n).argmin(1)
+    return z[np.arange(b), best], seg.reshape(b, n, *seg.shape[1:])[np.arange(b), best]
 
 
 def generate(prior, vae, stats, emb: np.ndarray, segments: int, speed: float | None = None, turn: float | None = None,
-             temperature: float = 1.0, top_k: int = 0, seed: int = 0, guidance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+             temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, seed: int = 0,
+             guidance: float = Sampling.guidance, candidates: int = Sampling.candidates) -> tuple[np.ndarray, np.ndarray]:
     """One kinematic rollout: codes (S, 64) and decoded CSV rows (S*32, 26) for a prompt
     embedding emb (384,) or per-segment embeddings (S, 384)."""
-    c, r = generate_batch(prior, KinematicFollower(vae, stats), emb, segments, speed, turn, temperature, top_k, seed, 1, guidance)
+    c, r = generate_batch(prior, KinematicFollower(vae, stats), emb, segments, speed, turn, temperature, top_k, seed, 1,
+                          guidance, candidates)
     return c[0], r[0]
-
-
-def achieved(rows: np.ndarray) -> dict:
-    """Root measures of CSV rows (T >= 2, 26): speed (net displacement / time, m/s), path speed
-    (path length / time, m/s), turn rate (net heading change / time, rad/s), mean height (m)."""
-    from highlevel.annotate import segment_measures
-
-    m = segment_measures(rows)
-    return {"root_speed_m_s": round(m["speed"], 3),
-            "path_speed_m_s": round(float(np.linalg.norm(np.diff(rows[:, :2], axis=0), axis=1).sum() * FPS / (len(rows) - 1)), 3),
-            "turn_rate_rad_s": round(m["yaw_rate"], 3),
-            "mean_root_height_m": round(m["height"], 3)}
-
-
-def render_rows(rows: np.ndarray, out: Path, prompt: str | list[str], fps: float = 30.0, width: int = 480, height: int = 352,
-                ghost: np.ndarray | None = None, mode: str = "kinematic", notes: list[str] | None = None,
-                hold: int = 0) -> int:
-    """Write an MP4 of CSV rows (T, 26) posed frame by frame (MuJoCo kinematics, no simulation:
-    for the physics path the rows are the simulated robot's states); returns frames written.
-
-    prompt: one string, or one per frame (T,), drawn on its frame as '"PROMPT" (MODE)'; ghost:
-    optional qpos (T, 26) (quaternion w, x, y, z) drawn as a translucent blue robot
-    (`lowlevel.render.GhostRenderer`); notes: optional per-frame second line (e.g. "FELL at 2.1 s",
-    "" for none); hold: the last frame repeated this many more times.
-    """
-    import imageio.v2 as imageio
-    import mujoco
-    from PIL import Image, ImageDraw
-
-    from envs.lafan1 import csv_to_qpos
-    from envs.model import load_h1_model
-    from lowlevel.render import GhostRenderer
-
-    model = load_h1_model()
-    data = mujoco.MjData(model)
-    gr = GhostRenderer(model, width, height)
-    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
-        gr.renderer.scene.flags[flag] = 0  # software (llvmpipe) rendering: ~3x faster without them
-    qpos = csv_to_qpos(rows)
-    labels = [prompt] * len(qpos) if isinstance(prompt, str) else list(prompt)
-    written = 0
-
-    def write(tmp):  # frames go to the encoder as they are drawn: memory does not grow with the run
-        nonlocal written
-        with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7, macro_block_size=16) as w:
-            frame = None
-            for i, (q, label) in enumerate(zip(qpos, labels)):
-                data.qpos[:] = q
-                mujoco.mj_kinematics(model, data)
-                img = Image.fromarray(gr.render(data, None if ghost is None else ghost[i]))
-                draw = ImageDraw.Draw(img)
-                draw.text((10, 10), f'"{label}" ({mode})', fill=(255, 255, 255))
-                if notes is not None and notes[i]:
-                    draw.text((10, 26), notes[i], fill=(255, 80, 80))
-                frame = np.asarray(img)
-                w.append_data(frame)
-            for _ in range(hold if frame is not None else 0):
-                w.append_data(frame)
-        written = len(qpos) + (hold if len(qpos) else 0)
-
-    try:
-        atomic_write(out, write)
-    finally:
-        gr.close()
-    return written
 
 
 def choose_path(kinematic: bool | None, lowlevel: str | Path | None) -> tuple[Path | None, str | None]:
@@ -333,13 +242,11 @@ def choose_path(kinematic: bool | None, lowlevel: str | Path | None) -> tuple[Pa
     path (default models/lowlevel.pt); a missing file is left to `load_command_policy` to refuse.
     kinematic None (no flag): physics if models/lowlevel.pt exists, else kinematic with a notice.
     """
-    from lowlevel.card import default_model_path
-
     if kinematic is True:
         return None, None
     if lowlevel is not None:
         return Path(lowlevel), None
-    default = default_model_path()
+    default = lowlevel_card.default_model_path()
     if kinematic is False or default.is_file():
         return default, None
     return None, (f"notice: no low-level policy at {default}: playing the codes without physics (--kinematic); "
@@ -348,113 +255,134 @@ def choose_path(kinematic: bool | None, lowlevel: str | Path | None) -> tuple[Pa
 
 def run_command(prompt: str | list[str], seconds: float | None, out: str | Path, kinematic: bool | None = True,
                 model: str | Path | None = None, speed: float | None = None, turn: float | None = None,
-                temperature: float = 1.0, top_k: int = 0, seed: int = 0, text_cache: str | Path | None = None,
-                video: bool = True, width: int = 480, height: int = 352, segments_per_prompt: int | None = None,
-                motion_vae: str | Path | None = None, lowlevel: str | Path | None = None,
-                start_pose: str = "nominal", guidance: float = 1.0, candidates: int = 1) -> dict:
+                temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, seed: int = 0,
+                text_cache: str | Path | None = None, video: bool = True, width: int = 480, height: int = 352,
+                segments_per_prompt: int | None = None, motion_vae: str | Path | None = None,
+                lowlevel: str | Path | None = None, start_pose: str = "nominal", guidance: float = Sampling.guidance,
+                candidates: int = Sampling.candidates) -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
-    segments each). kinematic: True = no physics; False = physics required (lowlevel or
-    models/lowlevel.pt); None = physics when a policy exists (lowlevel or models/lowlevel.pt), else
-    kinematic with a notice (rec["notice"]). lowlevel: a goal="decoded" low-level policy (training
-    checkpoint or export). start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
-    `highlevel.physics.PhysicsFollower`). guidance: classifier-free guidance weight on text and COM
-    (`highlevel.model.HighLevelPrior.sample`; 1 = none). candidates: code sequences drawn per
-    segment when --speed/--turn give a goal, the one closest to it kept (`generate_batch`). A physics run ends with the segment in which the robot
-    fell: rec["frames"] and rec["segments"] are then fewer than planned, and a prompt never
-    reached has "segments": 0. Raises ValueError / CheckpointError / FileNotFoundError (one line).
+    segments each); the run covers exactly that time (enough segments, the last one cut).
+    kinematic: True = no physics; False = physics required (lowlevel or models/lowlevel.pt); None
+    = physics when a policy exists (lowlevel or models/lowlevel.pt), else kinematic with a notice
+    (rec["notice"]). lowlevel: a goal="decoded" low-level policy (training checkpoint or export).
+    start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
+    `highlevel.physics.PhysicsFollower`). temperature, top_k, guidance, candidates: `Sampling`.
+    video: False writes the JSON only (out may then end in .json) and never imports the renderer.
+    text_cache: the prompt embeddings' cache file (default: `default_text_cache`).
+    Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance, candidates, speed, turn)
+    check_args(prompts, out, temperature, top_k, kinematic, lowlevel, guidance, candidates, speed, turn, video)
     plan, n_frames = prompt_schedule(len(prompts), seconds, segments_per_prompt)
-    if not (16 <= width <= 640 and 16 <= height <= 480):
+    if video and not (16 <= width <= 640 and 16 <= height <= 480):
         raise ValueError(f"--width/--height must lie in 16..640 x 16..480 (the model's offscreen buffer), got {width} x {height}")
-    from highlevel.physics import START_POSES
-
     if start_pose not in START_POSES:
         raise ValueError(f"--start must be one of {', '.join(START_POSES)}, got {start_pose!r}")
     ll_path, notice = choose_path(kinematic, lowlevel)
     if ll_path is not None:
-        from highlevel.physics import check_policy_file
-
         check_policy_file(ll_path)  # before the slow loads
-    import torch
-
-    from highlevel.ship import load_highlevel
-    from highlevel.text import EmbeddingCache
-    from motion_vae.models import load_motion_vae
-
-    text_table = EmbeddingCache(text_cache)  # a file that is not a cache: refused before the slow loads
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    given_cache = EmbeddingCache(text_cache) if text_cache else None  # not a cache: refused before the slow loads
+    # one thread: the prior's per-token steps are tiny tensors, where a second OpenMP thread costs
+    # more than it gives (docs/highlevel.md, Speed: layer norm 16 us on one thread, ms on two)
+    torch.set_num_threads(1)
     path = Path(model) if model else default_highlevel_path()
     prior, cfg, ck, vae_path = load_highlevel(path, motion_vae)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     if ll_path is not None:
-        from highlevel.physics import PhysicsFollower, load_command_policy
-
         ll_model, vecnorm, ll_ck = load_command_policy(ll_path, vae_path)
-        follower: SegmentFollower = PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, start_pose, ll_path)
+        follower: SegmentFollower = PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, start_pose, ll_path,
+                                                    seconds=n_frames / FPS)
     else:
         follower = KinematicFollower(vae, stats)
     prompts = [p.strip() for p in prompts]
-    table = text_table.encode(prompts)
-    emb = table[plan]  # (S, 384)
+    table = given_cache if given_cache is not None else default_text_cache(path, ck)
+    emb = table.encode(prompts)[plan]  # (S, 384)
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
                                      candidates, None if follower.kinematic else KinematicFollower(vae, stats))
+        rec = run_record(follower, prompts, plan, codes[0], rows[0][:n_frames], seconds, segments_per_prompt)
     except BaseException:
-        getattr(follower, "close", lambda: None)()
+        follower.close()
         raise
-    codes, rows = codes[0], rows[0][:n_frames]
-    n_frames = len(rows)
+    rec.update({"model": str(path), "step": ck["step"], "motion_vae": str(vae_path), "seed": seed,
+                "temperature": temperature, "top_k": top_k, "guidance": guidance, "candidates": candidates,
+                "commanded": {"speed_m_s": speed, "turn_rad_s": turn}, "mp4": str(out) if video else None})
+    if notice:
+        rec["notice"] = notice
+    json_path = out.with_suffix(".json")
+    atomic_write_json(json_path, rec)  # first: the codes are kept even where rendering fails
+    try:
+        if video:
+            rec["video_frames"] = write_video(rows[0][:n_frames], follower, prompts, plan, rec, out, width, height)
+    finally:
+        follower.close()
+    return rec
+
+
+def default_text_cache(path: str | Path, ck: dict) -> EmbeddingCache:
+    """The embeddings of prompts already seen, kept beside the high-level model's other caches
+    (`highlevel.ship.default_cache_dir`/text_embeddings.npz, as `daps highlevel control` keeps
+    them): a prompt seen before skips loading the text encoder (seconds). In memory only where
+    that file cannot be written or is not a cache."""
+    cache = default_cache_dir(path, ck) / "text_embeddings.npz"
+    try:
+        check_writable(cache, "text cache")
+        return EmbeddingCache(cache)
+    except ValueError:
+        return EmbeddingCache(None)
+
+
+def run_record(follower: SegmentFollower, prompts: list[str], plan: list[int], codes: np.ndarray, rows: np.ndarray,
+               seconds: float | None, segments_per_prompt: int | None) -> dict:
+    """The JSON record of a run (prompts with their segment spans and achieved measures, codes
+    per segment, the follower's record) for codes (S, 64), achieved rows (T, 26) cut to the run's
+    length and the prompt index of every planned segment."""
     spans = []
     for i, p in enumerate(prompts):
         segs = [j for j, k in enumerate(plan[: len(codes)]) if k == i]
-        if not segs:  # not reached: the robot fell before
+        if not segs:  # not reached: a follower that stopped early (done())
             spans.append({"index": i, "prompt": p, "first_segment": None, "segments": 0, "first_frame": None,
                           "frames": 0, "achieved": None})
             continue
-        f0, f1 = SEG * segs[0], min(n_frames, SEG * (segs[-1] + 1))
+        f0, f1 = SEG * segs[0], min(len(rows), SEG * (segs[-1] + 1))
         spans.append({"index": i, "prompt": p, "first_segment": segs[0], "segments": len(segs), "first_frame": f0,
                       "frames": f1 - f0, "achieved": achieved(rows[max(0, f0 - 1) : f1]) if f1 - f0 >= 2 else None})
     extra = follower.record()
     phys = extra.get("physics")
     seg_phys = phys.pop("segments", None) if phys else None
-    rec = {"prompt": prompts[0], "prompts": spans, "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
-           "segments_per_prompt": segments_per_prompt, "frames": len(rows), "kinematic": follower.kinematic, "model": str(path),
-           "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k, "guidance": guidance, "candidates": candidates,
-           "commanded": {"speed_m_s": speed, "turn_rad_s": turn},
-           "achieved": achieved(rows), **extra,
-           "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist(),
-                         **({"physics": seg_phys[j]} if seg_phys else {})}
-                        for j, c in enumerate(codes)],
-           "planned_segments": len(plan), "mp4": str(out) if video else None}
-    if notice:
-        rec["notice"] = notice
-    json_path = out.with_suffix(".json")
-    atomic_write_json(json_path, rec)
-    if video:
-        labels = [prompts[plan[f // SEG]] for f in range(len(rows))]
-        ghost = notes = None
-        hold = 0
-        if not follower.kinematic:
-            ghost = follower.ghost_qpos(0)[: len(rows)]
-            f_fall = follower.fall_frame30(0)
-            if f_fall is not None:
-                msg = f"FELL at {phys['fell_at_s']:.2f} s ({phys['termination']})"
-                notes = ["" if f < f_fall else msg for f in range(len(rows))]
-                hold = int(FPS // 2)
-        try:
-            rec["video_frames"] = render_rows(rows, out, labels, width=width, height=height, ghost=ghost,
-                                              mode="kinematic" if follower.kinematic else "physics", notes=notes, hold=hold)
-        except Exception as e:  # noqa: BLE001 - the GL stack raises many types
-            if isinstance(e, OSError) and e.filename == str(out):  # writing the file failed (a full disk, ...)
-                raise
-            raise ValueError(f"rendering {out} failed (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {type(e).__name__}); "
-                             f"codes written to {json_path}") from None
-        finally:
-            getattr(follower, "close", lambda: None)()
-    else:
-        getattr(follower, "close", lambda: None)()
-    return rec
+    return {"prompt": prompts[0], "prompts": spans,
+            "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
+            "segments_per_prompt": segments_per_prompt, "frames": len(rows), "seconds": round(len(rows) / FPS, 4),
+            "kinematic": follower.kinematic, "achieved": achieved(rows), **extra,
+            "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist(),
+                          **({"physics": seg_phys[j]} if seg_phys else {})}
+                         for j, c in enumerate(codes)],
+            "planned_segments": len(plan)}
+
+
+def write_video(rows: np.ndarray, follower: SegmentFollower, prompts: list[str], plan: list[int], rec: dict, out: Path,
+                width: int, height: int) -> int:
+    """The optional last stage: the MP4 of a run's achieved rows (T, 26) (`highlevel.video`, imported
+    here only), the prompt on every frame; physics: the decoded motion as a ghost and "FELL at"
+    from the fall on. Returns the frames written; ValueError (one line) where rendering fails."""
+    from highlevel.video import render_rows  # MuJoCo's renderer, imageio, PIL: for the video only
+
+    labels = [prompts[plan[f // SEG]] for f in range(len(rows))]
+    ghost = notes = None
+    if not follower.kinematic:
+        ghost = follower.ghost_qpos(0)[: len(rows)]
+        f_fall = follower.fall_frame30(0)
+        if f_fall is not None:
+            ph = rec["physics"]
+            msg = f"FELL at {ph['fell_at_s']:.2f} s ({ph['termination']})"
+            notes = ["" if f < f_fall else msg for f in range(len(rows))]
+    try:
+        return render_rows(rows, out, labels, width=width, height=height, ghost=ghost,
+                           mode="kinematic" if follower.kinematic else "physics", notes=notes)
+    except Exception as e:  # noqa: BLE001 - the GL stack raises many types
+        if isinstance(e, OSError) and e.filename == str(out):  # writing the file failed (a full disk, ...)
+            raise
+        raise ValueError(f"rendering {out} failed (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {type(e).__name__}); "
+                         f"codes written to {out.with_suffix('.json')}") from None

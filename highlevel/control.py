@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from daps.io import atomic_write_json, atomic_write_text
+from highlevel.sampling import Sampling
 
 SEG = 32
 CATEGORIES = ("walk", "run", "dance", "fight", "jumps", "fallAndGetUp")
@@ -227,12 +228,14 @@ def _mean_sd(v) -> dict:
 
 
 def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10, segments: int = 5, seed: int = 0,
-                temperature: float = 1.0, top_k: int = 0, stride: int = SEG, max_frames: int | None = None, root=None,
+                temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, stride: int = SEG, max_frames: int | None = None, root=None,
                 text_cache=None, cache_dir: str | Path | None = None,
-                speed_turn: tuple = SPEED_TURN, progress: bool = True, guidance: float = 1.0, candidates: int = 1) -> dict:
+                speed_turn: tuple = SPEED_TURN, progress: bool = True, guidance: float = Sampling.guidance,
+                candidates: int = Sampling.candidates) -> dict:
     """The whole study (module docstring); writes out_dir/control.json and control.md, returns the
     JSON. guidance: classifier-free guidance weight on text and COM (1 = none); candidates: code
-    sequences drawn per segment of the COM-goal rollouts, the closest to the goal kept. ckpt None:
+    sequences drawn per segment of the COM-goal rollouts, the closest to the goal kept (defaults:
+    `highlevel.sampling.Sampling`, as the command line's). ckpt None:
     models/highlevel.pt. segments >= 2 (the first is not scored). text_cache: an
     EmbeddingCache or its .npz path (default cache_dir/text_embeddings.npz). ValueError /
     CheckpointError (one line) for bad values or files."""

@@ -119,11 +119,15 @@ class HighLevelPrior(nn.Module):
         p = torch.tensor([self.cfg.drop_text, self.cfg.drop_com, self.cfg.drop_prev], device=device)
         return torch.rand(b, 3, generator=generator, device=device) >= p
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, text: Tensor, com: Tensor, prev: Tensor, mask: Tensor | None = None, temperature: float = 1.0,
-               top_k: int = 0, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
-        """Draw codes (B, T) int64 token by token with a KV cache. temperature 0 = greedy;
-        top_k > 0 keeps the k most likely codes at each step.
+               top_k: int = 0, generator: torch.Generator | None = None, guidance: float = 1.0,
+               samples: int = 1) -> Tensor:
+        """Draw codes (B * samples, T) int64 token by token with a KV cache: `samples` independent
+        draws per context row, rows b * samples ... b * samples + samples - 1 for context b (each
+        context is encoded once and its draws share its cross-attention memory, as
+        `daps.nn.DecoderBlock.cross` folds them). temperature 0 = greedy; top_k > 0 keeps the k
+        most likely codes at each step.
 
         guidance w (classifier-free guidance, Ho & Salimans 2022, as in autoregressive token
         models): each step's log-probabilities become log p(z_t | h) + w (log p(z_t | text, com,
@@ -131,20 +135,21 @@ class HighLevelPrior(nn.Module):
         temperature and top-k. The reference is the same network with text and COM masked,
         which training's context dropout makes a model of its own. w = 1: plain sampling;
         w > 1: follow text and COM more strongly. Rows with neither text nor COM are unchanged.
-        Raises ValueError for negative temperature, top_k or guidance.
+        Raises ValueError for negative temperature, top_k or guidance, or samples < 1.
         """
-        if temperature < 0 or top_k < 0 or guidance < 0:
-            raise ValueError(f"temperature, top_k and guidance must be >= 0, got {temperature}, {top_k}, {guidance}")
+        if temperature < 0 or top_k < 0 or guidance < 0 or samples < 1:
+            raise ValueError(f"temperature, top_k and guidance must be >= 0 and samples >= 1, got {temperature}, "
+                             f"{top_k}, {guidance}, {samples}")
         cfg = self.cfg
-        b = text.shape[0]
-        mask = torch.ones(b, 3, dtype=torch.bool, device=text.device) if mask is None else mask
+        mask = torch.ones(text.shape[0], 3, dtype=torch.bool, device=text.device) if mask is None else mask
         guided = guidance != 1.0 and bool(mask[:, :2].any())
         if guided:  # second half of the batch: the same rows with text and COM masked
             ref = mask.clone()
             ref[:, :2] = False
             text, com, prev, mask = torch.cat([text, text]), torch.cat([com, com]), torch.cat([prev, prev]), torch.cat([mask, ref])
         ctx = self.context(text, com, prev, mask)
-        rows, t_max = ctx.shape[0], cfg.block_size
+        b = text.shape[0] * samples // (2 if guided else 1)  # rows drawn
+        rows, t_max = ctx.shape[0] * samples, cfg.block_size
         mem = [blk.cross_attn.keys_values(ctx) for blk in self.blocks]
         cache = KVCache(cfg.num_layers, rows, cfg.num_heads, t_max, cfg.embed_dim // cfg.num_heads, ctx)
         tok = torch.full((rows, 1), cfg.vocab_size, dtype=torch.long, device=ctx.device)

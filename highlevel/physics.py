@@ -1,11 +1,11 @@
 """The physics path of `daps command`: the low-level policy drives the simulated H1 along the codes.
 
-`PhysicsFollower` is the `SegmentFollower` (highlevel/command.py) that puts the high level's codes
+`PhysicsFollower` is the `SegmentFollower` (highlevel/follower.py) that puts the high level's codes
 through physics. For each segment j of B parallel rollouts (one MuJoCo H1 each, state carried
 across segments, never reset between them):
 
 1. decode: the segment's 64 codes -> 32 CSV rows (30 Hz) with the motion VAE
-   (`motion_vae.codec.decode_codes`), the root continuing from the ROBOT's current root x, y and
+   (`highlevel.follower.decode_segments`), the root continuing from the ROBOT's current root x, y and
    heading (its height and everything else as decoded);
 2. extend the goal: the decoded rows join the decoded stream (`DecodedStream`), resampled to the
    env's control rate (100 Hz) and grounded by the segment's own median sole depth (as training's
@@ -14,7 +14,8 @@ across segments, never reset between them):
    is fixed anew on the robot at the segment's first control frame, as in training;
 3. step: the deterministic policy (observations normalised with its VecNormalize statistics) for
    the control steps of the segment: from the first control frame k0(j) = ceil(32 j / 30 * 100)
-   of segment j to that of segment j + 1 (106 or 107 steps, 1.0667 s on average);
+   of segment j to that of segment j + 1 (106 or 107 steps, 1.0667 s on average; the last
+   segment only up to the run's end, `seconds`);
 4. achieved: the robot's qpos recorded at every control frame, resampled to the segment's 32
    frames of 30 Hz (times (32 j + i) / 30 s; linear / slerp) -> the 26-column CSV rows returned to
    the high level (its history for the next segment).
@@ -38,10 +39,11 @@ Terminations (the env's, against the decoded stream as its reference; reward and
 0.6 m while the decoded pelvis is 0.2 m higher), "tilted" (torso tilt over 1 rad while the decoded
 torso is 0.5 rad less tilted) and "unstable" (simulation blew up) count as a fall; "diverged"
 (joint error against the goal) is switched off: a robot that cannot reach a decoded pose is not
-fallen (the joint error is reported per segment instead). After a fall the rollout is simulated
-to the end of that segment (the fall is seen to its end; after "unstable" the last sound state is
-held), then it stops: `done()` turns true once every rollout has fallen and the command ends its
-run there (the JSON says when: `fell_at_s`).
+fallen (the joint error is reported per segment instead). A fall is recorded once (the JSON says
+when: `fell_at_s`) and the simulation goes on, the policy acting, to the end of the run, so the
+run lasts the asked time whether the robot fell or not (after "unstable" the last sound state is
+held). With `stop_at_fall` a fallen rollout stops instead and `done()` turns true once every
+rollout has fallen (for measuring the seconds before a fall, where the rest is not needed).
 """
 from __future__ import annotations
 
@@ -49,9 +51,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+import mujoco
 import numpy as np
 
-from highlevel.command import FPS, SEG, SegmentFollower, achieved
+from daps.io import file_sha256
+from daps.trainer import CheckpointError
+from envs.lafan1 import csv_to_qpos, qpos_to_csv
+from envs.mimic.config import MimicConfig
+from envs.reference import ReferenceMotion, interpolate_qpos, make_reference
+from envs.tracking import NOMINAL_POSE, H1TrackingEnv
+from highlevel.follower import FPS, SEG, SegmentFollower, achieved, decode_segments
+from lowlevel.evaluate import policy_actor
 
 __all__ = ["PhysicsFollower", "DecodedStream", "segment_start", "standing_qpos", "load_command_policy", "check_policy_file",
            "FALL_REASONS", "START_POSES"]
@@ -73,9 +83,6 @@ def standing_qpos(pose: str = "nominal") -> np.ndarray:
     joint angles `envs.tracking.NOMINAL_POSE` ("nominal") or all zero ("zero", the pose of the
     high level's `standing_rows`); "decoded" (the first decoded frame, known only once segment 0
     is decoded: `PhysicsFollower` places it) gives the nominal pose here. ValueError for another pose."""
-    from envs.reference import make_reference
-    from envs.tracking import NOMINAL_POSE
-
     if pose not in START_POSES:
         raise ValueError(f"start pose must be one of {START_POSES}, got {pose!r}")
     q = np.zeros(26)
@@ -104,9 +111,7 @@ def load_command_policy(path: str | Path, motion_vae_path: str | Path):
     ValueError (goal "reference": it needs the true clip, which a text command has not; goal
     "latent": not supported by this path), each one line.
     """
-    from daps.trainer import CheckpointError
-    from daps.io import file_sha256
-    from lowlevel.train import load_lowlevel
+    from lowlevel.train import load_lowlevel  # stable-baselines3: loaded for the physics path only
     from lowlevel.tracker import is_tracker_file, load_tracker
 
     path = check_policy_file(path)
@@ -158,8 +163,6 @@ class DecodedStream:
         """Append the next segment's decoded qpos (32, 26) at 30 Hz (root quaternion w, x, y, z);
         returns the whole stream as a ReferenceMotion (read-only arrays) reaching at least to the
         first control frame of the segment after it."""
-        from envs.reference import ReferenceMotion, interpolate_qpos, make_reference
-
         qpos30 = np.asarray(qpos30, dtype=np.float64)
         if qpos30.shape != (SEG, 26):
             raise ValueError(f"DecodedStream.append: expected qpos ({SEG}, 26), got {qpos30.shape}")
@@ -198,10 +201,10 @@ class _Rollout:
         self.ghost30: list[np.ndarray] = []  # ghost qpos per segment at 30 Hz (32, 26)
         self.decoded: list[np.ndarray] = []  # decoded CSV rows per segment (32, 26), world-placed
         self.segments: list[dict] = []
-        self.fall_frame: int | None = None  # control frame whose state ended the run (termination)
+        self.fall_frame: int | None = None  # control frame of the fall (the first terminating state)
         self.termination: str | None = None
         self.frozen = False  # after "unstable": the last sound state is held
-        self.done = False
+        self.done = False  # stop_at_fall and fallen: later segments hold the last state
 
 
 class PhysicsFollower(SegmentFollower):
@@ -215,23 +218,27 @@ class PhysicsFollower(SegmentFollower):
         start_pose: "nominal" (default) or "zero" (`standing_qpos`), or "decoded": at rest in the
             first frame of segment 0's decoded motion (grounded, at the origin facing +x).
         policy_path: recorded in the JSON.
+        seconds: length of the run (s): the last segment is simulated up to that time only (the
+            rows after it hold the last state; the command cuts them off). None: whole segments.
+        stop_at_fall: a rollout that has fallen is no longer simulated (its later segments hold
+            its last state) and `done()` turns true once every rollout has fallen (the
+            seconds-before-a-fall benchmark). False (`daps command`): the robot is simulated,
+            policy acting, to the end of the run whether it fell or not.
 
     `follow(codes (B, 64) int, history (B, H, 26), index) -> rows (B, 32, 26)`: the robot's motion
     over segment `index` at 30 Hz, CSV layout (root xyz m, quaternion x y z w, 19 joints rad);
-    segments must come in order 0, 1, 2, ... A rollout that has fallen returns its last state
-    repeated. `done()`: every rollout has fallen. `record()`: {"physics": ...} (see `rollout_record`).
+    segments must come in order 0, 1, 2, ... `record()`: {"physics": ...} (see `rollout_record`).
     """
 
     kinematic = False
 
     def __init__(self, model, vecnorm, ck: dict, vae, stats, start_pose: str = "nominal",
-                 policy_path: str | Path | None = None):
-        from lowlevel.evaluate import policy_actor
-
+                 policy_path: str | Path | None = None, seconds: float | None = None, stop_at_fall: bool = False):
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"PhysicsFollower: seconds must be positive, got {seconds}")
         self.tracker = None
         if vecnorm is None:  # a tracker (lowlevel.tracker): its task config rebuilds the env
-            from envs.mimic.config import MimicConfig
-            from lowlevel.tracker import policy_actor as tracker_actor
+            from lowlevel.tracker import policy_actor as tracker_actor  # stable-baselines3: physics path only
 
             self.tracker = MimicConfig.from_dict(ck["task"])
             act = tracker_actor(model, ck)
@@ -247,6 +254,7 @@ class PhysicsFollower(SegmentFollower):
         self.policy_path = None if policy_path is None else str(policy_path)
         self._rollouts: list[_Rollout] = []
         self.control_hz = 100.0 if self.tracker is None else self.tracker.control_hz
+        self.seconds, self.stop_at_fall = seconds, stop_at_fall
         self._pelvis = None
 
     # ------------------------------------------------------------------ hook
@@ -269,17 +277,14 @@ class PhysicsFollower(SegmentFollower):
         return bool(self._rollouts) and all(r.done for r in self._rollouts)
 
     def _make_env(self, ref):
-        import mujoco
-
-        from envs.tracking import H1TrackingEnv
-        from lowlevel.train import env_kwargs
-
         if self.tracker is not None:
-            from lowlevel.tracker import TrackerStream
+            from lowlevel.tracker import TrackerStream  # stable-baselines3: physics path only
 
             env = TrackerStream(self.tracker, ref)
             self._pelvis = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, "pelvis")
             return env
+
+        from lowlevel.train import env_kwargs
 
         kw = env_kwargs(self.cfg)
         kw.pop("data_root", None)
@@ -293,17 +298,13 @@ class PhysicsFollower(SegmentFollower):
         return env.data.qpos.copy(), env.data.subtree_com[self._pelvis].copy()
 
     def _follow_one(self, r: _Rollout, code: np.ndarray, j: int) -> np.ndarray:
-        from envs.lafan1 import csv_to_qpos, qpos_to_csv
-        from envs.reference import interpolate_qpos
-        from motion_vae.codec import decode_codes
-
-        if r.done:  # fell in an earlier segment: hold
+        if r.done:  # fell in an earlier segment (stop_at_fall): hold
             r.rows.append(np.repeat(r.rows[-1][-1:], SEG, 0))
             r.ghost30.append(np.repeat(r.ghost30[-1][-1:], SEG, 0))
             r.decoded.append(np.repeat(r.decoded[-1][-1:], SEG, 0))
             return r.rows[-1]
         now = r.robot[-1] if r.robot else self.start
-        dec = decode_codes(self.vae, self.stats, np.asarray(code, np.int64)[None], start_rows=qpos_to_csv(now[None]))
+        dec = decode_segments(self.vae, self.stats, np.asarray(code, np.int64)[None], qpos_to_csv(now[None]))[0]
         r.decoded.append(dec)
         if r.stream is None:
             r.stream = DecodedStream(self.control_hz)
@@ -319,7 +320,10 @@ class PhysicsFollower(SegmentFollower):
             r.ghost[-1] = r.env.decoded_qpos()
         hz = self.control_hz
         k0, k1 = segment_start(j, hz), segment_start(j + 1, hz)
-        assert len(r.robot) == k0 + 1, (len(r.robot), k0)
+        if self.seconds is not None:  # the run ends within this segment: simulate up to its end only
+            k1 = min(k1, max(k0 + 1, math.ceil(self.seconds * hz - 1e-6)))
+        if len(r.robot) != k0 + 1:
+            raise ValueError(f"follow: segment {j} starts at control frame {k0}, but the run ended at {len(r.robot) - 1}")
         fall_here, rew, jerr = None, [], []
         for _ in range(k1 - k0):
             if r.frozen:
@@ -344,6 +348,7 @@ class PhysicsFollower(SegmentFollower):
             if reason in FALL_REASONS and r.fall_frame is None:
                 r.fall_frame, r.termination, fall_here = info["frame"], reason, reason
         # achieved rows: the control-rate records resampled at the segment's 30 Hz frame times
+        # (times after k1, where the run ended, hold the last state)
         lo = max(0, k0 - 1)
         t = (j * SEG + np.arange(SEG)) / FPS - lo / hz
         rows = qpos_to_csv(interpolate_qpos(np.stack(r.robot[lo : k1 + 1]), hz, t))
@@ -352,7 +357,7 @@ class PhysicsFollower(SegmentFollower):
         prev = r.rows[-2][-1:] if j > 0 else rows[:0]
         com = np.stack([r.com[k0], r.com[k1]])
         seconds = (k1 - k0) / hz
-        survived = seconds if fall_here is None else max(0.0, (r.fall_frame - 1 - k0) / hz)
+        survived = seconds if r.fall_frame is None else min(seconds, max(0.0, (r.fall_frame - 1 - k0) / hz))
         r.segments.append({
             "index": j, "fell": fall_here is not None, "termination": fall_here,
             "fell_at_s": None if fall_here is None else round((r.fall_frame - 1) / hz, 3),
@@ -363,7 +368,7 @@ class PhysicsFollower(SegmentFollower):
             "decoded_joint_error_rad": round(float(np.mean(jerr)), 4) if jerr else None,
             "reward_per_step": round(float(np.mean(rew)), 4) if rew else None,
         })
-        if r.fall_frame is not None:
+        if r.fall_frame is not None and self.stop_at_fall:
             r.done = True
         return rows
 

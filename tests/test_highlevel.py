@@ -200,9 +200,55 @@ def test_pick_candidate_keeps_the_closest_speed_and_turn():
 
     z = np.repeat(np.array([0, 1, 2, 3])[None, :, None], 2, 0).repeat(8, 2)  # (B 2, N 4, T 8), codes = k
     hist = np.repeat(_straight(0.0)[None], 2, 0)
-    assert pick_candidate(z, hist, 1, Preview(), 1.0, 0.6)[:, 0].tolist() == [2, 2]
-    assert pick_candidate(z, hist, 1, Preview(), 0.0, -0.6)[:, 0].tolist() == [0, 0]
-    assert pick_candidate(z, hist, 1, Preview(), 1.5, 0.0)[:, 0].tolist() == [2, 2]  # (0.5^2 + 0.6^2) < 1.2^2
+    kept, rows = pick_candidate(z, hist, 1, Preview(), 1.0, 0.6)
+    assert kept[:, 0].tolist() == [2, 2] and np.array_equal(rows, Preview().follow(kept, hist, 1))  # its decoding too
+    assert pick_candidate(z, hist, 1, Preview(), 0.0, -0.6)[0][:, 0].tolist() == [0, 0]
+    assert pick_candidate(z, hist, 1, Preview(), 1.5, 0.0)[0][:, 0].tolist() == [2, 2]  # (0.5^2 + 0.6^2) < 1.2^2
+
+
+def test_candidates_share_their_context_and_match_repeated_rows():
+    """sample(samples=N) draws N sequences per context row, encoding each context once; the codes
+    are those of the same rows repeated N times (same generator), to float rounding."""
+    from highlevel.model import HighLevelPrior, PriorConfig
+
+    torch.manual_seed(0)
+    m = HighLevelPrior(PriorConfig(vocab_size=50, block_size=16, embed_dim=32, num_heads=2, num_layers=2)).eval()
+    text, com, prev = torch.randn(2, 384), torch.randn(2, 64, 3), torch.randint(0, 50, (2, 16))
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1]], dtype=torch.bool)
+    rep = lambda a: a.repeat_interleave(5, 0)  # noqa: E731
+    for guidance in (1.0, 4.0):
+        g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+        z = m.sample(text, com, prev, mask, generator=g(), guidance=guidance, samples=5)
+        assert z.shape == (10, 16) and len({tuple(r) for r in z.tolist()}) > 1  # independent draws
+        assert torch.equal(z, m.sample(rep(text), rep(com), rep(prev), rep(mask), generator=g(), guidance=guidance))
+    with pytest.raises(ValueError, match="samples"):
+        m.sample(text, com, prev, mask, samples=0)
+
+
+def test_library_defaults_are_the_command_lines():
+    """One source of the sampling defaults: highlevel.sampling.Sampling, read by the library
+    functions and by `daps command` / `daps highlevel control`."""
+    import inspect
+
+    from typer.main import get_command
+
+    from highlevel import cli, command, control
+    from highlevel.sampling import Sampling
+
+    want = {"temperature": Sampling.temperature, "top_k": Sampling.top_k, "guidance": Sampling.guidance,
+            "candidates": Sampling.candidates}
+    assert want == {"temperature": 1.0, "top_k": 0, "guidance": 4.0, "candidates": 16}
+    for fn in (command.run_command, command.generate_batch, command.generate, command.check_args, control.run_control):
+        params = inspect.signature(fn).parameters
+        assert {k: params[k].default for k in want} == want, fn.__name__
+    import typer
+
+    app = typer.Typer()
+    app.command("command")(cli.command)
+    opts = {p.name: p.default for p in get_command(app).params}
+    assert {k: opts[k] for k in want} == want
+    ctl = {p.name: p.default for p in get_command(cli.app).commands["control"].params}
+    assert {k: ctl[k] for k in want} == want
 
 
 def test_tiny_run_trains_and_resumes(tiny_run, text_cache):
@@ -386,6 +432,85 @@ def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
     with imageio.get_reader(str(out), format="FFMPEG") as r:
         assert out.stat().st_size > 1000 and r.count_frames() == 45
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary left behind
+
+
+def test_command_no_video_writes_json_only_without_the_renderer(tiny_run, text_cache, tmp_path):
+    """--no-video: the JSON and nothing else; neither the renderer nor imageio, PIL or OpenGL is loaded."""
+    run, _ = tiny_run
+    out = tmp_path / "walk.mp4"
+    args = ["daps", "command", "walk forward", "--seconds", "1", "--kinematic", "--no-video", "--out", str(out),
+            "--model", str(run / "checkpoint.pt"), "--text-cache", str(text_cache.path)]
+    code = ("import json, sys\nfrom daps.cli import main\nsys.argv = json.loads(sys.argv[1])\ntry:\n    main()\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m in ('highlevel.video', 'lowlevel.render') "
+            "or m.split('.')[0] in ('imageio', 'PIL', 'OpenGL'))))")
+    env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == []
+    assert [f.name for f in tmp_path.iterdir()] == ["walk.json"]
+    rec = json.loads((tmp_path / "walk.json").read_text())
+    assert rec["mp4"] is None and rec["frames"] == 30 and "video_frames" not in rec
+    # an --out ending in .json is accepted without video only
+    rec = run_command_json(run, text_cache, tmp_path / "only.json")
+    assert (tmp_path / "only.json").is_file() and not (tmp_path / "only.mp4").exists() and rec["frames"] == 30
+    from highlevel.command import run_command
+
+    with pytest.raises(ValueError, match="must end in .mp4"):
+        run_command("walk forward", 1.0, tmp_path / "v.json", model=run / "checkpoint.pt", text_cache=text_cache.path)
+
+
+def run_command_json(run, text_cache, out, **kw):
+    from highlevel.command import run_command
+
+    return run_command("walk forward", kw.pop("seconds", 1.0), out, model=run / "checkpoint.pt", text_cache=text_cache.path,
+                       video=False, **kw)
+
+
+def test_command_keeps_prompt_embeddings_beside_the_model(tiny_run, text_cache, tmp_path, monkeypatch):
+    """Without --text-cache the prompt embeddings go to the model's highlevel_cache: a prompt seen
+    before does not load the text encoder; a cache folder that cannot be written is skipped."""
+    import shutil
+
+    import highlevel.text
+    from highlevel.command import run_command
+    from highlevel.text import EmbeddingCache
+
+    run, _ = tiny_run
+    ckpt = tmp_path / "r" / "run" / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(run / "checkpoint.pt", ckpt)
+    encoded = []
+
+    class Encoder:  # stands in for all-MiniLM-L6-v2: the fixture's embeddings, and a record of what was encoded
+        def encode(self, texts):
+            encoded.extend(texts)
+            return text_cache.encode(["walk forward"] * len(texts))
+
+    monkeypatch.setattr(highlevel.text, "TextEncoder", Encoder)
+    rec = run_command("walk forward", 1.0, tmp_path / "a.json", model=ckpt, video=False)
+    cache = tmp_path / "r" / "highlevel_cache" / "text_embeddings.npz"
+    assert encoded == ["walk forward"] and "walk forward" in EmbeddingCache(cache).table
+    assert run_command("walk forward", 1.0, tmp_path / "b.json", model=ckpt, video=False)["segments"] == rec["segments"]
+    assert encoded == ["walk forward"]  # the second run read the cache
+    (tmp_path / "r" / "highlevel_cache").rename(tmp_path / "r" / "moved")
+    (tmp_path / "r" / "highlevel_cache").write_text("a file where the cache folder would be")
+    run_command("walk forward", 1.0, tmp_path / "c.json", model=ckpt, video=False)
+    assert encoded == ["walk forward"] * 2  # in memory only, no error
+
+
+@pytest.mark.parametrize("prompts, seconds, frames, segments", [
+    (["walk forward"], 3.0, 90, 3), (["walk forward"], 1.0, 30, 1), (["walk forward", "walk ahead"], 1.25, 75, 3)])
+def test_command_covers_the_asked_seconds_kinematic(prompts, seconds, frames, segments, tiny_run, text_cache, tmp_path):
+    """--seconds S: ceil(frames / 32) segments, cut to exactly S per prompt."""
+    from highlevel.command import run_command
+
+    run, _ = tiny_run
+    rec = run_command(prompts, seconds, tmp_path / "k.json", model=run / "checkpoint.pt", text_cache=text_cache.path,
+                      video=False)
+    assert rec["frames"] == frames and rec["seconds"] == pytest.approx(len(prompts) * seconds)
+    assert len(rec["segments"]) == rec["planned_segments"] == segments
+    assert sum(p["frames"] for p in rec["prompts"]) == frames
 
 
 @pytest.mark.parametrize("args, message", [
