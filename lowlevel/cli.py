@@ -265,7 +265,7 @@ def export_tracker_cmd(
                             "needs the deploy extra)."),
 ) -> None:
     """Tracker file for shipping (policy, observation statistics, configs; no optimiser), or with
-    --format onnx the policy for deployment (docs/lowlevel.md, "Export for deployment")."""
+    --format onnx the policy for deployment (docs/tracking.md, "Export for deployment")."""
     from daps.io import check_writable
 
     # errors end in one line naming the file or option (daps.cli.main), and nothing is written
