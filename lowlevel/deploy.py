@@ -95,6 +95,8 @@ def deployment_metadata(ck: dict[str, Any], source: str | Path) -> dict[str, Any
     Units: rad, rad/s, N m, N m/rad, N m s/rad, s, Hz; per-joint lists in ``joint_names`` order.
     Raises ValueError naming ``source`` for a task with the balance feedback (not in the graph).
     """
+    import mujoco
+
     from daps.io import file_sha256
     from envs.mimic.config import MimicConfig
     from envs.mimic.env import MimicVecEnv
@@ -109,8 +111,6 @@ def deployment_metadata(ck: dict[str, Any], source: str | Path) -> dict[str, Any
                          "policy's graph; ONNX export covers trackers without it")
     env = MimicVecEnv(_stub_library(task), 1, task, adaptive=False)
     m = env.model
-    import mujoco
-
     jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
     act = [int(np.flatnonzero(m.actuator_trnid[:, 0] == j)[0]) for j in jids]  # actuator of each joint
     layout = observation_layout(task.reference_offsets)

@@ -195,3 +195,12 @@ def test_the_default_format_is_still_the_tracker_file(tmp_path):
     r = daps("lowlevel", "export-tracker", "--ckpt", SHIPPED, "--out", out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert is_tracker_file(out)
+
+
+def test_a_tracker_with_balance_feedback_is_refused(tracker):
+    """Its PD targets depend on the simulator's centre of mass, which the graph cannot see."""
+    from lowlevel.deploy import deployment_metadata
+
+    ck = dict(tracker[1], task={**tracker[1]["task"], "balance": True})
+    with pytest.raises(ValueError, match="lowlevel.pt: the capture-point balance feedback"):
+        deployment_metadata(ck, SHIPPED)
