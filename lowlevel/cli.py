@@ -259,14 +259,35 @@ def feasibility(
 
 @app.command("export-tracker")
 def export_tracker_cmd(
-    ckpt: Path = typer.Option(..., "--ckpt", help="Tracker checkpoint (RUN/checkpoint.pt)."),
-    out: Path = typer.Option(..., "--out", help="Policy file to write (e.g. models/lowlevel.pt)."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="Tracker checkpoint (RUN/checkpoint.pt) or shipped file (models/lowlevel.pt)."),
+    out: Path = typer.Option(..., "--out", help="File to write (e.g. models/lowlevel.pt, or lowlevel.onnx with --format onnx)."),
+    fmt: str = typer.Option("pt", "--format", help="pt (tensor-only tracker file for this package) | onnx (raw observation -> "
+                            "deterministic action graph with the normalisation inside and the robot's facts as metadata; "
+                            "needs the deploy extra)."),
 ) -> None:
-    """Tensor-only tracker file for shipping (policy, observation statistics, configs; no optimiser)."""
+    """Tracker file for shipping (policy, observation statistics, configs; no optimiser), or with
+    --format onnx the policy for deployment (docs/tracking.md, "Export for deployment")."""
+    from daps.io import check_writable
+
+    # errors end in one line naming the file or option (daps.cli.main), and nothing is written
+    if fmt not in ("pt", "onnx"):
+        raise ValueError(f"--format: choose pt or onnx, got {fmt!r}")
+    check_writable(out, "--out")
+    if fmt == "onnx":
+        from lowlevel.deploy import export_onnx, require_onnx
+
+        try:
+            require_onnx()
+        except ImportError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        r = export_onnx(ckpt, out)
+        typer.echo(f"wrote {r['path']} ({r['size_bytes'] / 1e6:.2f} MB; max |action - torch policy's| "
+                   f"{r['max_abs_diff']:.1e} on observations drawn from its statistics)")
+        return
     from lowlevel.tracker import export_tracker
 
-    with bad_parameter("--ckpt"):
-        path = export_tracker(ckpt, out)
+    path = export_tracker(ckpt, out)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

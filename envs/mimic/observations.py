@@ -18,14 +18,31 @@ import numpy as np
 from .state import BodyFrames
 from .transforms import gravity_in
 
-__all__ = ["PROPRIO_DIM", "GOAL_FRAME_DIM", "observation", "obs_dim"]
+__all__ = ["PROPRIO_DIM", "GOAL_FRAME_DIM", "observation", "obs_dim", "observation_layout"]
 
-PROPRIO_DIM = 67
-GOAL_FRAME_DIM = 47
+
+#: The proprio blocks in observation order: (name, size).  Frames: ``_b`` = the anchor (pelvis) body frame.
+PROPRIO_BLOCKS: tuple[tuple[str, int], ...] = (
+    ("joint_pos", 19), ("joint_vel", 19), ("anchor_ang_vel_b", 3), ("anchor_lin_vel_b", 3),
+    ("projected_gravity_b", 3), ("anchor_height", 1), ("prev_action", 19))
+#: The blocks of one goal frame: (name, size); each name gets the suffix ``@+OFFSET`` (control frames ahead).
+GOAL_BLOCKS: tuple[tuple[str, int], ...] = (
+    ("ref_joint_pos", 19), ("ref_joint_vel", 19), ("ref_anchor_pos_b", 3), ("ref_anchor_ori_6d", 6))
+PROPRIO_DIM = sum(n for _, n in PROPRIO_BLOCKS)   # 67
+GOAL_FRAME_DIM = sum(n for _, n in GOAL_BLOCKS)   # 47
 
 
 def obs_dim(num_offsets: int) -> int:
     return PROPRIO_DIM + GOAL_FRAME_DIM * num_offsets
+
+
+def observation_layout(offsets) -> list[tuple[str, int]]:
+    """The observation's blocks in order, (name, size) each, for reference ``offsets`` (control
+    frames ahead, e.g. (1, 4)); the sizes add up to :func:`obs_dim` (161 for two offsets)."""
+    out = list(PROPRIO_BLOCKS)
+    for o in offsets:
+        out += [(f"{name}@+{int(o)}", n) for name, n in GOAL_BLOCKS]
+    return out
 
 
 def observation(robot: BodyFrames, goals: list[BodyFrames], anchor: int, prev_action: np.ndarray) -> np.ndarray:
