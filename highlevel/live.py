@@ -226,6 +226,9 @@ class LiveServer:
         self._threads: list[threading.Thread] = []
         self.commanded = self._clean(prompt)
         self.goal = goal
+        self.stand_up = True  # reset by itself 1.5 s after a fall (physics)
+        self.falls = 0  # since the server started
+        self.gen_seconds: float | None = None  # smoothed wall time per segment
         self._reset_state()
         self.error: str | None = None
 
@@ -270,24 +273,29 @@ class LiveServer:
         self.frame = 0.0  # position in the current segment, frames (30 Hz)
         self.playing_on = True
         self._reset_pending = False
-        self.gen_seconds: float | None = None  # smoothed wall time per segment
         self.fell_at: float | None = None  # s of motion played when the robot fell (physics)
         self.played = 0.0  # s of motion played since the reset
-        self.trail: list[np.ndarray] = []  # root xy of the last second's frames (achieved speed)
+        self._fallen_for = 0.0  # s the fallen robot has lain still at the end of its motion
+        self._prev_rows: np.ndarray | None = None  # the segment played before the current one
         self.qpos = None
         self._idle_row: np.ndarray | None = standing_rows(1)[0]  # shown once until the first segment is ready
 
     def state(self) -> dict:
-        """Snapshot: commanded and playing prompt, goal, segment index, achieved speed (m/s over the
-        last second played), fall (s into the motion, or None), generation real-time factor."""
+        """Snapshot: commanded and playing prompt, COM goal, segment index, achieved root speed (m/s
+        over the last second played), fell_at_s (s into the motion since the last reset, or None),
+        falls since the start, down (kinematic: pelvis below 0.6 m), stopped, kinematic, the
+        generation's real-time factor (segment length / generation time) and the last error."""
         with self._lock:
             speed = None
-            if len(self.trail) >= 2:
-                speed = float(np.linalg.norm(self.trail[-1] - self.trail[0]) * FPS / (len(self.trail) - 1))
+            if self.current is not None:  # over the last second of motion (up to 30 frames back)
+                rows = self.current.rows if self._prev_rows is None else np.concatenate([self._prev_rows, self.current.rows])
+                i = min(SEG - 1, int(self.frame)) + len(rows) - SEG
+                k = min(int(FPS), i)
+                speed = float(np.linalg.norm(rows[i, :2] - rows[i - k, :2]) * FPS / k) if k > 0 else None
             rtf = SEG_SECONDS / self.gen_seconds if self.gen_seconds else None
             return {"commanded": self.commanded, "playing": self.current.prompt if self.current else None,
                     "goal": self.goal, "segment": self.current.index if self.current else None,
-                    "speed_m_s": speed, "fell_at_s": self.fell_at, "down": self._down(), "stopped": not self.playing_on,
+                    "speed_m_s": speed, "fell_at_s": self.fell_at, "falls": self.falls, "down": self._down(), "stopped": not self.playing_on,
                     "kinematic": self.motion.kinematic, "real_time_factor": rtf, "error": self.error}
 
     def _down(self) -> bool:
@@ -302,11 +310,13 @@ class LiveServer:
         """Serve the page and start producing and playing segments."""
         import viser
 
+        self.motion.reset()
         self.motion.text.encode([self.commanded])  # the text encoder loads now, not on the first segment
         self.server = viser.ViserServer(host=self.host, port=self.port, label="daps live", verbose=False)
         try:
-            self.server.initial_camera.position = (2.6, -2.6, 1.6)
-            self.server.initial_camera.look_at = (0.0, 0.0, 0.8)
+            # looking at a point right of the robot: the control panel covers the page's right side
+            self.server.initial_camera.position = (3.0, -2.3, 1.5)
+            self.server.initial_camera.look_at = (0.4, 0.3, 0.75)
             self.scene = GeomScene(self.server)
             self._build_gui()
         except BaseException:
@@ -347,6 +357,12 @@ class LiveServer:
         self.speed = gui.add_slider("Speed (m/s)", min=SPEED_RANGE[0], max=SPEED_RANGE[1], step=0.1, initial_value=s0)
         self.turn = gui.add_slider("Turn (rad/s)", min=TURN_RANGE[0], max=TURN_RANGE[1], step=0.05, initial_value=t0)
         buttons = gui.add_button_group("Motion", ("Stop", "Reset"))
+        stand_up = gui.add_checkbox("Stand up after a fall", initial_value=self.stand_up,
+                                    hint="Physics: reset to the standing start 1.5 s after a fall")
+
+        @stand_up.on_update
+        def _(_event) -> None:
+            self.stand_up = stand_up.value
 
         @send.on_click
         def _(_event) -> None:
@@ -373,9 +389,10 @@ class LiveServer:
         speed = "-" if s["speed_m_s"] is None else f"{s['speed_m_s']:.2f} m/s"
         goal = "off" if s["goal"] is None else f"{s['goal'][0]:.1f} m/s, {s['goal'][1]:+.2f} rad/s"
         if s["fell_at_s"] is not None:
-            fall = f"**FELL** at {s['fell_at_s']:.1f} s: Reset to stand up again"
+            fall = f"**FELL** at {s['fell_at_s']:.1f} s" + (": standing up again" if self.stand_up else ": Reset to stand up again")
         else:
             fall = "**DOWN** (pelvis below 0.6 m)" if s["down"] else "no"
+            fall += f" ({s['falls']} so far)" if s["falls"] else ""
         lines = [f"**Playing:** {_escape(s['playing']) if s['playing'] else '(starting)'}",
                  f"**Commanded:** {_escape(s['commanded'])}",
                  f"**Achieved speed:** {speed} · **COM goal:** {goal}",
@@ -452,10 +469,12 @@ class LiveServer:
             dt, t_prev = now - t_prev, now
             with self._lock:
                 row = self._advance(dt)
+                if self.fell_at is not None and self.motion.done() and not self.queue and self.frame >= SEG - 1:
+                    self._fallen_for += dt
+                    if self.stand_up and self._fallen_for > 1.5:
+                        self.reset()
             if row is not None:
                 self._show(row)
-                with self._lock:
-                    self.trail = (self.trail + [np.array(row[:2])])[-int(FPS) - 1 :]
             if now - last_status > 0.25:
                 text = self._status_text(self.state())
                 if text != shown:
@@ -481,10 +500,12 @@ class LiveServer:
                 break
             self.frame -= SEG
             self.played += SEG_SECONDS
+            self._prev_rows = cur.rows
             self.current = cur = self.queue.pop(0)
         f = min(SEG - 1, int(self.frame))
         if cur.fall_frame is not None and f >= cur.fall_frame and self.fell_at is None:
             self.fell_at = self.played + cur.fall_frame / FPS  # the segment plays on: the fall is seen to its end
+            self.falls += 1
         self._lock.notify_all()
         return cur.rows[f]
 
@@ -542,7 +563,8 @@ def run_live(prompt: str = "walk forward", host: str = "127.0.0.1", port: int = 
     seconds or goal (one line, before the slow loads)."""
     from daps.args import finite_number
 
-    LiveServer._clean(prompt)
+    if not " ".join(str(prompt).split()):
+        raise ValueError("--prompt is empty: describe the motion, e.g. --prompt \"walk forward\"")
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must lie in 0..65535, got {port}")
     finite_number(seconds, "--seconds", positive=True)

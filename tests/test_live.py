@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,6 +212,32 @@ def test_prompt_switches_at_a_segment_boundary(kinematic_motion):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not (Path(__file__).parent.parent / "models" / "lowlevel.pt").is_file(), reason="no models/lowlevel.pt")
+def test_physics_plays_and_stands_up_after_a_fall():
+    """The default path (physics with the shipped tracker) plays segments; a fall is reported with
+    its time and, with "stand up after a fall", the robot starts over from segment 0."""
+    from highlevel.live import LiveServer, load_live_motion
+
+    motion, notice = load_live_motion()
+    assert notice is None and not motion.kinematic
+    live = LiveServer(motion, "stand still", port=0).start()
+    try:
+        def fell_or_walked():
+            st = live.state()
+            return st if st["falls"] or (st["segment"] or 0) >= 5 else None
+
+        s = wait(fell_or_walked, 120, "a fall or 5 segments")
+        assert s["real_time_factor"] > 0 and s["error"] is None
+        if s["falls"]:  # the tracker falls on some prompts (docs/tracking.md): seen, then stood up
+            assert s["fell_at_s"] > 0
+            wait(lambda: live.state()["fell_at_s"] is None, 30, "standing up again")
+            assert live.state()["falls"] >= 1
+    finally:
+        live.stop()
+    assert not live.alive
+
+
+@pytest.mark.slow
 def test_page_in_chromium(kinematic_motion):
     """The page in headless Chromium: the robot is drawn (the screenshot changes when it is hidden),
     a prompt typed into the page's text box and sent with its button becomes the commanded one,
@@ -268,12 +295,9 @@ def daps(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, names", [
     (["--port", "70000"], ["--port"]),
     (["--seconds", "nan"], ["--seconds"]),
-    (["--seconds", "0"], ["--seconds"]),
     (["--prompt", "   "], ["prompt"]),
     (["--kinematic", "--physics"], ["--kinematic"]),
     (["--speed", "9"], ["--speed"]),
-    (["--turn", "inf", "--speed", "1"], ["--turn"]),
-    (["--guidance", "-1", "--kinematic"], ["--guidance"]),
     (["--lowlevel", "no/such/policy.pt"], ["no/such/policy.pt"]),
 ])
 def test_bad_input_one_line(args, names):
