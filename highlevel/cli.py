@@ -222,9 +222,9 @@ def live(
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
     mode = True if kinematic else (False if physics or lowlevel is not None else None)
-    s = run_live(prompt, host, port, seconds, None if speed is None else (speed, turn), echo=typer.echo,
-                 kinematic=mode, lowlevel=lowlevel, model=model, guidance=guidance, candidates=candidates,
-                 temperature=temperature, top_k=top_k, seed=seed, text_cache=text_cache)
+    s = run_live(prompt, host, port, seconds, None if speed is None else (speed, turn), kinematic=mode, lowlevel=lowlevel,
+                 model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,
+                 seed=seed, text_cache=text_cache)
     fell = f"; the robot fell at {s['fell_at_s']:.1f} s" if s["fell_at_s"] is not None else ""
     played = "no segment played" if s["segment"] is None else f"{s['segment'] + 1} segments played"
     typer.echo(f"stopped ({played}{fell})")

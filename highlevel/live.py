@@ -557,10 +557,13 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
 
 
 def run_live(prompt: str = "walk forward", host: str = "127.0.0.1", port: int = 8080, seconds: float | None = None,
-             goal: tuple[float, float] | None = None, echo=print, **motion_kw) -> dict:
-    """Serve the live page until Ctrl-C or, with seconds, that many seconds; returns the final
+             goal: tuple[float, float] | None = None, **motion_kw) -> dict:
+    """Serve the live page until Ctrl-C or, with seconds, that many seconds, printing its address
+    (and, on stderr, a notice when it falls back to the kinematic path); returns the final
     `LiveServer.state()`. motion_kw go to `load_live_motion`. ValueError for a bad prompt, port,
     seconds or goal (one line, before the slow loads)."""
+    import typer
+
     from daps.args import finite_number
 
     if not " ".join(str(prompt).split()):
@@ -573,10 +576,10 @@ def run_live(prompt: str = "walk forward", host: str = "127.0.0.1", port: int = 
         finite_number(goal[1], "--turn", *TURN_RANGE)
     motion, notice = load_live_motion(**motion_kw)
     if notice:
-        echo(notice)
+        typer.echo(notice, err=True)
     live = LiveServer(motion, prompt, host, port, goal)
     live.start()
-    echo(f"daps live ({'kinematic' if motion.kinematic else 'physics'}): open {live.url} (Ctrl-C to stop)")
+    typer.echo(f"daps live ({'kinematic' if motion.kinematic else 'physics'}): open {live.url} (Ctrl-C to stop)")
     end = math.inf if seconds is None else time.monotonic() + seconds
     try:
         while time.monotonic() < end and live.alive:

@@ -312,4 +312,4 @@ def test_cli_serves_for_seconds():
     """`daps live --kinematic --port 0 --seconds 4`: prints the page's address, serves, and exits 0."""
     r = daps("live", "--kinematic", "--port", "0", "--seconds", "4", "--prompt", "run forward")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "open http://127.0.0.1:" in r.stdout and "stopped (" in r.stdout, r.stdout
+    assert "daps live (kinematic): open http://127.0.0.1:" in r.stdout and "segments played" in r.stdout, r.stdout
