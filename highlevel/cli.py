@@ -205,8 +205,8 @@ def live(
     lowlevel: Optional[Path] = typer.Option(None, "--lowlevel", help="Low-level policy for the physics path (default: models/lowlevel.pt)."),
     model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Stop serving after this many seconds (default: until Ctrl-C)."),
-    speed: Optional[float] = typer.Option(None, "--speed", help="Start with a COM goal of this speed (m/s, -1 to 4; the page's slider changes it)."),
-    turn: float = typer.Option(0.0, "--turn", help="Turn rate of that goal (rad/s, + = left; -1.5 to 1.5)."),
+    speed: Optional[float] = typer.Option(None, "--speed", help="Start with a COM goal of this speed (m/s, -1 to 4; with --turn, or turning at 0; the page's sliders change both)."),
+    turn: Optional[float] = typer.Option(None, "--turn", help="Start with a COM goal of this turn rate (rad/s, + = left; -1.5 to 1.5; with --speed, or at 0 m/s)."),
     guidance: float = typer.Option(4.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none)."),
     candidates: int = typer.Option(16, "--candidates", help="With a COM goal: code sequences drawn per segment, the closest to the goal kept."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = greedy)."),
@@ -222,7 +222,8 @@ def live(
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
     mode = True if kinematic else (False if physics or lowlevel is not None else None)
-    s = run_live(prompt, host, port, seconds, None if speed is None else (speed, turn), kinematic=mode, lowlevel=lowlevel,
+    goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
+    s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
                  model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,
                  seed=seed, text_cache=text_cache)
     fell = f"; the robot fell at {s['fell_at_s']:.1f} s" if s["fell_at_s"] is not None else ""
