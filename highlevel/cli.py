@@ -1,4 +1,4 @@
-"""`daps highlevel train|eval` and the top-level `daps command`: thin wrappers over the library."""
+"""`daps highlevel train|eval|...` and the top-level `daps command` and `daps live`: thin wrappers over the library."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -202,3 +202,38 @@ def command(
         typer.echo(f"physics: {fell}; {ph['seconds_simulated']} s simulated, COM speed {ph['com_speed_m_s']} m/s")
     typer.echo(f"{len(rec['segments'])} segments, {rec['frames']} frames ({rec['seconds']} s)")
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}" if video else f"wrote {out.with_suffix('.json')}")
+
+
+def live(
+    prompt: str = typer.Option("walk forward", "--prompt", help="The first prompt (the page's text box changes it)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (default: this machine only)."),
+    port: int = typer.Option(8080, "--port", help="Port (0: any free one; a busy one moves to the next free one)."),
+    kinematic: bool = typer.Option(False, "--kinematic", help="Play the decoded motion without physics."),
+    physics: bool = typer.Option(False, "--physics", help="Require the physics path (error without a low-level policy); the default whenever models/lowlevel.pt exists."),
+    lowlevel: Optional[Path] = typer.Option(None, "--lowlevel", help="Low-level policy for the physics path (default: models/lowlevel.pt)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Stop serving after this many seconds (default: until Ctrl-C)."),
+    speed: Optional[float] = typer.Option(None, "--speed", help="Start with a COM goal of this speed (m/s, -1 to 4; with --turn, or turning at 0; the page's sliders change both)."),
+    turn: Optional[float] = typer.Option(None, "--turn", help="Start with a COM goal of this turn rate (rad/s, + = left; -1.5 to 1.5; with --speed, or at 0 m/s)."),
+    guidance: float = GuidanceOpt,
+    candidates: int = CandidatesOpt,
+    temperature: float = TemperatureOpt,
+    top_k: int = TopKOpt,
+    seed: int = typer.Option(0, "--seed"),
+    text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
+) -> None:
+    """Serve a local web page with the H1 in 3D moving in real time: type a prompt, steer the COM
+    goal with sliders; each 32-frame segment is generated ahead of playback (physics by default,
+    --kinematic without)."""
+    from highlevel.live import run_live
+
+    if kinematic and (physics or lowlevel is not None):
+        raise ValueError("give --kinematic or --physics/--lowlevel, not both")
+    mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
+    s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
+                 model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,
+                 seed=seed, text_cache=text_cache)
+    fell = f"; the robot fell at {s['fell_at_s']:.1f} s" if s["fell_at_s"] is not None else ""
+    played = "no segment played" if s["segment"] is None else f"{s['segment'] + 1} segments played"
+    typer.echo(f"stopped ({played}{fell})")
