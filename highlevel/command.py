@@ -186,26 +186,44 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         preview = follower
     codes, rows = [], []
     for j in range(segments):
-        past = np.stack([past_window(h) for h in hist])
-        fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2])) for h in hist]) if use_com
-               else np.zeros((batch, 32, past.shape[-1]), np.float32))
-        com = torch.from_numpy(np.concatenate([past, fut], 1))
-        text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
-        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch, 3)
-        # rollout b's candidates are rows b*n ... b*n+n-1; they share its encoded context
-        z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, g, guidance, samples=n).numpy()
-        if n > 1:
-            z, seg = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speed or 0.0, turn or 0.0)
-            if preview is not follower:
-                seg = follower.follow(z, hist, j)
-        else:
-            seg = follower.follow(z, hist, j)
+        z, seg = next_segment(prior, follower, hist, prev, None if emb is None else emb[j], j, speed, turn, g,
+                              temperature, top_k, guidance, n, preview)
         codes.append(z)
         rows.append(seg)
         hist, prev = np.concatenate([hist, seg], 1)[:, -64:], z
         if follower.done():
             break
     return np.stack(codes, 1), np.concatenate(rows, 1)
+
+
+def next_segment(prior, follower: SegmentFollower, hist: np.ndarray, prev: np.ndarray, emb: np.ndarray | None, index: int,
+                 speed: float | None, turn: float | None, generator: torch.Generator,
+                 temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
+                 guidance: float = Sampling.guidance, candidates: int = 1,
+                 preview: SegmentFollower | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The next segment of B rollouts (`generate_batch`'s step; `daps live` calls it one segment at a
+    time): hist (B, H >= 32, 26) the motion so far, prev (B, 64) the last segment's codes, emb (384,)
+    the prompt's embedding or None (text masked), speed / turn the COM goal or both None (masked).
+    With a goal and candidates N > 1, N code sequences per rollout share the encoded context and the
+    one `preview` decodes closest to the goal is kept. Returns codes (B, 64) int64 and the
+    follower's rows (B, 32, 26)."""
+    batch, t_max = len(hist), prior.cfg.block_size
+    use_com = speed is not None or turn is not None
+    n = candidates if use_com else 1
+    past = np.stack([past_window(h) for h in hist])
+    fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2])) for h in hist]) if use_com
+           else np.zeros((batch, 32, past.shape[-1]), np.float32))
+    com = torch.from_numpy(np.concatenate([past, fut], 1).astype(np.float32))
+    text = torch.from_numpy(np.repeat(np.asarray(emb, np.float32)[None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
+    mask = torch.tensor([[emb is not None, use_com, index > 0]]).expand(batch, 3)
+    # rollout b's candidates are rows b*n ... b*n+n-1; they share its encoded context
+    z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, generator, guidance, samples=n).numpy()
+    if n == 1:
+        return z, follower.follow(z, hist, index)
+    z, seg = pick_candidate(z.reshape(batch, n, t_max), hist, index, preview or follower, speed or 0.0, turn or 0.0)
+    if preview is not None and preview is not follower:
+        seg = follower.follow(z, hist, index)
+    return z, seg
 
 
 def pick_candidate(z: np.ndarray, hist: np.ndarray, index: int, preview: SegmentFollower, speed: float,

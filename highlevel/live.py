@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from highlevel.command import FPS, SEG, KinematicFollower, future_arc, past_window, pick_candidate, standing_rows
+from highlevel.command import FPS, SEG, KinematicFollower, next_segment, standing_rows
 
 FALL_HEIGHT = 0.6  # m, pelvis height under which a kinematic pose counts as down (the tracking env's "fell")
 MAX_PROMPT = 200  # characters
@@ -102,28 +102,14 @@ class LiveMotion:
     def step(self, prompt: str, goal: tuple[float, float] | None) -> Segment:
         """Generate the next segment for prompt (non-empty) and goal (speed m/s, turn rad/s) or
         None (COM input masked: text alone). RuntimeError after a fall (reset first)."""
-        import torch
-
         if self.done():
             raise RuntimeError("the robot has fallen: reset before generating further")
         t0 = time.perf_counter()
         j = self.index
-        emb = self.text.encode([prompt])  # (1, 384)
-        past = past_window(self.hist[0])[None]
-        if goal is not None:
-            fut = future_arc(goal[0], goal[1], float(self.hist[0, -1, 2]))[None]
-        else:
-            fut = np.zeros((1, SEG, past.shape[-1]), np.float32)
-        com = torch.from_numpy(np.concatenate([past, fut], 1).astype(np.float32))
-        n = self.candidates if goal is not None else 1
-        mask = torch.tensor([[True, goal is not None, j > 0]]).expand(n, 3)
-        rep = lambda a: a.repeat_interleave(n, 0)  # noqa: E731  the candidates of one rollout
-        with torch.no_grad():
-            z = self.prior.sample(rep(torch.from_numpy(emb)), rep(com), rep(torch.from_numpy(self.prev)), mask,
-                                  self.temperature, self.top_k, self.generator, self.guidance).numpy()
-        if n > 1:
-            z = pick_candidate(z[None], self.hist, j, self.preview, goal[0], goal[1])
-        rows = self.follower.follow(z, self.hist, j)
+        emb = self.text.encode([prompt])[0]  # (384,)
+        speed, turn = goal if goal is not None else (None, None)
+        z, rows = next_segment(self.prior, self.follower, self.hist, self.prev, emb, j, speed, turn, self.generator,
+                               self.temperature, self.top_k, self.guidance, self.candidates, self.preview)
         self.hist = np.concatenate([self.hist, rows], 1)[:, -64:]
         self.prev = z
         self.index += 1
@@ -549,7 +535,7 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
         ll_model, vecnorm, ll_ck = load_command_policy(ll_path, vae_path)
 
         def make_follower():
-            return PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, "nominal", ll_path)
+            return PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, "nominal", ll_path, stop_at_fall=True)
     else:
         def make_follower():
             return KinematicFollower(vae, stats)
