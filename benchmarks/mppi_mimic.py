@@ -26,7 +26,7 @@ import numpy as np
 
 from envs.mimic.config import MimicConfig
 from envs.mimic.env import MimicVecEnv
-from lowlevel.tracker import eval_starts, load_tracker, make_library
+from lowlevel.tracker import check_motion_vae, eval_starts, load_tracker, make_library
 
 
 def smooth_noise(rng: np.random.Generator, n: int, horizon: int, knots: int, sigma: float) -> np.ndarray:
@@ -91,11 +91,11 @@ def main() -> None:
     a = p.parse_args()
     _, ck = load_tracker(a.tracker)
     task = MimicConfig.from_dict(ck["task"])
-    lib = make_library([a.clip], task, motion_vae=ck["motion_vae"].get("path") and "models/motion_vae.pt")
+    lib = make_library([a.clip], task, motion_vae=check_motion_vae(ck, None))  # the goal the tracker follows
     env = MimicVecEnv(lib, 1, task, seed=0, auto_reset=False)
     clips, frames = eval_starts(lib, a.starts, int(a.seconds / task.control_dt))
     rng = np.random.default_rng(0)
-    print(f"MPPI on {a.clip} (decoded), N {a.samples}, H {a.horizon}, {a.knots} knots, sigma {a.sigma} rad")
+    print(f"MPPI on {a.clip} ({'decoded' if ck.get('motion_vae') else 'clip'}), N {a.samples}, H {a.horizon}, {a.knots} knots, sigma {a.sigma} rad")
     print("| start frame | s tracked | end | joint err (rad) | wall s per simulated s |")
     print("|---|---|---|---|---|")
     out = []
