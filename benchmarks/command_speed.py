@@ -38,7 +38,7 @@ from highlevel.physics import PhysicsFollower, load_command_policy  # noqa: E402
 from highlevel.sampling import Sampling  # noqa: E402
 from highlevel.ship import load_highlevel  # noqa: E402
 from highlevel.text import EmbeddingCache  # noqa: E402
-from lowlevel.card import default_model_path as default_lowlevel  # noqa: E402
+from daps.shipped import LOWLEVEL, shipped_path  # noqa: E402
 from motion_vae.models import load_motion_vae  # noqa: E402
 
 MODES = {  # name: (physics, COM goal speed m/s or None)
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=480)
     ap.add_argument("--height", type=int, default=352)
     ap.add_argument("--highlevel", default=None, help="default: models/highlevel.pt")
-    ap.add_argument("--lowlevel", default=str(default_lowlevel()))
+    ap.add_argument("--lowlevel", default=str(shipped_path(LOWLEVEL)))
     ap.add_argument("--text-cache", default=None, help="embedding cache (.npz) to read and extend; the encoder's first "
                     "load is then not timed (default: a temporary cache, after timing the encoder)")
     ap.add_argument("--json", default=None, help="also write the table here")

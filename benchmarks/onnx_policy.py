@@ -39,12 +39,12 @@ def _median_us(fn, x: np.ndarray, repeats: int) -> float:
 def main() -> None:
     from envs.mimic.config import MimicConfig
     from envs.mimic.env import MimicVecEnv
-    from lowlevel.card import default_model_path
+    from daps.shipped import LOWLEVEL, shipped_path
     from lowlevel.deploy import export_onnx, require_onnx
     from lowlevel.tracker import load_tracker, make_library, policy_actor
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ckpt", type=Path, default=default_model_path())
+    p.add_argument("--ckpt", type=Path, default=shipped_path(LOWLEVEL))
     p.add_argument("--clip", default="walk2_subject4")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=2000)

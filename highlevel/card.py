@@ -36,9 +36,9 @@ def held_out_metrics(model_path: str | Path | None = None, pairs: int = 1024, rm
     if pairs < 1 or rmse_pairs < 0:
         raise ValueError(f"--pairs must be >= 1 and --rmse-pairs >= 0, got {pairs}, {rmse_pairs}")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    from highlevel.ship import default_highlevel_path
+    from daps.shipped import HIGHLEVEL, shipped_path
 
-    model_path = model_path or default_highlevel_path()
+    model_path = model_path or shipped_path(HIGHLEVEL)
     model, cfg, ck, vae_path = load_highlevel(model_path, motion_vae)
     val = validation_pairs(model_path, ck, cfg, vae_path, root, cache_dir, text_cache)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")

@@ -67,9 +67,9 @@ def evaluate(
     context, history only (text/COM masked) and unconditional (all masked)."""
     from daps.io import atomic_write_json
     from highlevel.card import held_out_metrics
-    from highlevel.ship import default_highlevel_path
+    from daps.shipped import HIGHLEVEL, shipped_path
 
-    path = ckpt or default_highlevel_path()
+    path = ckpt or shipped_path(HIGHLEVEL)
     m = held_out_metrics(path, pairs, rmse_pairs, data, motion_vae)
     import torch
 
@@ -112,9 +112,9 @@ def card(
     """Write the model card: command, commit, split, steps, wall time, machine, motion VAE sha256,
     held-out NLL per context, and the slice check the shipped-model test re-measures."""
     from highlevel.card import write_card
-    from highlevel.ship import default_highlevel_path
+    from daps.shipped import HIGHLEVEL, shipped_path
 
-    model = model or default_highlevel_path()
+    model = model or shipped_path(HIGHLEVEL)
     if eval_json is not None and not eval_json.is_file():
         raise FileNotFoundError(f"--eval-json {eval_json}: file not found")
     c = write_card(model, command, out or model.with_suffix(".md"), notes, train_commit, machine, eval_json, data)

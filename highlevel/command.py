@@ -49,15 +49,15 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import lowlevel.card as lowlevel_card  # noqa: E402
 from daps.args import finite_number  # noqa: E402
 from daps.io import atomic_write_json, check_writable  # noqa: E402
+from daps.shipped import HIGHLEVEL, LOWLEVEL, shipped_path  # noqa: E402
 from highlevel.dataset import base_frame_path  # noqa: E402
-from highlevel.follower import (FPS, SEG, START_HEIGHT, KinematicFollower, SegmentFollower,  # noqa: E402,F401 (re-exported)
+from highlevel.follower import (FPS, SEG, KinematicFollower, SegmentFollower,  # noqa: E402,F401 (re-exported)
                                 achieved, standing_rows)
 from highlevel.physics import START_POSES, PhysicsFollower, check_policy_file, load_command_policy  # noqa: E402
 from highlevel.sampling import Sampling  # noqa: E402,F401 (re-exported)
-from highlevel.ship import HIGHLEVEL_MODEL_NAME, default_cache_dir, default_highlevel_path, load_highlevel  # noqa: E402,F401
+from highlevel.ship import default_cache_dir, load_highlevel  # noqa: E402
 from highlevel.text import EmbeddingCache  # noqa: E402
 from motion_vae.models import load_motion_vae  # noqa: E402
 
@@ -264,7 +264,7 @@ def choose_path(kinematic: bool | None, lowlevel: str | Path | None) -> tuple[Pa
         return None, None
     if lowlevel is not None:
         return Path(lowlevel), None
-    default = lowlevel_card.default_model_path()
+    default = shipped_path(LOWLEVEL)
     if kinematic is False or default.is_file():
         return default, None
     return None, (f"notice: no low-level policy at {default}: playing the codes without physics (--kinematic); "
@@ -305,7 +305,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     # one thread: the prior's per-token steps are tiny tensors, where a second OpenMP thread costs
     # more than it gives (docs/highlevel.md, Speed: layer norm 16 us on one thread, ms on two)
     torch.set_num_threads(1)
-    path = Path(model) if model else default_highlevel_path()
+    path = Path(model) if model else shipped_path(HIGHLEVEL)
     prior, cfg, ck, vae_path = load_highlevel(path, motion_vae)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     if ll_path is not None:

@@ -241,7 +241,8 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
     CheckpointError (one line) for bad values or files."""
     from highlevel.annotate import load_annotations
     from highlevel.command import KinematicFollower, achieved, generate_batch
-    from highlevel.ship import default_cache_dir, default_highlevel_path, load_highlevel
+    from daps.shipped import HIGHLEVEL, shipped_path
+    from highlevel.ship import default_cache_dir, load_highlevel
     from highlevel.text import EmbeddingCache
     from motion_vae.models import load_motion_vae
 
@@ -260,7 +261,7 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
     if clash:
         raise RuntimeError(f"study prompts appear in highlevel/annotations.json, so they are not unseen: {clash}")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    path = Path(ckpt) if ckpt else default_highlevel_path()
+    path = Path(ckpt) if ckpt else shipped_path(HIGHLEVEL)
     prior, cfg, ck, vae_path = load_highlevel(path)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     cache = Path(cache_dir) if cache_dir else default_cache_dir(path, ck)

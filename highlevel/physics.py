@@ -103,7 +103,7 @@ def check_policy_file(path: str | Path) -> Path:
 
 def load_command_policy(path: str | Path, motion_vae_path: str | Path):
     """(model with .predict, VecNormalize, checkpoint dict) of a low-level policy usable by
-    `daps command`: a training checkpoint or an export (`lowlevel.train.load_lowlevel`) of goal
+    `daps command`: a training checkpoint or an export (`lowlevel.checkpoint.load_lowlevel`) of goal
     "decoded", trained with the motion VAE at motion_vae_path (the one that decodes the high
     level's codes; sha256 compared).
 
@@ -111,7 +111,7 @@ def load_command_policy(path: str | Path, motion_vae_path: str | Path):
     ValueError (goal "reference": it needs the true clip, which a text command has not; goal
     "latent": not supported by this path), each one line.
     """
-    from lowlevel.train import load_lowlevel  # stable-baselines3: loaded for the physics path only
+    from lowlevel.checkpoint import load_lowlevel  # stable-baselines3: loaded for the physics path only
     from lowlevel.tracker import is_tracker_file, load_tracker
 
     path = check_policy_file(path)
@@ -284,7 +284,7 @@ class PhysicsFollower(SegmentFollower):
             self._pelvis = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, "pelvis")
             return env
 
-        from lowlevel.train import env_kwargs
+        from lowlevel.environment import env_kwargs
 
         kw = env_kwargs(self.cfg)
         kw.pop("data_root", None)

@@ -21,13 +21,7 @@ import torch
 from daps.io import file_sha256
 from daps.shipped import HIGHLEVEL, MOTION_VAE, save_export, shipped_path, slim_checkpoint
 
-HIGHLEVEL_MODEL_NAME = HIGHLEVEL
 HALF_MAX_REL_ERR = 1e-3  # largest |w - fp16(w)| / max|w| accepted per tensor (fp16 has 11 bits: ~5e-4)
-
-
-def default_highlevel_path() -> Path:
-    """The shipped high-level file, ``daps.shipped.shipped_path(HIGHLEVEL)`` (may not exist)."""
-    return shipped_path(HIGHLEVEL)
 
 
 def half_if_safe(t: torch.Tensor) -> torch.Tensor:
@@ -83,7 +77,7 @@ def export_highlevel(ckpt_path: str | Path, out: str | Path, half: bool = True, 
 
 def load_highlevel(path: str | Path | None = None, motion_vae: str | Path | None = None):
     """(prior in eval mode, HLConfig, checkpoint dict, motion VAE path) for a training checkpoint
-    or exported file (None: the shipped `default_highlevel_path()`).
+    or exported file (None: the shipped `shipped_path(HIGHLEVEL)`).
 
     Motion VAE: motion_vae if given; else for an exported file the shipped default
     (``daps.shipped.shipped_path(MOTION_VAE)``), for a training checkpoint the file it recorded
@@ -93,10 +87,10 @@ def load_highlevel(path: str | Path | None = None, motion_vae: str | Path | None
     from daps.trainer import CheckpointError
     from highlevel.train import load_prior
 
-    path = Path(path) if path else default_highlevel_path()
+    path = Path(path) if path else shipped_path(HIGHLEVEL)
     if not path.is_file():
         raise CheckpointError(f"{path}: high-level model not found; train one with `daps highlevel train` and pass "
-                              f"--ckpt/--model RUN/checkpoint.pt, or export one to {default_highlevel_path()}")
+                              f"--ckpt/--model RUN/checkpoint.pt, or export one to {shipped_path(HIGHLEVEL)}")
     prior, cfg, ck = load_prior(path)
     extra = ck.get("extra", {})
     if motion_vae:

@@ -13,23 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from daps.shipped import LOWLEVEL, shipped_path, write_card as write_card_file
+from daps.shipped import write_card as write_card_file
 from lowlevel.checkpoint import load_exported
 from lowlevel.environment import make_policy_env
 from lowlevel.evaluate import codes_for, decoded_for, policy_actor, run_episode, start_frames
 from lowlevel.train import training_wall_s
 
-__all__ = ["default_model_path", "slice_metrics", "write_card", "SLICE_CLIP", "SLICE_STARTS", "SLICE_SECONDS"]
+__all__ = ["slice_metrics", "write_card", "SLICE_CLIP", "SLICE_STARTS", "SLICE_SECONDS"]
 
 SLICE_CLIP = "walk2_subject4"  # held out from every training split of this project
 SLICE_STARTS = 8               # the evaluation's start frames; the slice runs those below
 SLICE_USE = (1, 2, 3)          # start frames 1-3 of 8 (frame 0 is LAFAN1's T-pose)
 SLICE_SECONDS = 1.0
-
-
-def default_model_path() -> Path:
-    """The shipped low-level policy file, ``daps.shipped.shipped_path(LOWLEVEL)`` (may not exist)."""
-    return shipped_path(LOWLEVEL)
 
 
 def slice_metrics(path: str | Path, data_root=None) -> dict[str, Any]:

@@ -193,10 +193,9 @@ def test_command_physics_covers_the_asked_seconds(seconds, highlevel_ckpt, polic
 
 
 def test_kinematic_fallback_notice_and_explicit_physics_error(highlevel_ckpt, text_cache, tmp_path, monkeypatch):
-    import lowlevel.card
     from highlevel.command import run_command
 
-    monkeypatch.setattr(lowlevel.card, "default_model_path", lambda: tmp_path / "none" / "lowlevel.pt")
+    monkeypatch.setenv("DAPS_MODELS_DIR", str(tmp_path / "none"))  # no shipped low-level policy there
     rec = run_command("walk forward", None, tmp_path / "k.mp4", kinematic=None, model=highlevel_ckpt,
                       text_cache=text_cache.path, video=False, segments_per_prompt=1)
     assert rec["kinematic"] is True and rec["notice"].startswith("notice: no low-level policy at")

@@ -16,9 +16,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from daps.io import file_sha256  # noqa: E402
 from envs.lafan1 import default_data_root  # noqa: E402
-from lowlevel.card import default_model_path  # noqa: E402
+from daps.shipped import LOWLEVEL, shipped_path  # noqa: E402
 
-SHIPPED = default_model_path()
+SHIPPED = shipped_path(LOWLEVEL)
 CLIP = "walk2_subject4"
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped low-level policy (models/lowlevel.pt)")
 needs_data = pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")

@@ -10,14 +10,10 @@ from daps.shipped import (HIGHLEVEL, LOWLEVEL, MOTION_VAE, SHIPPED, card_path, m
 
 
 def test_models_dir_honours_the_variable_for_every_part(tmp_path, monkeypatch):
-    from highlevel.ship import default_highlevel_path
-    from lowlevel.card import default_model_path as lowlevel_default
-
     monkeypatch.delenv(shipped.MODELS_DIR_ENV, raising=False)
     assert models_dir() == shipped._checkout_models_dir() and (models_dir() / MOTION_VAE).is_file()
     monkeypatch.setenv(shipped.MODELS_DIR_ENV, str(tmp_path))
     assert [shipped_path(n) for n in SHIPPED] == [tmp_path / MOTION_VAE, tmp_path / LOWLEVEL, tmp_path / HIGHLEVEL]
-    assert lowlevel_default() == tmp_path / LOWLEVEL and default_highlevel_path() == tmp_path / HIGHLEVEL
     with pytest.raises(ValueError, match="'other.pt' is not a shipped model"):
         shipped_path("other.pt")
 
