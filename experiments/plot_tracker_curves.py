@@ -1,6 +1,6 @@
 """Mean unassisted episode length (s) against environment steps, one line per training run.
 
-    python benchmarks/plot_tracker_curves.py --out docs/tracking_curves.png \
+    python experiments/plot_tracker_curves.py --out docs/tracking_curves.png \
         "(a) recipe=runs/cmp/a_mimic/progress.csv" "(d) capture-point feedback=runs/cmp/d_balance/progress.csv"
 
 Each argument is LABEL=PATH to a progress.csv of `daps lowlevel train-tracker` (its

@@ -18,7 +18,7 @@ Four checks that need no learned policy, each printing one table:
 
 Example (the README's figures; 2-core machine, ~3 min)::
 
-    python benchmarks/tracking_feasibility.py --clip walk2_subject4 --frame 5950 --seconds 5
+    python experiments/tracking_feasibility.py --clip walk2_subject4 --frame 5950 --seconds 5
 """
 
 from __future__ import annotations

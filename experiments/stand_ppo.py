@@ -1,6 +1,6 @@
 """Can PPO learn to keep the H1 standing?  A fast check of the low-level learning setup.
 
-The reference is the nominal standing pose held still (``benchmarks.tracking_feasibility``'s
+The reference is the nominal standing pose held still (``experiments.tracking_feasibility``'s
 ``standing_reference``); everything else is the ``cpu`` preset's teacher setup: 32 batched
 environments, PD residual around the reference (``--scale`` rad per unit action), [256, 256] ELU,
 fixed exploration std (``--std``, action units), SB3 PPO with the preset's arguments, VecNormalize.
@@ -10,8 +10,8 @@ robot's toppling stiffness), so the policy has to learn to balance.  Prints the 
 
 Example (2-core machine, ~5 min each)::
 
-    python benchmarks/stand_ppo.py --gain-scale 1 --std 0.5
-    python benchmarks/stand_ppo.py --gain-scale 5 --std 0.5
+    python experiments/stand_ppo.py --gain-scale 1 --std 0.5
+    python experiments/stand_ppo.py --gain-scale 5 --std 0.5
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-from tracking_feasibility import standing_reference  # sibling script (benchmarks/ is on sys.path)
+from tracking_feasibility import standing_reference  # sibling script (experiments/ is on sys.path)
 from envs.batched import H1BatchedVecEnv
 from lowlevel import policy as pol
 

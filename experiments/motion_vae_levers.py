@@ -12,7 +12,7 @@ it prints one JSON line on the 256 fixed validation segments:
 
 Example (the study's N3 row, DAPS-NA on the FSQ lattice):
 
-    python benchmarks/motion_vae_levers.py --name N3 --rec na --lattice 1 --H 64 --layers 1 \
+    python experiments/motion_vae_levers.py --name N3 --rec na --lattice 1 --H 64 --layers 1 \
         --beta0 1 --beta1 1 --seconds 300 --out runs/levers
 """
 from __future__ import annotations

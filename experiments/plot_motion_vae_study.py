@@ -1,8 +1,8 @@
 """Curves of docs/motion_vae_cpu_study.md: validation joint RMSE and code information against
 training wall time, from `daps motion-vae train` run folders (eval.csv) and lever runs
-(benchmarks/motion_vae_levers.py, NAME.jsonl).
+(experiments/motion_vae_levers.py, NAME.jsonl).
 
-    python benchmarks/plot_motion_vae_study.py --runs DAPS=runs/motion_vae_cpu FSQ=runs/fsq_cpu \
+    python experiments/plot_motion_vae_study.py --runs DAPS=runs/motion_vae_cpu FSQ=runs/fsq_cpu \
         --levers runs/levers/A.jsonl runs/levers/N3.jsonl --out docs/motion_vae_cpu_study.png
 """
 from __future__ import annotations

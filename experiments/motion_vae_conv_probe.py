@@ -1,9 +1,9 @@
 """Probe: a 1D-conv FSQ autoencoder on LAFAN1-H1 (64 x 1024 bottleneck): validation and training
 joint RMSE (rad) and log p (nats, fixed variance 0.25) against wall time, one JSON line per evaluation.
 
-    python benchmarks/motion_vae_conv_probe.py --minutes 12 --name conv128                    # blocks on both sides of the resampler
-    python benchmarks/motion_vae_conv_probe.py --minutes 35 --layout frames --name frames      # all blocks at the 32 frames
-    python benchmarks/motion_vae_conv_probe.py --minutes 45 --mirror 1 --name mirror           # + left-right mirrored training clips
+    python experiments/motion_vae_conv_probe.py --minutes 12 --name conv128                    # blocks on both sides of the resampler
+    python experiments/motion_vae_conv_probe.py --minutes 35 --layout frames --name frames      # all blocks at the 32 frames
+    python experiments/motion_vae_conv_probe.py --minutes 45 --mirror 1 --name mirror           # + left-right mirrored training clips
 
 A self-contained stand-in written before `--arch conv` existed (docs/motion_vae_cpu_study.md,
 docs/motion_vae_cpu_study.md): its own conv stacks and vector_quantize_pytorch's FSQ, plain MSE (the Gaussian

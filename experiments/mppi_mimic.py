@@ -12,7 +12,7 @@ wall time per simulated second.
 
 Example (the figures in docs/tracking.md; 2-core machine)::
 
-    python benchmarks/mppi_mimic.py --samples 64 --horizon 25 --starts 8 --seconds 10
+    python experiments/mppi_mimic.py --samples 64 --horizon 25 --starts 8 --seconds 10
 """
 
 from __future__ import annotations
