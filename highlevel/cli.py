@@ -164,6 +164,7 @@ def command(
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
     guidance: float = typer.Option(4.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly; README: 4 measured best)."),
     candidates: int = typer.Option(16, "--candidates", help="With a --speed/--turn goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept (1 = plain sampling)."),
+    text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="Without --speed/--turn: the goal each prompt's nearest annotated texts imply (highlevel/goal.py); --no-text-goal: text alone."),
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
     width: int = typer.Option(480, "--width", help="Video width (pixels)."),
@@ -176,9 +177,14 @@ def command(
     if kinematic and physics:
         raise ValueError("give --kinematic or --physics, not both")
     mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    goals = None
+    if text_goal and speed is None and turn is None:
+        from highlevel.goal import prompt_goals
+
+        goals = prompt_goals([prompt, *(then or [])], text_cache, say=typer.echo)
     rec = run_command([prompt, *(then or [])], seconds, out, mode, model, speed, turn, temperature, top_k, seed,
                       text_cache, width=width, height=height, segments_per_prompt=segments_per_prompt, lowlevel=lowlevel,
-                      start_pose=start, guidance=guidance, candidates=candidates)
+                      start_pose=start, guidance=guidance, candidates=candidates, prompt_goals=goals)
     if rec.get("notice"):
         typer.echo(rec["notice"], err=True)
     for p in rec["prompts"]:

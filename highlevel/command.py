@@ -190,7 +190,8 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
 
     emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
     None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
-    (rad/s): the COM goal of every segment (both None: COM masked). Rollouts draw independent
+    (rad/s): the COM goal of every segment, or per-segment goals (S,), NaN where a segment has
+    none (both None: COM masked). Rollouts draw independent
     codes from one torch generator seeded with seed. guidance: classifier-free guidance weight on
     text and COM (`HighLevelPrior.sample`; 1 = none). candidates N > 1 (with a COM goal): each
     segment draws N code sequences per rollout, decodes them with `preview` (a
@@ -212,6 +213,7 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     hist = np.repeat(standing_rows()[None], batch, 0)
     prev = np.zeros((batch, t_max), np.int64)
     use_com = speed is not None or turn is not None
+    speeds, turns = (np.broadcast_to(np.asarray(v if v is not None else 0.0, np.float64), (segments,)) for v in (speed, turn))
     n = candidates if use_com else 1
     if n > 1 and preview is None:
         if not follower.kinematic:
@@ -220,15 +222,17 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     codes, rows = [], []
     for j in range(segments):
         past = np.stack([past_window(h) for h in hist])
-        fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2])) for h in hist]) if use_com
+        goal = use_com and bool(np.isfinite(speeds[j]) and np.isfinite(turns[j]))
+        n = candidates if goal else 1
+        fut = (np.stack([future_arc(speeds[j], turns[j], float(h[-1, 2])) for h in hist]) if goal
                else np.zeros((batch, 32, past.shape[-1]), np.float32))
         com = torch.from_numpy(np.concatenate([past, fut], 1))
         text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
-        mask = torch.tensor([[emb is not None, use_com, j > 0]]).expand(batch * n, 3)
+        mask = torch.tensor([[emb is not None, goal, j > 0]]).expand(batch * n, 3)
         rep = lambda a: a.repeat_interleave(n, 0) if n > 1 else a  # noqa: E731  rollout b's candidates are rows b*n ... b*n+n-1
         z = prior.sample(rep(text), rep(com), rep(torch.from_numpy(prev)), mask, temperature, top_k, g, guidance).numpy()
         if n > 1:
-            z = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speed or 0.0, turn or 0.0)
+            z = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speeds[j], turns[j])
         seg = follower.follow(z, hist, j)
         codes.append(z)
         rows.append(seg)
@@ -351,7 +355,8 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
                 temperature: float = 1.0, top_k: int = 0, seed: int = 0, text_cache: str | Path | None = None,
                 video: bool = True, width: int = 480, height: int = 352, segments_per_prompt: int | None = None,
                 motion_vae: str | Path | None = None, lowlevel: str | Path | None = None,
-                start_pose: str = "nominal", guidance: float = 1.0, candidates: int = 1) -> dict:
+                start_pose: str = "nominal", guidance: float = 1.0, candidates: int = 1,
+                prompt_goals: list | None = None) -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
     segments each). kinematic: True = no physics; False = physics required (lowlevel or
@@ -362,7 +367,8 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     (`highlevel.model.HighLevelPrior.sample`; 1 = none). candidates: code sequences drawn per
     segment when --speed/--turn give a goal, the one closest to it kept (`generate_batch`). A physics run ends with the segment in which the robot
     fell: rec["frames"] and rec["segments"] are then fewer than planned, and a prompt never
-    reached has "segments": 0. Raises ValueError / CheckpointError / FileNotFoundError (one line).
+    reached has "segments": 0. prompt_goals: per prompt (speed m/s, turn rad/s) or None (no goal),
+    e.g. inferred from the text (`highlevel.goal`); used when speed and turn are both None. Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -400,6 +406,10 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     prompts = [p.strip() for p in prompts]
     table = text_table.encode(prompts)
     emb = table[plan]  # (S, 384)
+    commanded = {"speed_m_s": speed, "turn_rad_s": turn}
+    if speed is None and turn is None and prompt_goals and any(g is not None for g in prompt_goals):
+        commanded["from_text"] = [None if g is None else {"speed_m_s": g[0], "turn_rad_s": g[1]} for g in prompt_goals]
+        speed, turn = (np.array([(prompt_goals[k] or (np.nan, np.nan))[i] for k in plan]) for i in (0, 1))
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
                                      candidates, None if follower.kinematic else KinematicFollower(vae, stats))
@@ -424,7 +434,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     rec = {"prompt": prompts[0], "prompts": spans, "seconds_per_prompt": None if segments_per_prompt else (seconds or DEFAULT_SECONDS),
            "segments_per_prompt": segments_per_prompt, "frames": len(rows), "kinematic": follower.kinematic, "model": str(path),
            "step": ck["step"], "motion_vae": str(vae_path), "seed": seed, "temperature": temperature, "top_k": top_k, "guidance": guidance, "candidates": candidates,
-           "commanded": {"speed_m_s": speed, "turn_rad_s": turn},
+           "commanded": commanded,
            "achieved": achieved(rows), **extra,
            "segments": [{"index": j, "first_frame": SEG * j, "prompt_index": int(plan[j]), "codes": c.tolist(),
                          **({"physics": seg_phys[j]} if seg_phys else {})}
