@@ -126,13 +126,17 @@ def control(
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely codes (0 = all)."),
     guidance: float = typer.Option(4.0, "--guidance", help="Classifier-free guidance on text and COM (1 = none; >1 follows them more strongly; README: 4 measured best)."),
     candidates: int = typer.Option(16, "--candidates", help="With a --speed/--turn goal: code sequences drawn per segment, the one whose decoded speed/turn is closest kept (1 = plain sampling)."),
+    text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="Each prompt's root speed / turn goal inferred from its text, as daps command does (--no-text-goal: text alone)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated subset of the study's categories (default: all)."),
+    speed_turn: bool = typer.Option(True, "--speed-turn/--no-speed-turn", help="Also measure the 8 speed / turn commands."),
     stride: int = typer.Option(32, "--stride", help="Frames between the classifier's training segments."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use only each clip's first frames for the classifier (tests)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Classifier-feature and text-embedding cache (default: the policy's highlevel_cache)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Controllability, kinematic: a motion-type classifier on real segments (held-out clips
-    excluded from its training) labels rollouts of unseen-phrasing prompts of 6 categories;
+    """Controllability, kinematic, per category: rollouts of training phrasings and of unseen
+    paraphrases, labelled by measured root motion (walk, run, stand, turns, backward, sideways,
+    crouch) or a motion-type classifier on real segments (dance, fight, jumps, fall and get up);
     commanded vs achieved root speed and turn rate."""
     from daps.args import finite_number
     from highlevel.control import run_control
@@ -141,10 +145,15 @@ def control(
     finite_number(guidance, "--guidance", low=0)
     if max_frames is not None and max_frames < 32:
         raise ValueError(f"--max-frames must be >= 32, got {max_frames}")
+    from highlevel.control import SPEED_TURN, STUDY_CATEGORIES
+
+    cats = tuple(c.strip() for c in categories.split(",")) if categories is not None else STUDY_CATEGORIES
     rec = run_control(ckpt, out, rollouts, segments, seed, temperature, top_k, stride, max_frames, data, None, cache_dir,
-                      guidance=guidance, candidates=candidates)
+                      SPEED_TURN if speed_turn else (), guidance=guidance, candidates=candidates, text_goal=text_goal,
+                      categories=cats)
     o = rec["overall"]
-    typer.echo(f"overall rollout accuracy {o['accuracy']:.3f} (chance {o['chance']:.3f}); wrote {out / 'control.json'} and {out / 'control.md'}")
+    typer.echo(f"overall accuracy: training phrasings {o['training']['accuracy']:.3f}, paraphrases {o['paraphrases']['accuracy']:.3f}; "
+               f"wrote {out / 'control.json'} and {out / 'control.md'}")
 
 
 def command(

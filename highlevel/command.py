@@ -117,15 +117,15 @@ def check_args(prompts: list[str], out: Path, temperature: float, top_k: int, ki
     check_writable(Path(out).with_suffix(".json"), "--out")
 
 
-def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0) -> np.ndarray:
+def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0, direction: float = 0.0) -> np.ndarray:
     """Commanded root path (n, 5) in the base frame, as `highlevel.dataset.com_window`'s goal rows:
-    speed (m/s) along a heading turning at turn (rad/s); x, y (m), height (m), cos and sin of the
-    heading change."""
+    speed (m/s) along a heading turning at turn (rad/s), travelling at `direction` (rad, 0 =
+    forward, pi = backward, + = left) from it; x, y (m), height (m), cos and sin of the heading change."""
     k = np.arange(1, n + 1) / fps
     yaw = turn * k
     step = speed / fps
-    x = np.cumsum(step * np.cos(yaw))
-    y = np.cumsum(step * np.sin(yaw))
+    x = np.cumsum(step * np.cos(yaw + direction))
+    y = np.cumsum(step * np.sin(yaw + direction))
     return np.stack([x, y, np.full(n, height), np.cos(yaw), np.sin(yaw)], 1).astype(np.float32)
 
 
@@ -184,14 +184,16 @@ class KinematicFollower(SegmentFollower):
 def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
                    turn: float | None = None, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                    batch: int = 1, guidance: float = 1.0, candidates: int = 1,
-                   preview: SegmentFollower | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   preview: SegmentFollower | None = None, direction=None, height=None) -> tuple[np.ndarray, np.ndarray]:
     """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
     `segments`, or fewer when the follower is done() earlier (every physics rollout fell).
 
     emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
     None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
     (rad/s): the COM goal of every segment, or per-segment goals (S,), NaN where a segment has
-    none (both None: COM masked). Rollouts draw independent
+    none (both None: COM masked). direction (rad, 0 = forward, + = left) / height (m, pelvis):
+    optional parts of the goal, scalar or per segment (None or NaN: forward travel scored by
+    speed alone, the current height). Rollouts draw independent
     codes from one torch generator seeded with seed. guidance: classifier-free guidance weight on
     text and COM (`HighLevelPrior.sample`; 1 = none). candidates N > 1 (with a COM goal): each
     segment draws N code sequences per rollout, decodes them with `preview` (a
@@ -213,7 +215,8 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     hist = np.repeat(standing_rows()[None], batch, 0)
     prev = np.zeros((batch, t_max), np.int64)
     use_com = speed is not None or turn is not None
-    speeds, turns = (np.broadcast_to(np.asarray(v if v is not None else 0.0, np.float64), (segments,)) for v in (speed, turn))
+    speeds, turns, dirs, heights = (np.broadcast_to(np.asarray(v if v is not None else 0.0 if i < 2 else np.nan, np.float64),
+                                                    (segments,)) for i, v in enumerate((speed, turn, direction, height)))
     n = candidates if use_com else 1
     if n > 1 and preview is None:
         if not follower.kinematic:
@@ -224,7 +227,8 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         past = np.stack([past_window(h) for h in hist])
         goal = use_com and bool(np.isfinite(speeds[j]) and np.isfinite(turns[j]))
         n = candidates if goal else 1
-        fut = (np.stack([future_arc(speeds[j], turns[j], float(h[-1, 2])) for h in hist]) if goal
+        hj = (lambda h: float(h[-1, 2])) if np.isnan(heights[j]) else (lambda h: float(heights[j]))  # noqa: E731
+        fut = (np.stack([future_arc(speeds[j], turns[j], hj(h), direction=np.nan_to_num(dirs[j])) for h in hist]) if goal
                else np.zeros((batch, 32, past.shape[-1]), np.float32))
         com = torch.from_numpy(np.concatenate([past, fut], 1))
         text = torch.from_numpy(np.repeat(emb[j][None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
@@ -232,7 +236,8 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         rep = lambda a: a.repeat_interleave(n, 0) if n > 1 else a  # noqa: E731  rollout b's candidates are rows b*n ... b*n+n-1
         z = prior.sample(rep(text), rep(com), rep(torch.from_numpy(prev)), mask, temperature, top_k, g, guidance).numpy()
         if n > 1:
-            z = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speeds[j], turns[j])
+            z = pick_candidate(z.reshape(batch, n, t_max), hist, j, preview, speeds[j], turns[j],
+                               None if np.isnan(dirs[j]) else dirs[j], None if np.isnan(heights[j]) else heights[j])
         seg = follower.follow(z, hist, j)
         codes.append(z)
         rows.append(seg)
@@ -243,17 +248,26 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
 
 
 def pick_candidate(z: np.ndarray, hist: np.ndarray, index: int, preview: SegmentFollower, speed: float,
-                   turn: float) -> np.ndarray:
+                   turn: float, direction: float | None = None, height: float | None = None) -> np.ndarray:
     """For each rollout, the candidate codes z (B, N, 64) whose decoded segment (continuing from
     hist (B, H, 26), via preview) has the root speed (m/s) and turn rate (rad/s) closest to the
-    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame; (B, 64)."""
+    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame; (B, 64).
+    With a direction (rad, 0 = forward, + = left) the speed error is that of the velocity vector
+    in the segment's first heading frame; with a height (m), 4 (mean pelvis height error)^2 is added."""
+    from highlevel.annotate import segment_measures
+
     b, n, t = z.shape
     seg = preview.follow(z.reshape(b * n, t), np.repeat(hist, n, 0), index)  # (B N, 32, 26)
     last = np.repeat(hist[:, -1:], n, 0)
     err = np.empty(b * n)
     for i, r in enumerate(np.concatenate([last, seg], 1)):
-        a = achieved(r)
-        err[i] = (a["root_speed_m_s"] - speed) ** 2 + (a["turn_rate_rad_s"] - turn) ** 2
+        m = segment_measures(r)
+        if direction is None:
+            err[i] = (m["speed"] - speed) ** 2
+        else:
+            err[i] = (m["speed"] * np.cos(m["direction"]) - speed * np.cos(direction)) ** 2 + \
+                     (m["speed"] * np.sin(m["direction"]) - speed * np.sin(direction)) ** 2
+        err[i] += (m["yaw_rate"] - turn) ** 2 + (0.0 if height is None else 4 * (m["height"] - height) ** 2)
     return z[np.arange(b), err.reshape(b, n).argmin(1)]
 
 
@@ -367,7 +381,8 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     (`highlevel.model.HighLevelPrior.sample`; 1 = none). candidates: code sequences drawn per
     segment when --speed/--turn give a goal, the one closest to it kept (`generate_batch`). A physics run ends with the segment in which the robot
     fell: rec["frames"] and rec["segments"] are then fewer than planned, and a prompt never
-    reached has "segments": 0. prompt_goals: per prompt (speed m/s, turn rad/s) or None (no goal),
+    reached has "segments": 0. prompt_goals: per prompt (speed m/s, turn rad/s[, direction rad,
+    pelvis height m]) or None (no goal),
     e.g. inferred from the text (`highlevel.goal`); used when speed and turn are both None. Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
@@ -406,13 +421,16 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     prompts = [p.strip() for p in prompts]
     table = text_table.encode(prompts)
     emb = table[plan]  # (S, 384)
+    direction = height = None
     commanded = {"speed_m_s": speed, "turn_rad_s": turn}
     if speed is None and turn is None and prompt_goals and any(g is not None for g in prompt_goals):
-        commanded["from_text"] = [None if g is None else {"speed_m_s": g[0], "turn_rad_s": g[1]} for g in prompt_goals]
-        speed, turn = (np.array([(prompt_goals[k] or (np.nan, np.nan))[i] for k in plan]) for i in (0, 1))
+        commanded["from_text"] = [None if g is None else dict(zip(("speed_m_s", "turn_rad_s", "direction_rad", "height_m"), g))
+                                  for g in prompt_goals]
+        full = [tuple(g) + (np.nan,) * (4 - len(g)) if g is not None else (np.nan,) * 4 for g in prompt_goals]
+        speed, turn, direction, height = (np.array([full[k][i] for k in plan]) for i in range(4))
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
-                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats))
+                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats), direction, height)
     except BaseException:
         getattr(follower, "close", lambda: None)()
         raise

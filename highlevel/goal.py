@@ -20,6 +20,7 @@ The pelvis (root) stands in for the centre of mass. Units: m, s, rad.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,17 @@ SEG = 32
 OFFSETS = (0, 16)  # the pairs' segment grids (highlevel.dataset.cached_pairs' default)
 K = 5  # nearest texts blended
 TAU = 0.02  # similarity scale of the blend weights
+MOVING = 0.25  # m/s: segments this fast give the direction of travel
 MIN_SEGMENTS = 20  # texts attached to fewer segments (rare measured phrases) have no reliable typical motion
 # best cosine similarity below which a prompt is outside the data. Calibrated on the shipped
 # table (docs/highlevel.md): motions the data holds, in new words, score 0.55-0.85 ("stroll
 # ahead" 0.60, "jog forward" 0.68, "spin to the left" 0.57); motions it does not hold score
 # 0.33-0.50 ("do a backflip" 0.48, "swim" 0.41, "ride a bicycle" 0.45, "sit on a chair" 0.50).
 OUT_OF_DATA = 0.52
+LOW = 0.85  # m: pelvis heights below this are shown in the goal line (upright LAFAN1 ~0.95-1.0)
+# MiniLM puts "turn left" and "turn right" close together (cosine 0.93): a neighbour naming the
+# opposite side or way (and not the prompt's own) is left out of the blend
+OPPOSITE = {"left": "right", "right": "left", "backward": "forward", "forward": "backward"}
 
 
 def training_segments(root=None, clips: list[str] | None = None, offsets=OFFSETS, max_frames: int | None = None):
@@ -58,34 +64,45 @@ def training_segments(root=None, clips: list[str] | None = None, offsets=OFFSETS
 
 
 def build_goal_table(root=None, clips: list[str] | None = None, max_frames: int | None = None) -> dict:
-    """{"about", "texts": {text: {"speed": median m/s, "turn": median rad/s, "segments": n}}} over
+    """{"about", "texts": {text: {"speed": median m/s, "turn": median rad/s, "direction": rad (0 =
+    forward, + = left; speed-weighted circular mean over the segments moving at >= 0.25 m/s),
+    "height": median pelvis height m, "segments": n}}} over
     the training pairs' target segments (`training_segments`); each segment counts for its clip's
     phrasings and its measured phrase; texts of fewer than MIN_SEGMENTS segments are left out. Raises DataError (envs.lafan1) for bad or missing data,
     ValueError when no segment is found."""
     from highlevel.annotate import load_annotations
 
     ann = load_annotations()
-    per: dict[str, list[tuple[float, float]]] = {}
+    per: dict[str, list[tuple[float, float, float, float]]] = {}
     for name, phrase, m in training_segments(root, clips, max_frames=max_frames):
         for t in [*ann.get(name, []), phrase]:
-            per.setdefault(t, []).append((m["speed"], m["yaw_rate"]))
+            per.setdefault(t, []).append((m["speed"], m["yaw_rate"], m["direction"], m["height"]))
     if not per:
         raise ValueError("no training segments: clips need at least 64 frames")
-    texts = {t: {"speed": round(float(np.median([v[0] for v in vs])), 3), "turn": round(float(np.median([v[1] for v in vs])), 3),
-                 "segments": len(vs)} for t, vs in sorted(per.items()) if len(vs) >= MIN_SEGMENTS}
+    texts = {}
+    for t, vs in sorted(per.items()):
+        if len(vs) < MIN_SEGMENTS:
+            continue
+        v = np.asarray(vs)
+        moving = v[:, 0] >= MOVING  # the direction of travel of a standing root is noise
+        w = v[moving, 0]
+        d = float(np.arctan2((w * np.sin(v[moving, 2])).sum(), (w * np.cos(v[moving, 2])).sum())) if moving.any() else 0.0
+        texts[t] = {"speed": round(float(np.median(v[:, 0])), 3), "turn": round(float(np.median(v[:, 1])), 3),
+                    "direction": round(d, 3), "height": round(float(np.median(v[:, 3])), 3), "segments": len(vs)}
     return {"about": "made by highlevel/goal.py from the training clips: median root speed (m/s) and turn rate "
                      "(rad/s, + = left) of the target segments each text is attached to", "texts": texts}
 
 
 def load_goal_table(path: str | Path | None = None) -> dict:
-    """{text: {"speed", "turn", "segments"}} from a goal file (default highlevel/goals.json).
+    """{text: {"speed", "turn", "direction", "height", "segments"}} from a goal file (default highlevel/goals.json).
     FileNotFoundError / ValueError (one line naming the file) when missing or malformed."""
     path = Path(path) if path is not None else GOALS_PATH
     if not path.is_file():
         raise FileNotFoundError(f"{path}: goal table not found (python -m highlevel.goal writes it)")
     try:
         texts = json.loads(path.read_text())["texts"]
-        ok = bool(texts) and all(np.isfinite([v["speed"], v["turn"]]).all() and int(v["segments"]) > 0 for v in texts.values())
+        ok = bool(texts) and all(np.isfinite([v["speed"], v["turn"], v["direction"], v["height"]]).all() and int(v["segments"]) > 0
+                                 for v in texts.values())
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
         ok = False
     if not ok:
@@ -95,22 +112,49 @@ def load_goal_table(path: str | Path | None = None) -> dict:
 
 @dataclass
 class TextGoal:
-    """A prompt's goal: speed (m/s), turn (rad/s, + = left), the nearest known texts
-    [(text, cosine similarity)] best first, and in_data (best similarity >= the threshold)."""
+    """A prompt's goal: speed (m/s), turn (rad/s, + = left), direction of travel (rad, 0 =
+    forward, + = left), pelvis height (m), the nearest known texts [(text, cosine similarity)]
+    best first, and in_data (best similarity >= the threshold)."""
 
     prompt: str
     speed: float
     turn: float
+    direction: float = 0.0
+    height: float = 1.0
     nearest: list = field(default_factory=list)
     in_data: bool = True
+
+    def goal(self) -> tuple | None:
+        """(speed, turn, direction, height) for `daps command`, or None when out of the data."""
+        return (self.speed, self.turn, self.direction, self.height) if self.in_data else None
 
     def describe(self, n: int = 3) -> str:
         """One line for the console, e.g. goal from text: 1.05 m/s, +0.00 rad/s (nearest: 'walk forward' 0.83, ...)."""
         near = ", ".join(f"'{t}' {s:.2f}" for t, s in self.nearest[:n])
         if self.in_data:
-            return f"goal from text: {self.speed:.2f} m/s, {self.turn:+.2f} rad/s (nearest: {near})"
+            a = abs(self.direction)
+            way = "" if a < np.pi / 4 or self.speed < MOVING else ", backward" if a > 3 * np.pi / 4 else \
+                  (", to the left" if self.direction > 0 else ", to the right")
+            low = f", pelvis at {self.height:.2f} m" if self.height < LOW else ""
+            return f"goal from text: {self.speed:.2f} m/s{way}, {self.turn:+.2f} rad/s{low} (nearest: {near})"
         return (f"'{self.prompt}' is outside what the data holds (best similarity {self.nearest[0][1]:.2f} < "
                 f"{OUT_OF_DATA}); nearest known: {near}; no goal from text (give --speed/--turn for one)")
+
+
+def _words(text: str) -> set:
+    return {w.removesuffix("s") if w in ("backwards", "forwards") else w for w in re.findall(r"[a-z]+", text.lower())}
+
+
+def conflicts(prompt: str, texts: list[str]) -> np.ndarray:
+    """(N,) bool: texts that name a side or way opposite to one the prompt names (OPPOSITE) and
+    not the prompt's own, e.g. "walk forward while turning right" for "turn left"."""
+    pw = _words(prompt)
+    named = [(w, OPPOSITE[w]) for w in pw if w in OPPOSITE and OPPOSITE[w] not in pw]
+    out = np.zeros(len(texts), bool)
+    for i, t in enumerate(texts):
+        tw = _words(t)
+        out[i] = any(o in tw and w not in tw for w, o in named)
+    return out
 
 
 class GoalMap:
@@ -127,6 +171,8 @@ class GoalMap:
         self.texts = list(table)
         self.speed = np.array([table[t]["speed"] for t in self.texts], np.float64)
         self.turn = np.array([table[t]["turn"] for t in self.texts], np.float64)
+        self.direction = np.array([table[t].get("direction", 0.0) for t in self.texts], np.float64)
+        self.height = np.array([table[t].get("height", 1.0) for t in self.texts], np.float64)
         self.cache = cache if cache is not None else EmbeddingCache()
         self.emb = self.cache.encode(self.texts)  # (N, 384), unit norm
         self.k, self.tau, self.threshold = k, tau, threshold
@@ -141,11 +187,15 @@ class GoalMap:
         sims = self.cache.encode([p.strip() for p in prompts]) @ self.emb.T  # (P, N) cosine (unit vectors)
         out = []
         for p, s in zip(prompts, sims):
-            idx = np.argsort(-s)[: self.k]
+            order = np.argsort(-s)
+            ok = ~conflicts(p, [self.texts[i] for i in order])
+            idx = (order[ok] if ok.any() else order)[: self.k]
             w = np.exp((s[idx] - s[idx[0]]) / self.tau)
             w /= w.sum()
+            d = float(np.arctan2(w @ np.sin(self.direction[idx]), w @ np.cos(self.direction[idx])))
             out.append(TextGoal(p.strip(), round(float(w @ self.speed[idx]), 3), round(float(w @ self.turn[idx]), 3),
-                                [(self.texts[i], round(float(s[i]), 3)) for i in idx], bool(s[idx[0]] >= self.threshold)))
+                                round(d, 3), round(float(w @ self.height[idx]), 3),
+                                [(self.texts[i], round(float(s[i]), 3)) for i in order[: self.k]], bool(s[order[0]] >= self.threshold)))
         return out
 
 
@@ -164,7 +214,7 @@ def default_text_cache():
 
 
 def prompt_goals(prompts: list[str], text_cache=None, say=print) -> list:
-    """Per prompt, (speed m/s, turn rad/s) inferred from its text, or None when the prompt is
+    """Per prompt, (speed m/s, turn rad/s, direction rad, pelvis height m) inferred from its text, or None when the prompt is
     outside what the data holds (or empty: left to the command's own check); `say` gets one line
     per prompt (`TextGoal.describe`). text_cache: an .npz path or None (`default_text_cache`)."""
     from highlevel.text import EmbeddingCache
@@ -177,7 +227,7 @@ def prompt_goals(prompts: list[str], text_cache=None, say=print) -> list:
         g = goals.get(p)
         if g is not None:
             say((f'"{g.prompt}": ' if len(prompts) > 1 else "") + g.describe())
-        out.append((g.speed, g.turn) if g is not None and g.in_data else None)
+        out.append(g.goal() if g is not None else None)
     return out
 
 
