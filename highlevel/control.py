@@ -15,13 +15,18 @@
    a second classifier fitted on the rest (`LEAVE_OUT`); and the held-out clips' segments
    decoded from their true codes by the motion VAE (how the classifier reads VAE output, which
    is what it labels below).
-2. For each category, a prompt of phrasing not in highlevel/annotations.json nor among the
-   measured segment phrases (UNSEEN_PROMPTS): `rollouts` kinematic rollouts of `segments`
-   segments (text alone, no COM goal), codes decoded by the motion VAE. Each segment after the
-   first (the first starts from a standing pose without history) is classified; a rollout's
-   label is the argmax of its segments' summed log-probabilities. Accuracy per category and
-   overall against chance (1/6), and against the "prompt ignored" baseline: the share of
-   text-free rollouts (text and COM masked) the classifier puts in each category.
+2. Per category (STUDY_CATEGORIES), two phrase sets: phrasings the prior was trained with
+   (TRAINING_PHRASES) and 10 unseen paraphrases (PARAPHRASES; checked against annotations.json
+   and the measured segment phrases). `rollouts` kinematic rollouts of `segments` segments per
+   set, spread over its phrases in turn, at the command's settings: guidance, candidates and,
+   with text_goal, each prompt's goal inferred from its text (`highlevel.goal`; out-of-data
+   prompts run on text alone). Each segment after the first (the first starts from a standing
+   pose without history) is labelled. Root-motion categories (walk, run, stand, turn left, turn
+   right, walk backward, walk sideways, crouch) by its measured root motion (`root_label`; a
+   rollout's label is its most common segment label); style categories (dance, fight, jumps,
+   fallAndGetUp) by the classifier (a rollout's label is the argmax of its segments' summed
+   log-probabilities). Accuracy and confusion row per category and set, against the "prompt
+   ignored" baseline: the share of text-free rollouts (text and COM masked) given that label.
 3. Speed / turn commands (SPEED_TURN): prompt + COM goal (--speed, --turn of `daps command`),
    `rollouts` each; achieved root speed (net horizontal displacement / time, m/s) and turn rate
    (net heading change / time, rad/s) over segments 1 ... S-1, mean and standard deviation, also
