@@ -421,16 +421,16 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     prompts = [p.strip() for p in prompts]
     table = text_table.encode(prompts)
     emb = table[plan]  # (S, 384)
-    direction = height = None
+    goal_dir = goal_height = None  # (height is the video's)
     commanded = {"speed_m_s": speed, "turn_rad_s": turn}
     if speed is None and turn is None and prompt_goals and any(g is not None for g in prompt_goals):
         commanded["from_text"] = [None if g is None else dict(zip(("speed_m_s", "turn_rad_s", "direction_rad", "height_m"), g))
                                   for g in prompt_goals]
         full = [tuple(g) + (np.nan,) * (4 - len(g)) if g is not None else (np.nan,) * 4 for g in prompt_goals]
-        speed, turn, direction, height = (np.array([full[k][i] for k in plan]) for i in range(4))
+        speed, turn, goal_dir, goal_height = (np.array([full[k][i] for k in plan]) for i in range(4))
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
-                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats), direction, height)
+                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats), goal_dir, goal_height)
     except BaseException:
         getattr(follower, "close", lambda: None)()
         raise
