@@ -387,6 +387,7 @@ def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     rec = json.loads(out.with_suffix(".json").read_text())  # written before rendering, GL or not
     assert rec["prompt"] == "walk forward" and rec["frames"] == 45 and len(rec["segments"]) == 2
+    assert rec["commanded"]["from_text"][0]["speed_m_s"] > 0.8 and "goal from text: 1.05 m/s" in p.stdout  # no --speed: from the text
     assert all(len(s["codes"]) == 64 and 0 <= min(s["codes"]) and max(s["codes"]) < 1024 for s in rec["segments"])
     if not _gl_works(env):
         pytest.skip(f"no OpenGL backend for MUJOCO_GL={env['MUJOCO_GL']} (JSON checked)")
