@@ -132,13 +132,17 @@ def control(
     top_k: int = TopKOpt,
     guidance: float = GuidanceOpt,
     candidates: int = CandidatesOpt,
+    text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="Each prompt's root speed / turn goal inferred from its text, as daps command does (--no-text-goal: text alone)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated subset of the study's categories (default: all)."),
+    speed_turn: bool = typer.Option(True, "--speed-turn/--no-speed-turn", help="Also measure the 8 speed / turn commands."),
     stride: int = typer.Option(32, "--stride", help="Frames between the classifier's training segments."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use only each clip's first frames for the classifier (tests)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Classifier-feature and text-embedding cache (default: the policy's highlevel_cache)."),
     data: Optional[Path] = LAFAN1_DATA,
 ) -> None:
-    """Controllability, kinematic: a motion-type classifier on real segments (held-out clips
-    excluded from its training) labels rollouts of unseen-phrasing prompts of 6 categories;
+    """Controllability, kinematic, per category: rollouts of training phrasings and of unseen
+    paraphrases, labelled by measured root motion (walk, run, stand, turns, backward, sideways,
+    crouch) or a motion-type classifier on real segments (dance, fight, jumps, fall and get up);
     commanded vs achieved root speed and turn rate."""
     from daps.args import finite_number
     from highlevel.control import run_control
@@ -147,10 +151,15 @@ def control(
     finite_number(guidance, "--guidance", low=0)
     if max_frames is not None and max_frames < 32:
         raise ValueError(f"--max-frames must be >= 32, got {max_frames}")
+    from highlevel.control import SPEED_TURN, STUDY_CATEGORIES
+
+    cats = tuple(c.strip() for c in categories.split(",")) if categories is not None else STUDY_CATEGORIES
     rec = run_control(ckpt, out, rollouts, segments, seed, temperature, top_k, stride, max_frames, data, None, cache_dir,
-                      guidance=guidance, candidates=candidates)
+                      SPEED_TURN if speed_turn else (), guidance=guidance, candidates=candidates, text_goal=text_goal,
+                      categories=cats)
     o = rec["overall"]
-    typer.echo(f"overall rollout accuracy {o['accuracy']:.3f} (chance {o['chance']:.3f}); wrote {out / 'control.json'} and {out / 'control.md'}")
+    typer.echo(f"overall accuracy: training phrasings {o['training']['accuracy']:.3f}, paraphrases {o['paraphrases']['accuracy']:.3f}; "
+               f"wrote {out / 'control.json'} and {out / 'control.md'}")
 
 
 def command(
@@ -170,6 +179,7 @@ def command(
     top_k: int = TopKOpt,
     guidance: float = GuidanceOpt,
     candidates: int = CandidatesOpt,
+    text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="Without --speed/--turn: the goal each prompt's nearest annotated texts imply (highlevel/goal.py); --no-text-goal: text alone."),
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend (default: the model's highlevel_cache/text_embeddings.npz, e.g. runs/highlevel_cache for the shipped model)."),
     video: bool = typer.Option(True, "--video/--no-video", help="--no-video: write the JSON only (--out may then end in .json); the renderer is never loaded."),
@@ -187,9 +197,14 @@ def command(
     from highlevel.command import run_command
 
     mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    goals = None
+    if text_goal and speed is None and turn is None:
+        from highlevel.goal import prompt_goals
+
+        goals = prompt_goals([prompt, *(then or [])], text_cache, say=typer.echo)
     rec = run_command([prompt, *(then or [])], seconds, out, mode, model, speed, turn, temperature, top_k, seed,
                       text_cache, video=video, width=width, height=height, segments_per_prompt=segments_per_prompt,
-                      lowlevel=lowlevel, start_pose=start, guidance=guidance, candidates=candidates)
+                      lowlevel=lowlevel, start_pose=start, guidance=guidance, candidates=candidates, prompt_goals=goals)
     if rec.get("notice"):
         typer.echo(rec["notice"], err=True)
     for p in rec["prompts"]:

@@ -52,6 +52,7 @@ import torch  # noqa: E402
 from daps.args import finite_number  # noqa: E402
 from daps.io import atomic_write_json, check_writable  # noqa: E402
 from daps.shipped import HIGHLEVEL, LOWLEVEL, shipped_path  # noqa: E402
+from highlevel.annotate import segment_measures  # noqa: E402
 from highlevel.dataset import base_frame_path  # noqa: E402
 from highlevel.follower import (FPS, SEG, KinematicFollower, SegmentFollower,  # noqa: E402,F401 (re-exported)
                                 achieved, standing_rows)
@@ -130,15 +131,15 @@ def check_args(prompts: list[str], out: Path, temperature: float = Sampling.temp
     check_writable(Path(out).with_suffix(".json"), "--out")
 
 
-def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0) -> np.ndarray:
+def future_arc(speed: float, turn: float, height: float, n: int = 32, fps: float = 30.0, direction: float = 0.0) -> np.ndarray:
     """Commanded root path (n, 5) in the base frame, as `highlevel.dataset.com_window`'s goal rows:
-    speed (m/s) along a heading turning at turn (rad/s); x, y (m), height (m), cos and sin of the
-    heading change."""
+    speed (m/s) along a heading turning at turn (rad/s), travelling at `direction` (rad, 0 =
+    forward, pi = backward, + = left) from it; x, y (m), height (m), cos and sin of the heading change."""
     k = np.arange(1, n + 1) / fps
     yaw = turn * k
     step = speed / fps
-    x = np.cumsum(step * np.cos(yaw))
-    y = np.cumsum(step * np.sin(yaw))
+    x = np.cumsum(step * np.cos(yaw + direction))
+    y = np.cumsum(step * np.sin(yaw + direction))
     return np.stack([x, y, np.full(n, height), np.cos(yaw), np.sin(yaw)], 1).astype(np.float32)
 
 
@@ -151,14 +152,17 @@ def past_window(rows: np.ndarray) -> np.ndarray:
 def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, segments: int, speed: float | None = None,
                    turn: float | None = None, temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
                    seed: int = 0, batch: int = 1, guidance: float = Sampling.guidance,
-                   candidates: int = Sampling.candidates,
-                   preview: SegmentFollower | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   candidates: int = Sampling.candidates, preview: SegmentFollower | None = None,
+                   direction=None, height=None) -> tuple[np.ndarray, np.ndarray]:
     """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
     `segments`, or fewer when the follower is done() earlier.
 
     emb: per-segment prompt embeddings (S, 384) (a (384,) vector is used for every segment), or
     None for no text (the text input masked: the history/COM-only policy). speed (m/s) / turn
-    (rad/s): the COM goal of every segment (both None: COM masked). Rollouts draw independent
+    (rad/s): the COM goal of every segment, or per-segment goals (S,), NaN where a segment has
+    none (both None: COM masked). direction (rad, 0 = forward, + = left) / height (m, pelvis):
+    optional parts of the goal, scalar or per segment (None or NaN: forward travel scored by
+    speed alone, the current height). Rollouts draw independent
     codes from one torch generator seeded with seed. guidance: classifier-free guidance weight on
     text and COM (`HighLevelPrior.sample`; 1 = none). candidates N > 1 (with a COM goal): each
     segment draws N code sequences per rollout, decodes them with `preview` (a
@@ -179,6 +183,8 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     hist = np.repeat(standing_rows()[None], batch, 0)
     prev = np.zeros((batch, t_max), np.int64)
     use_com = speed is not None or turn is not None
+    speeds, turns, dirs, heights = (np.broadcast_to(np.asarray(v if v is not None else 0.0 if i < 2 else np.nan, np.float64),
+                                                    (segments,)) for i, v in enumerate((speed, turn, direction, height)))
     n = candidates if use_com else 1
     if n > 1 and preview is None:
         if not follower.kinematic:
@@ -186,8 +192,11 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
         preview = follower
     codes, rows = [], []
     for j in range(segments):
-        z, seg = next_segment(prior, follower, hist, prev, None if emb is None else emb[j], j, speed, turn, g,
-                              temperature, top_k, guidance, n, preview)
+        goal = use_com and bool(np.isfinite(speeds[j]) and np.isfinite(turns[j]))
+        z, seg = next_segment(prior, follower, hist, prev, None if emb is None else emb[j], j,
+                              speeds[j] if goal else None, turns[j] if goal else None, g, temperature, top_k, guidance,
+                              n, preview, None if np.isnan(dirs[j]) else dirs[j],
+                              None if np.isnan(heights[j]) else heights[j])
         codes.append(z)
         rows.append(seg)
         hist, prev = np.concatenate([hist, seg], 1)[:, -64:], z
@@ -200,10 +209,12 @@ def next_segment(prior, follower: SegmentFollower, hist: np.ndarray, prev: np.nd
                  speed: float | None, turn: float | None, generator: torch.Generator,
                  temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
                  guidance: float = Sampling.guidance, candidates: int = 1,
-                 preview: SegmentFollower | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 preview: SegmentFollower | None = None, direction: float | None = None,
+                 height: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The next segment of B rollouts (`generate_batch`'s step; `daps live` calls it one segment at a
     time): hist (B, H >= 32, 26) the motion so far, prev (B, 64) the last segment's codes, emb (384,)
-    the prompt's embedding or None (text masked), speed / turn the COM goal or both None (masked).
+    the prompt's embedding or None (text masked), speed / turn the COM goal or both None (masked),
+    direction (rad, + = left of the heading) / height (m) its optional parts (`pick_candidate`).
     With a goal and candidates N > 1, N code sequences per rollout share the encoded context and the
     one `preview` decodes closest to the goal is kept. Returns codes (B, 64) int64 and the
     follower's rows (B, 32, 26)."""
@@ -211,7 +222,8 @@ def next_segment(prior, follower: SegmentFollower, hist: np.ndarray, prev: np.nd
     use_com = speed is not None or turn is not None
     n = candidates if use_com else 1
     past = np.stack([past_window(h) for h in hist])
-    fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2])) for h in hist]) if use_com
+    fut = (np.stack([future_arc(speed or 0.0, turn or 0.0, float(h[-1, 2]) if height is None else height,
+                                direction=direction or 0.0) for h in hist]) if use_com
            else np.zeros((batch, 32, past.shape[-1]), np.float32))
     com = torch.from_numpy(np.concatenate([past, fut], 1).astype(np.float32))
     text = torch.from_numpy(np.repeat(np.asarray(emb, np.float32)[None], batch, 0)) if emb is not None else torch.zeros(batch, 384)
@@ -220,25 +232,33 @@ def next_segment(prior, follower: SegmentFollower, hist: np.ndarray, prev: np.nd
     z = prior.sample(text, com, torch.from_numpy(prev), mask, temperature, top_k, generator, guidance, samples=n).numpy()
     if n == 1:
         return z, follower.follow(z, hist, index)
-    z, seg = pick_candidate(z.reshape(batch, n, t_max), hist, index, preview or follower, speed or 0.0, turn or 0.0)
+    z, seg = pick_candidate(z.reshape(batch, n, t_max), hist, index, preview or follower, speed or 0.0, turn or 0.0,
+                            direction, height)
     if preview is not None and preview is not follower:
         seg = follower.follow(z, hist, index)
     return z, seg
 
 
 def pick_candidate(z: np.ndarray, hist: np.ndarray, index: int, preview: SegmentFollower, speed: float,
-                   turn: float) -> tuple[np.ndarray, np.ndarray]:
+                   turn: float, direction: float | None = None, height: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each rollout, the candidate codes z (B, N, 64) whose decoded segment (continuing from
     hist (B, H, 26), via preview) has the root speed (m/s) and turn rate (rad/s) closest to the
-    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame.
+    goal, by (speed error)^2 + (turn error)^2 over the segment and its preceding frame. With a
+    direction (rad, 0 = forward, + = left) the speed error is that of the velocity vector in the
+    segment's first heading frame; with a height (m), 4 (mean pelvis height error)^2 is added.
     Returns (codes (B, 64), their decoded rows (B, 32, 26))."""
     b, n, t = z.shape
     seg = preview.follow(z.reshape(b * n, t), np.repeat(hist, n, 0), index)  # (B N, 32, 26)
     last = np.repeat(hist[:, -1:], n, 0)
     err = np.empty(b * n)
     for i, r in enumerate(np.concatenate([last, seg], 1)):
-        a = achieved(r)
-        err[i] = (a["root_speed_m_s"] - speed) ** 2 + (a["turn_rate_rad_s"] - turn) ** 2
+        m = segment_measures(r)
+        if direction is None:
+            err[i] = (m["speed"] - speed) ** 2
+        else:
+            err[i] = (m["speed"] * np.cos(m["direction"]) - speed * np.cos(direction)) ** 2 + \
+                     (m["speed"] * np.sin(m["direction"]) - speed * np.sin(direction)) ** 2
+        err[i] += (m["yaw_rate"] - turn) ** 2 + (0.0 if height is None else 4 * (m["height"] - height) ** 2)
     best = err.reshape(b, n).argmin(1)
     return z[np.arange(b), best], seg.reshape(b, n, *seg.shape[1:])[np.arange(b), best]
 
@@ -277,7 +297,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
                 text_cache: str | Path | None = None, video: bool = True, width: int = 480, height: int = 352,
                 segments_per_prompt: int | None = None, motion_vae: str | Path | None = None,
                 lowlevel: str | Path | None = None, start_pose: str = "nominal", guidance: float = Sampling.guidance,
-                candidates: int = Sampling.candidates) -> dict:
+                candidates: int = Sampling.candidates, prompt_goals: list | None = None) -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
     segments each); the run covers exactly that time (enough segments, the last one cut).
@@ -287,7 +307,9 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     start_pose: the physics start, at rest ("nominal", "decoded" or "zero":
     `highlevel.physics.PhysicsFollower`). temperature, top_k, guidance, candidates: `Sampling`.
     video: False writes the JSON only (out may then end in .json) and never imports the renderer.
-    text_cache: the prompt embeddings' cache file (default: `default_text_cache`).
+    text_cache: the prompt embeddings' cache file (default: `default_text_cache`). prompt_goals:
+    per prompt (speed m/s, turn rad/s[, direction rad, pelvis height m]) or None (no goal), e.g.
+    inferred from the text (`highlevel.goal`); used when speed and turn are both None.
     Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
@@ -317,16 +339,24 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     prompts = [p.strip() for p in prompts]
     table = given_cache if given_cache is not None else default_text_cache(path, ck)
     emb = table.encode(prompts)[plan]  # (S, 384)
+    goal_dir = goal_height = None  # (height is the video's)
+    commanded = {"speed_m_s": speed, "turn_rad_s": turn}
+    if speed is None and turn is None and prompt_goals and any(g is not None for g in prompt_goals):
+        commanded["from_text"] = [None if g is None else dict(zip(("speed_m_s", "turn_rad_s", "direction_rad", "height_m"), g))
+                                  for g in prompt_goals]
+        full = [tuple(g) + (np.nan,) * (4 - len(g)) if g is not None else (np.nan,) * 4 for g in prompt_goals]
+        speed, turn, goal_dir, goal_height = (np.array([full[k][i] for k in plan]) for i in range(4))
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
-                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats))
+                                     candidates, None if follower.kinematic else KinematicFollower(vae, stats),
+                                     goal_dir, goal_height)
         rec = run_record(follower, prompts, plan, codes[0], rows[0][:n_frames], seconds, segments_per_prompt)
     except BaseException:
         follower.close()
         raise
     rec.update({"model": str(path), "step": ck["step"], "motion_vae": str(vae_path), "seed": seed,
                 "temperature": temperature, "top_k": top_k, "guidance": guidance, "candidates": candidates,
-                "commanded": {"speed_m_s": speed, "turn_rad_s": turn}, "mp4": str(out) if video else None})
+                "commanded": commanded, "mp4": str(out) if video else None})
     if notice:
         rec["notice"] = notice
     json_path = out.with_suffix(".json")

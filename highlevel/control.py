@@ -15,13 +15,18 @@
    a second classifier fitted on the rest (`LEAVE_OUT`); and the held-out clips' segments
    decoded from their true codes by the motion VAE (how the classifier reads VAE output, which
    is what it labels below).
-2. For each category, a prompt of phrasing not in highlevel/annotations.json nor among the
-   measured segment phrases (UNSEEN_PROMPTS): `rollouts` kinematic rollouts of `segments`
-   segments (text alone, no COM goal), codes decoded by the motion VAE. Each segment after the
-   first (the first starts from a standing pose without history) is classified; a rollout's
-   label is the argmax of its segments' summed log-probabilities. Accuracy per category and
-   overall against chance (1/6), and against the "prompt ignored" baseline: the share of
-   text-free rollouts (text and COM masked) the classifier puts in each category.
+2. Per category (STUDY_CATEGORIES), two phrase sets: phrasings the prior was trained with
+   (TRAINING_PHRASES) and 10 unseen paraphrases (PARAPHRASES; checked against annotations.json
+   and the measured segment phrases). `rollouts` kinematic rollouts of `segments` segments per
+   set, spread over its phrases in turn, at the command's settings: guidance, candidates and,
+   with text_goal, each prompt's goal inferred from its text (`highlevel.goal`; out-of-data
+   prompts run on text alone). Each segment after the first (the first starts from a standing
+   pose without history) is labelled. Root-motion categories (walk, run, stand, turn left, turn
+   right, walk backward, walk sideways, crouch) by its measured root motion (`root_label`; a
+   rollout's label is its most common segment label); style categories (dance, fight, jumps,
+   fallAndGetUp) by the classifier (a rollout's label is the argmax of its segments' summed
+   log-probabilities). Accuracy and confusion row per category and set, against the "prompt
+   ignored" baseline: the share of text-free rollouts (text and COM masked) given that label.
 3. Speed / turn commands (SPEED_TURN): prompt + COM goal (--speed, --turn of `daps command`),
    `rollouts` each; achieved root speed (net horizontal displacement / time, m/s) and turn rate
    (net heading change / time, rad/s) over segments 1 ... S-1, mean and standard deviation, also
@@ -44,13 +49,60 @@ SEG = 32
 CATEGORIES = ("walk", "run", "dance", "fight", "jumps", "fallAndGetUp")
 MERGE = {"walk": "walk", "run": "run", "sprint": "run", "dance": "dance", "fight": "fight", "fightAndSports": "fight",
          "jumps": "jumps", "fallAndGetUp": "fallAndGetUp"}
-UNSEEN_PROMPTS = {
-    "walk": "go for a relaxed stroll",
-    "run": "jog along at a steady pace",
-    "dance": "groove to the beat",
-    "fight": "spar with an opponent",
-    "jumps": "leap up into the air again and again",
-    "fallAndGetUp": "trip, hit the floor and climb back to your feet",
+# The study's categories. Root-motion categories are labelled by the measured root motion of each
+# generated segment (`root_label`); style categories by the clip-name classifier (CATEGORIES).
+ROOT_CATEGORIES = ("walk", "run", "stand", "turn left", "turn right", "walk backward", "walk sideways", "crouch")
+ROOT_LABELS = ROOT_CATEGORIES + ("other",)
+STYLE_CATEGORIES = ("dance", "fight", "jumps", "fallAndGetUp")
+STUDY_CATEGORIES = ROOT_CATEGORIES + STYLE_CATEGORIES
+# root-motion thresholds (m/s, rad/s, m): see root_label
+STAND_SPEED, WALK_SPEED, RUN_SPEED = 0.25, 0.4, 1.6
+TURN_RATE, WALK_TURN = 0.3, 0.5
+CROUCH_HEIGHT = 0.75
+# phrasings the prior was trained with (clip phrasings of highlevel/annotations.json or measured segment phrases)
+TRAINING_PHRASES = {
+    "walk": ["walk forward", "walk", "a person walking"],
+    "run": ["run forward", "run", "running"],
+    "stand": ["stand still"],
+    "turn left": ["turn left in place", "walk forward while turning left"],
+    "turn right": ["turn right in place", "walk forward while turning right"],
+    "walk backward": ["walk backward", "walk slowly backward"],
+    "walk sideways": ["walk to the left", "walk to the right"],
+    "crouch": ["crouch", "crouch and move forward", "walk crouched low"],
+    "dance": ["dance", "a person dancing", "move to music"],
+    "fight": ["fight", "a person boxing", "throw punches and kicks"],
+    "jumps": ["jump", "hop around", "a person jumping"],
+    "fallAndGetUp": ["fall down and get up", "get up from the floor", "collapse and recover"],
+}
+# 10 phrasings per category that the prior never saw (checked against annotations.json and the
+# measured segment phrases before every study)
+PARAPHRASES = {
+    "walk": ["walk ahead", "take a walk forward", "stroll ahead", "go forward on foot", "walk straight ahead",
+             "step forward at a normal pace", "walk along", "head forward walking", "amble forward", "walk onward"],
+    "run": ["jog forward", "run ahead", "go for a run", "run straight ahead", "jog along at a steady pace",
+            "dash ahead", "run quickly forward", "start running", "break into a run", "race forward"],
+    "stand": ["stand in place", "stay still", "hold still", "remain standing", "stand and wait", "don't move",
+              "stand motionless", "keep standing still", "stand quietly", "be still"],
+    "turn left": ["turn to the left", "rotate left", "spin to the left", "turn around to your left", "face left",
+                  "pivot left", "turn left on the spot", "rotate to the left in place", "make a left turn", "turn towards the left"],
+    "turn right": ["turn to the right", "rotate right", "spin to the right", "turn around to your right", "face right",
+                   "pivot right", "turn right on the spot", "rotate to the right in place", "make a right turn", "turn towards the right"],
+    "walk backward": ["walk backwards", "step backward", "back up", "move backwards", "retreat backwards",
+                      "walk in reverse", "take steps back", "go backwards on foot", "reverse slowly", "back away"],
+    "walk sideways": ["step sideways", "walk sideways", "sidestep to the left", "sidestep to the right", "shuffle sideways",
+                      "move sideways", "side step", "strafe left", "strafe right", "walk to the side"],
+    "crouch": ["squat down", "crouch down low", "duck down", "get low", "bend your knees and squat",
+               "sneak while crouching", "stay low to the ground", "kneel down", "hunker down", "crouch and hide"],
+    "dance": ["groove to the beat", "dance to the music", "bust a move", "do a dance", "dance energetically",
+              "sway to the rhythm", "perform a dance routine", "boogie", "dance around happily", "show some dance moves"],
+    "fight": ["spar with an opponent", "punch and kick", "box", "throw a punch", "kickbox", "fight an enemy",
+              "do karate", "strike with your fists", "attack with kicks", "practise boxing"],
+    "jumps": ["leap up into the air again and again", "jump up and down", "hop in place", "leap forward", "do some jumps",
+              "bounce on your feet", "jump high", "skip and hop", "jump forward", "hop on the spot"],
+    "fallAndGetUp": ["trip, hit the floor and climb back to your feet", "fall over and stand back up", "tumble down and rise again",
+                     "drop to the floor and get back up", "fall and recover", "collapse then stand",
+                     "stumble to the ground and get up", "lie down and rise", "fall onto the floor and stand again",
+                     "go down and come back up"],
 }
 # training clips left out of a second classifier, for the categories without a held-out clip
 LEAVE_OUT = ("jumps1_subject5", "fallAndGetUp3_subject1")
@@ -71,6 +123,61 @@ def clip_label(name: str) -> str | None:
     from highlevel.annotate import clip_category
 
     return MERGE.get(clip_category(name))
+
+
+def root_label(speed: float, direction: float, turn: float, height: float) -> str:
+    """Root-motion label (one of ROOT_LABELS) of one segment from `highlevel.annotate.segment_measures`:
+    speed (m/s), direction of travel in the first frame's heading frame (rad, 0 = forward, + = left),
+    turn rate (rad/s, + = left), mean pelvis height (m). First match wins:
+    crouch: height < 0.75; run: speed > 1.6; stand: speed < 0.25 and |turn| < 0.3;
+    with |turn| < 0.5 and speed >= 0.25: walk backward (direction beyond 135 deg), walk sideways
+    (45-135 deg), walk (forward, speed >= 0.4); turn left / right: turn > +0.3 / < -0.3; else other.
+    """
+    if height < CROUCH_HEIGHT:
+        return "crouch"
+    if speed > RUN_SPEED:
+        return "run"
+    if speed < STAND_SPEED and abs(turn) < TURN_RATE:
+        return "stand"
+    a = abs(direction)
+    if abs(turn) < WALK_TURN and speed >= STAND_SPEED:
+        if a > 3 * np.pi / 4:
+            return "walk backward"
+        if a > np.pi / 4:
+            return "walk sideways"
+        if speed >= WALK_SPEED:
+            return "walk"
+    if turn > TURN_RATE:
+        return "turn left"
+    if turn < -TURN_RATE:
+        return "turn right"
+    return "other"
+
+
+def root_labels(rows: np.ndarray, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Root labels of rollouts rows (B, segments*32, 26): per scored segment j = 1 .. segments-1
+    (measured over its 32 frames and the frame before) (B, segments-1) and per rollout (B,): the
+    most common segment label (ties: the first in ROOT_LABELS). Indices into ROOT_LABELS."""
+    from highlevel.annotate import segment_measures
+
+    seg = np.empty((len(rows), segments - 1), np.int64)
+    for b, r in enumerate(rows):
+        for j in range(1, segments):
+            m = segment_measures(r[SEG * j - 1 : SEG * (j + 1)])
+            seg[b, j - 1] = ROOT_LABELS.index(root_label(m["speed"], m["direction"], m["yaw_rate"], m["height"]))
+    return np.array([np.bincount(x, minlength=len(ROOT_LABELS)).argmax() for x in seg]), seg
+
+
+def check_unseen(phrases: dict) -> None:
+    """RuntimeError naming the clashes when any phrase of {category: [phrases]} is a training text
+    (a clip phrasing of highlevel/annotations.json or a measured segment phrase)."""
+    from highlevel.annotate import load_annotations
+    from highlevel.goal import load_goal_table
+
+    seen = {p.lower() for ps in load_annotations().values() for p in ps} | {t.lower() for t in load_goal_table()}
+    clash = [p for ps in phrases.values() for p in ps if p.lower() in seen]
+    if clash:
+        raise RuntimeError(f"study prompts appear among the training texts, so they are not unseen: {clash}")
 
 
 def segment_features(rows: np.ndarray) -> np.ndarray:
@@ -231,17 +338,20 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
                 temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, stride: int = SEG, max_frames: int | None = None, root=None,
                 text_cache=None, cache_dir: str | Path | None = None,
                 speed_turn: tuple = SPEED_TURN, progress: bool = True, guidance: float = Sampling.guidance,
-                candidates: int = Sampling.candidates) -> dict:
+                candidates: int = Sampling.candidates,
+                text_goal: bool = True, categories: tuple = STUDY_CATEGORIES) -> dict:
     """The whole study (module docstring); writes out_dir/control.json and control.md, returns the
-    JSON. guidance: classifier-free guidance weight on text and COM (1 = none); candidates: code
-    sequences drawn per segment of the COM-goal rollouts, the closest to the goal kept (defaults:
-    `highlevel.sampling.Sampling`, as the command line's). ckpt None:
-    models/highlevel.pt. segments >= 2 (the first is not scored). text_cache: an
-    EmbeddingCache or its .npz path (default cache_dir/text_embeddings.npz). ValueError /
+    JSON. rollouts: per category and phrase set (training phrasings, paraphrases), spread over the
+    set's phrases in turn. guidance: classifier-free guidance weight on text and COM (1 = none);
+    candidates: code sequences drawn per segment of a rollout with a COM goal, the closest to the
+    goal kept (defaults: `highlevel.sampling.Sampling`, as the command line's); text_goal: each prompt's goal inferred from its text (`highlevel.goal`; out-of-data
+    prompts run on text alone), as `daps command` does. ckpt None: models/highlevel.pt. segments
+    >= 2 (the first is not scored). text_cache: an EmbeddingCache or its .npz path (default
+    cache_dir/text_embeddings.npz). speed_turn: () skips the speed/turn commands. ValueError /
     CheckpointError (one line) for bad values or files."""
-    from highlevel.annotate import load_annotations
     from highlevel.command import KinematicFollower, achieved, generate_batch
     from daps.shipped import HIGHLEVEL, shipped_path
+    from highlevel.goal import GoalMap
     from highlevel.ship import default_cache_dir, load_highlevel
     from highlevel.text import EmbeddingCache
     from motion_vae.models import load_motion_vae
@@ -256,50 +366,73 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
         raise ValueError(f"--guidance must be >= 0, got {guidance}")
     if candidates < 1:
         raise ValueError(f"--candidates must be >= 1, got {candidates}")
-    seen = {p.lower() for ps in load_annotations().values() for p in ps}
-    clash = [p for p in UNSEEN_PROMPTS.values() if p.lower() in seen]
-    if clash:
-        raise RuntimeError(f"study prompts appear in highlevel/annotations.json, so they are not unseen: {clash}")
+    bad = [c for c in categories if c not in STUDY_CATEGORIES]
+    if bad or not categories:
+        raise ValueError(f"--categories: unknown {bad or 'none given'}; choose among {', '.join(STUDY_CATEGORIES)}")
+    check_unseen(PARAPHRASES)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     path = Path(ckpt) if ckpt else shipped_path(HIGHLEVEL)
     prior, cfg, ck, vae_path = load_highlevel(path)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     cache = Path(cache_dir) if cache_dir else default_cache_dir(path, ck)
     tc = text_cache if isinstance(text_cache, EmbeddingCache) else EmbeddingCache(text_cache or cache / "text_embeddings.npz")
+    gm = GoalMap(cache=tc) if text_goal else None
     say = print if progress else (lambda *a, **k: None)
     say("classifier: features of real segments ...")
     clf, clf_rep = train_classifier(root, stride, max_frames, cache, vae, stats)
     say(f"classifier: held-out accuracy {clf_rep['heldout_accuracy']}")
     follower = KinematicFollower(vae, stats)
 
-    def roll(emb, speed=None, turn=None, s=seed):
-        codes, rows = generate_batch(prior, follower, emb, segments, speed, turn, temperature, top_k, s, rollouts, guidance,
-                                     candidates)
+    def roll(emb, speed=None, turn=None, s=seed, n=rollouts, cand=candidates, direction=None, height=None):
+        codes, rows = generate_batch(prior, follower, emb, segments, speed, turn, temperature, top_k, s, n, guidance, cand,
+                                     direction=direction, height=height)
         return rows  # (B, S*32, 26)
 
-    def label(rows):
+    def style_label(rows):
         lp = clf.log_proba(segment_features(rows[:, SEG:].reshape(-1, SEG, rows.shape[-1]))).reshape(len(rows), segments - 1, -1)
         return lp.sum(1).argmax(-1), lp.argmax(-1)  # per rollout (B,), per segment (B, S-1)
 
-    k = len(CATEGORIES)
-    base_rows = roll(None, s=seed + 999)
-    base_lab, base_seg = label(base_rows)
-    base_share = {c: round(float((base_lab == i).mean()), 3) for i, c in enumerate(CATEGORIES)}
-    cats, hits, seg_hits = {}, [], []
-    table = tc.encode([UNSEEN_PROMPTS[c] for c in CATEGORIES])
-    for i, c in enumerate(CATEGORIES):
-        rows = roll(table[i], s=seed + 17 * i)
-        lab, seg = label(rows)
-        hits.append((lab == i).mean())
-        seg_hits.append((seg == i).mean())
+    def both_labels(rows):
+        return {"root": root_labels(rows, segments), "style": style_label(rows)}
+
+    base = both_labels(roll(None, s=seed + 999, cand=1))
+    base_share = {c: round(float((base["root"][0] == ROOT_LABELS.index(c)).mean()), 3) for c in ROOT_CATEGORIES}
+    base_share.update({c: round(float((base["style"][0] == CATEGORIES.index(c)).mean()), 3) for c in STYLE_CATEGORIES})
+
+    def run_set(ci, c, phrases, tag):
+        per = [rollouts // len(phrases) + (i < rollouts % len(phrases)) for i in range(len(phrases))]
+        goals = gm.infer_many(phrases) if gm is not None else [None] * len(phrases)
+        embs = tc.encode(phrases)
+        rows, used = [], []
+        for i, (p, n, g) in enumerate(zip(phrases, per, goals)):
+            if n == 0:
+                continue
+            sp, tu, di, he = (g.goal() if g is not None else None) or (None,) * 4
+            rows.append(roll(embs[i], sp, tu, seed + 17 * ci + 1000 * i + (0 if tag == "training" else 500), n,
+                             direction=di, height=he))
+            used.append({"prompt": p, "rollouts": n, "goal_speed_m_s": sp, "goal_turn_rad_s": tu, "goal_direction_rad": di,
+                         "goal_height_m": he,
+                         "in_data": None if g is None else g.in_data, "nearest": None if g is None else g.nearest[:3]})
+        rows = np.concatenate(rows)
+        root = c in ROOT_CATEGORIES
+        names = ROOT_LABELS if root else CATEGORIES
+        lab, seg = root_labels(rows, segments) if root else style_label(rows)
+        k = names.index(c)
         ach = [achieved(r[SEG - 1 :]) for r in rows]
-        cats[c] = {"prompt": UNSEEN_PROMPTS[c], "rollouts": rollouts, "accuracy": round(float(hits[-1]), 3),
-                   "segment_accuracy": round(float(seg_hits[-1]), 3),
-                   "labels": {cc: int((lab == j).sum()) for j, cc in enumerate(CATEGORIES) if (lab == j).any()},
-                   "prompt_ignored_share": base_share[c],
-                   "root_speed_m_s": _mean_sd([a["root_speed_m_s"] for a in ach]),
-                   "mean_root_height_m": _mean_sd([a["mean_root_height_m"] for a in ach])}
-        say(f"{c:>13s}  {cats[c]['accuracy']:.2f}  labels {cats[c]['labels']}")
+        return {"rollouts": len(rows), "accuracy": round(float((lab == k).mean()), 3), "segment_accuracy": round(float((seg == k).mean()), 3),
+                "labelled_by": "root motion" if root else "classifier",
+                "confusion": {n: int((lab == j).sum()) for j, n in enumerate(names) if (lab == j).any()},
+                "root_speed_m_s": _mean_sd([a["root_speed_m_s"] for a in ach]),
+                "turn_rad_s": _mean_sd([a["turn_rate_rad_s"] for a in ach]),
+                "mean_root_height_m": _mean_sd([a["mean_root_height_m"] for a in ach]), "prompts": used}
+
+    cats = {}
+    for ci, c in enumerate(categories):
+        cats[c] = {"prompt_ignored_share": base_share[c],
+                   "training": run_set(ci, c, TRAINING_PHRASES[c], "training"),
+                   "paraphrases": run_set(ci, c, PARAPHRASES[c], "paraphrases")}
+        say(f"{c:>13s}  training {cats[c]['training']['accuracy']:.2f} {cats[c]['training']['confusion']}  "
+            f"paraphrases {cats[c]['paraphrases']['accuracy']:.2f} {cats[c]['paraphrases']['confusion']}")
     st = []
     emb_cache = {}
     for prompt, speed, turn in speed_turn:
@@ -317,10 +450,10 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
         say(f"{prompt!r} {speed} m/s {turn} rad/s -> {st[-1]['speed_m_s']['mean']} m/s {st[-1]['turn_rad_s']['mean']} rad/s")
     rec = {"model": str(path), "step": ck["step"], "motion_vae": str(vae_path), "rollouts": rollouts, "segments": segments,
            "scored_segments": f"1..{segments - 1}", "seed": seed, "temperature": temperature, "top_k": top_k,
-           "guidance": guidance, "candidates": candidates, "classifier": clf_rep, "categories": cats,
-           "overall": {"accuracy": round(float(np.mean(hits)), 3), "segment_accuracy": round(float(np.mean(seg_hits)), 3),
-                       "chance": round(1 / k, 3), "prompt_ignored_labels": base_share},
-           "speed_turn": st}
+           "guidance": guidance, "candidates": candidates, "text_goal": text_goal, "classifier": clf_rep,
+           "thresholds": {"stand_speed_m_s": STAND_SPEED, "walk_speed_m_s": WALK_SPEED, "run_speed_m_s": RUN_SPEED,
+                          "turn_rate_rad_s": TURN_RATE, "walk_turn_rad_s": WALK_TURN, "crouch_height_m": CROUCH_HEIGHT},
+           "categories": cats, "overall": overall(cats), "speed_turn": st}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "control.json", rec)
@@ -328,33 +461,50 @@ def run_control(ckpt: str | Path | None, out_dir: str | Path, rollouts: int = 10
     return rec
 
 
+def overall(cats: dict) -> dict:
+    """Mean accuracies over the categories of a study record: all, and the root-motion targets
+    (walk, run, stand, turn left, turn right), for the training phrasings and the paraphrases."""
+    out = {}
+    for tag in ("training", "paraphrases"):
+        acc = {c: v[tag]["accuracy"] for c, v in cats.items()}
+        core = [acc[c] for c in ROOT_CATEGORIES[:5] if c in acc]
+        out[tag] = {"accuracy": round(float(np.mean(list(acc.values()))), 3),
+                    "segment_accuracy": round(float(np.mean([v[tag]["segment_accuracy"] for v in cats.values()])), 3),
+                    "walk_run_stand_turns": round(float(np.mean(core)), 3) if core else None}
+    return out
+
+
 def markdown(rec: dict) -> str:
     """The study's tables (Markdown) from its JSON record."""
     c = rec["classifier"]
     lines = [f"# Controllability, kinematic: `{rec['model']}` (step {rec['step']})", "",
-             f"{rec['rollouts']} rollouts per prompt, {rec['segments']} segments each (segments {rec['scored_segments']} "
-             f"scored), temperature {rec['temperature']}, top-k {rec['top_k']}, guidance {rec.get('guidance', 1.0)}, "
-             f"candidates per COM-goal segment {rec.get('candidates', 1)}, "
+             f"{rec['rollouts']} rollouts per category and phrase set, {rec['segments']} segments each (segments "
+             f"{rec['scored_segments']} scored), temperature {rec['temperature']}, top-k {rec['top_k']}, guidance "
+             f"{rec['guidance']}, candidates {rec['candidates']}, goal from text {'on' if rec.get('text_goal') else 'off'}, "
              f"seed {rec['seed']}.", "",
-             f"Classifier (logistic regression, {c['train_segments']} segments of {c['train_clips']} training clips): "
-             f"held-out clips {c['heldout_accuracy']:.2f}"
+             f"Style categories labelled by the classifier (logistic regression, {c['train_segments']} segments of "
+             f"{c['train_clips']} training clips; held-out clips {c['heldout_accuracy']:.2f}"
              + (f", their VAE-decoded segments {c['heldout_vae_decoded_accuracy']:.2f}" if "heldout_vae_decoded_accuracy" in c else "")
-             + "; per category " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in c["heldout_per_category"].items())
-             + ("; left-out training clips " + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in c.get("left_out_per_category", {}).items())
-                if c.get("left_out_per_category") else "") + ".", "",
-             "| category | prompt (unseen phrasing) | rollout accuracy | segment accuracy | labels | prompt-ignored share | root speed (m/s) |",
-             "|---|---|---|---|---|---|---|"]
+             + "); root-motion categories by the measured root motion of each segment (thresholds: "
+             + ", ".join(f"{k} {v}" for k, v in rec["thresholds"].items()) + ").", "",
+             "| category | labelled by | training phrasings | confusion (training) | paraphrases | confusion (paraphrases) | "
+             "prompt-ignored share | root speed (m/s), paraphrases |",
+             "|---|---|---|---|---|---|---|---|"]
+    row = lambda d: ", ".join(f"{a} {n}" for a, n in sorted(d.items(), key=lambda t: -t[1]))  # noqa: E731
     for k, v in rec["categories"].items():
-        labels = ", ".join(f"{a} {n}" for a, n in sorted(v["labels"].items(), key=lambda t: -t[1]))
-        lines.append(f"| {k} | \"{v['prompt']}\" | {v['accuracy']:.2f} | {v['segment_accuracy']:.2f} | {labels} | "
-                     f"{v['prompt_ignored_share']:.2f} | {v['root_speed_m_s']['mean']:.2f} ± {v['root_speed_m_s']['sd']:.2f} |")
+        t, p = v["training"], v["paraphrases"]
+        lines.append(f"| {k} | {t['labelled_by']} | {t['accuracy']:.2f} | {row(t['confusion'])} | {p['accuracy']:.2f} | "
+                     f"{row(p['confusion'])} | {v['prompt_ignored_share']:.2f} | "
+                     f"{p['root_speed_m_s']['mean']:.2f} ± {p['root_speed_m_s']['sd']:.2f} |")
     o = rec["overall"]
-    lines += [f"| **overall** | | **{o['accuracy']:.2f}** | {o['segment_accuracy']:.2f} | | chance {o['chance']:.2f} | |", "",
-              "| prompt | commanded speed (m/s) | achieved | text only | commanded turn (rad/s) | achieved | text only |",
-              "|---|---|---|---|---|---|---|"]
-    for s in rec["speed_turn"]:
-        f = lambda d: f"{d['mean']:.2f} ± {d['sd']:.2f}"  # noqa: E731
-        lines.append(f"| \"{s['prompt']}\" | {s['commanded_speed_m_s']:.1f} | {f(s['speed_m_s'])} | {f(s['text_only_speed_m_s'])} | "
-                     f"{s['commanded_turn_rad_s']:+.1f} | {f(s['turn_rad_s'])} | {f(s['text_only_turn_rad_s'])} |")
+    lines += [f"| **overall** | | **{o['training']['accuracy']:.2f}** | | **{o['paraphrases']['accuracy']:.2f}** | | | |",
+              f"| walk, run, stand, turns | | {o['training']['walk_run_stand_turns'] or 0:.2f} | | "
+              f"{o['paraphrases']['walk_run_stand_turns'] or 0:.2f} | | | |", ""]
+    if rec["speed_turn"]:
+        lines += ["| prompt | commanded speed (m/s) | achieved | text only | commanded turn (rad/s) | achieved | text only |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in rec["speed_turn"]:
+            f = lambda d: f"{d['mean']:.2f} ± {d['sd']:.2f}"  # noqa: E731
+            lines.append(f"| \"{s['prompt']}\" | {s['commanded_speed_m_s']:.1f} | {f(s['speed_m_s'])} | {f(s['text_only_speed_m_s'])} | "
+                         f"{s['commanded_turn_rad_s']:+.1f} | {f(s['turn_rad_s'])} | {f(s['text_only_turn_rad_s'])} |")
     return "\n".join(lines) + "\n"
-

@@ -204,6 +204,9 @@ def test_pick_candidate_keeps_the_closest_speed_and_turn():
     assert kept[:, 0].tolist() == [2, 2] and np.array_equal(rows, Preview().follow(kept, hist, 1))  # its decoding too
     assert pick_candidate(z, hist, 1, Preview(), 0.0, -0.6)[0][:, 0].tolist() == [0, 0]
     assert pick_candidate(z, hist, 1, Preview(), 1.5, 0.0)[0][:, 0].tolist() == [2, 2]  # (0.5^2 + 0.6^2) < 1.2^2
+    # with a direction of travel the velocity vector is scored: backward at 1 m/s beats forward at 1 m/s
+    assert pick_candidate(z, hist, 1, Preview(), 1.0, 0.6, direction=0.0)[0][:, 0].tolist() == [2, 2]
+    assert pick_candidate(z, hist, 1, Preview(), 1.0, 0.0, direction=np.pi)[0][:, 0].tolist() == [0, 0]
 
 
 def test_candidates_share_their_context_and_match_repeated_rows():
@@ -370,26 +373,32 @@ def test_command_then_switches_prompts(tiny_run, text_cache, tmp_path):
 
 
 def test_control_study_tiny(tiny_run, text_cache, tmp_path):
-    from highlevel.annotate import load_annotations
-    from highlevel.control import CATEGORIES, SPEED_TURN, UNSEEN_PROMPTS, clip_label, run_control
+    from highlevel.control import CATEGORIES, ROOT_LABELS, SPEED_TURN, clip_label, run_control
 
     assert clip_label("sprint1_subject2") == "run" and clip_label("fightAndSports1_subject4") == "fight"
     assert {clip_label(c) for c in list_clips()} == set(CATEGORIES)  # every clip labelled, >= 6 categories
-    seen = {p.lower() for ps in load_annotations().values() for p in ps}
-    assert set(UNSEEN_PROMPTS) == set(CATEGORIES) and not seen & {p.lower() for p in UNSEEN_PROMPTS.values()}
     run, _ = tiny_run
     rec = run_control(run / "checkpoint.pt", tmp_path / "ctl", rollouts=2, segments=2, max_frames=64,
-                      text_cache=text_cache, cache_dir=tmp_path / "cache", speed_turn=SPEED_TURN[:2], progress=False)
+                      text_cache=text_cache, cache_dir=tmp_path / "cache", speed_turn=SPEED_TURN[:2], progress=False,
+                      candidates=2, categories=("walk", "dance"))
     assert json.loads((tmp_path / "ctl" / "control.json").read_text()) == json.loads(json.dumps(rec))
     md = (tmp_path / "ctl" / "control.md").read_text()
-    assert "| **overall** |" in md and "chance 0.17" in md
-    assert set(rec["categories"]) == set(CATEGORIES)
-    for v in rec["categories"].values():
-        assert 0 <= v["accuracy"] <= 1 and sum(v["labels"].values()) == 2
-    assert rec["overall"]["chance"] == pytest.approx(1 / 6, abs=1e-3)
+    assert "| **overall** |" in md and "| walk, run, stand, turns |" in md
+    assert list(rec["categories"]) == ["walk", "dance"]
+    for c, v in rec["categories"].items():
+        for tag in ("training", "paraphrases"):
+            r = v[tag]
+            assert 0 <= r["accuracy"] <= 1 and sum(r["confusion"].values()) == r["rollouts"] == 2
+            assert set(r["confusion"]) <= set(ROOT_LABELS if c == "walk" else CATEGORIES)
+            assert r["labelled_by"] == ("root motion" if c == "walk" else "classifier")
+    walk = rec["categories"]["walk"]["training"]["prompts"]
+    assert [p["prompt"] for p in walk] == ["walk forward", "walk"] and walk[0]["goal_speed_m_s"] > 0.8  # goal from text
+    assert rec["categories"]["walk"]["paraphrases"]["prompts"][0]["prompt"] == "walk ahead"
     c = rec["classifier"]
     assert c["train_segments"] > 0 and "walk2_subject4" in c["heldout_clips"] and 0 <= c["heldout_accuracy"] <= 1
     assert len(rec["speed_turn"]) == 2 and rec["speed_turn"][1]["commanded_speed_m_s"] == 1.0
+    with pytest.raises(ValueError, match="--categories: unknown"):
+        run_control(run / "checkpoint.pt", tmp_path / "ctl2", categories=("swim",), progress=False)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -423,6 +432,7 @@ def test_command_kinematic_writes_mp4_and_json(tiny_run, text_cache, tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     rec = json.loads(out.with_suffix(".json").read_text())  # written before rendering, GL or not
     assert rec["prompt"] == "walk forward" and rec["frames"] == 45 and len(rec["segments"]) == 2
+    assert rec["commanded"]["from_text"][0]["speed_m_s"] > 0.8 and "goal from text: 1.05 m/s" in p.stdout  # no --speed: from the text
     assert all(len(s["codes"]) == 64 and 0 <= min(s["codes"]) and max(s["codes"]) < 1024 for s in rec["segments"])
     if not _gl_works(env):
         pytest.skip(f"no OpenGL backend for MUJOCO_GL={env['MUJOCO_GL']} (JSON checked)")
