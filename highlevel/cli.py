@@ -236,6 +236,7 @@ def live(
     top_k: int = TopKOpt,
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
+    text_goal: bool = typer.Option(False, "--text-goal/--no-text-goal", help="With the goal switch off: the goal the prompt's text implies, as daps command does (slower than real time on 2 cores: 16 candidates per segment)."),
 ) -> None:
     """Serve a local web page with the H1 in 3D moving in real time: type a prompt, steer the COM
     goal with sliders; each 32-frame segment is generated ahead of playback (physics by default,
@@ -248,7 +249,7 @@ def live(
     goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
     s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
                  model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,
-                 seed=seed, text_cache=text_cache)
+                 seed=seed, text_cache=text_cache, text_goal=text_goal)
     fell = f"; the robot fell at {s['fell_at_s']:.1f} s" if s["fell_at_s"] is not None else ""
     played = "no segment played" if s["segment"] is None else f"{s['segment'] + 1} segments played"
     typer.echo(f"stopped ({played}{fell})")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from highlevel.command import FPS, SEG, KinematicFollower, next_segment, standing_rows
+from highlevel.sampling import Sampling
 
 FALL_HEIGHT = 0.6  # m, pelvis height under which a kinematic pose counts as down (the tracking env's "fell")
 MAX_PROMPT = 200  # characters
@@ -69,13 +70,19 @@ class LiveMotion:
         text: a `highlevel.text.EmbeddingCache` (prompt -> 384-d embedding).
         make_follower: () -> a fresh `SegmentFollower` (kinematic or physics), called at reset.
         guidance, candidates, temperature, top_k, seed: as `daps command` (`generate_batch`).
+        text_goal: without a COM goal from the sliders, the goal the prompt's text implies
+            (`highlevel.goal`, as `daps command` without --speed/--turn); a prompt outside the data
+            plays on text alone. Off by default: the goal's candidates make a segment slower to
+            generate than to play on 2 cores (docs/highlevel.md, Live).
     """
 
-    def __init__(self, prior, vae, stats, text, make_follower, guidance: float = 4.0, candidates: int = 16,
-                 temperature: float = 1.0, top_k: int = 0, seed: int = 0):
+    def __init__(self, prior, vae, stats, text, make_follower, guidance: float = Sampling.guidance,
+                 candidates: int = Sampling.candidates, temperature: float = Sampling.temperature,
+                 top_k: int = Sampling.top_k, seed: int = 0, text_goal: bool = False):
         import torch
 
         self.prior, self.text, self.make_follower = prior, text, make_follower
+        self.text_goal, self._goal_map, self._text_goals = text_goal, None, {}
         self.preview = KinematicFollower(vae, stats)
         self.guidance, self.candidates, self.temperature, self.top_k = guidance, candidates, temperature, top_k
         self.generator = torch.Generator().manual_seed(seed)
@@ -108,8 +115,12 @@ class LiveMotion:
         j = self.index
         emb = self.text.encode([prompt])[0]  # (384,)
         speed, turn = goal if goal is not None else (None, None)
+        direction = height = None
+        if goal is None and self.text_goal:
+            speed, turn, direction, height = self.goal_from_text(prompt) or (None,) * 4
         z, rows = next_segment(self.prior, self.follower, self.hist, self.prev, emb, j, speed, turn, self.generator,
-                               self.temperature, self.top_k, self.guidance, self.candidates, self.preview)
+                               self.temperature, self.top_k, self.guidance, self.candidates, self.preview,
+                               direction, height)
         self.hist = np.concatenate([self.hist, rows], 1)[:, -64:]
         self.prev = z
         self.index += 1
@@ -119,6 +130,17 @@ class LiveMotion:
             if f is not None:
                 self.fell, fall = True, int(min(SEG - 1, max(0, f - SEG * j)))
         return Segment(j, prompt, goal, rows[0], z[0], fall, time.perf_counter() - t0)
+
+    def goal_from_text(self, prompt: str) -> tuple | None:
+        """(speed m/s, turn rad/s, direction rad, pelvis height m) the prompt's text implies
+        (`highlevel.goal.GoalMap`, computed once per prompt), or None outside the data."""
+        if prompt not in self._text_goals:
+            if self._goal_map is None:
+                from highlevel.goal import GoalMap
+
+                self._goal_map = GoalMap(cache=self.text)
+            self._text_goals[prompt] = self._goal_map.infer(prompt).goal()
+        return self._text_goals[prompt]
 
     def close(self) -> None:
         if self.follower is not None:
@@ -497,8 +519,9 @@ class LiveServer:
 
 
 def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None = None, model: str | Path | None = None,
-                     guidance: float = 4.0, candidates: int = 16, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                     text_cache: str | Path | None = None) -> tuple[LiveMotion, str | None]:
+                     guidance: float = Sampling.guidance, candidates: int = Sampling.candidates,
+                     temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, seed: int = 0,
+                     text_cache: str | Path | None = None, text_goal: bool = False) -> tuple[LiveMotion, str | None]:
     """(LiveMotion, notice or None) with the shipped models (or the given ones). kinematic: True =
     no physics; False = physics required; None = physics when a low-level policy exists
     (`highlevel.command.choose_path`; the notice says when it falls back to kinematic). Raises
@@ -526,7 +549,7 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
     from motion_vae.models import load_motion_vae
 
     text = EmbeddingCache(text_cache)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1)  # small matrices: one thread is faster than two (docs/highlevel.md, Speed)
     prior, _, _, vae_path = load_highlevel(model)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     if ll_path is not None:
@@ -539,7 +562,8 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
     else:
         def make_follower():
             return KinematicFollower(vae, stats)
-    return LiveMotion(prior, vae, stats, text, make_follower, guidance, candidates, temperature, top_k, seed), notice
+    return LiveMotion(prior, vae, stats, text, make_follower, guidance, candidates, temperature, top_k, seed,
+                      text_goal), notice
 
 
 def run_live(prompt: str = "walk forward", host: str = "127.0.0.1", port: int = 8080, seconds: float | None = None,

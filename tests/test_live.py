@@ -179,6 +179,22 @@ def test_geoms_posed_as_mujoco():
         server.stop()
 
 
+def test_goal_from_text_when_the_sliders_are_off(kinematic_motion):
+    """With text_goal the prompt's own goal steers the segment (as daps command does); a prompt
+    outside the data plays on text alone."""
+    m = kinematic_motion
+    walk, stand = m.goal_from_text("walk forward"), m.goal_from_text("stand still")
+    assert walk[0] > 0.5 > stand[0] and m.goal_from_text("do a backflip") is None
+    m.reset()
+    m.text_goal = True
+    try:
+        seg = m.step("walk forward", None)
+    finally:
+        m.text_goal = False
+        m.reset()
+    assert seg.rows.shape == (32, 26) and np.isfinite(seg.rows).all()
+
+
 def test_prompt_switches_at_a_segment_boundary(kinematic_motion):
     """A new prompt plays from the next segment boundary its generation can make (at most one
     more segment of the old prompt), with a COM goal too; Stop holds, Reset starts over; stop()
