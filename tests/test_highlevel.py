@@ -240,7 +240,7 @@ def test_library_defaults_are_the_command_lines():
 
     want = {"temperature": Sampling.temperature, "top_k": Sampling.top_k, "guidance": Sampling.guidance,
             "candidates": Sampling.candidates}
-    assert want == {"temperature": 1.0, "top_k": 0, "guidance": 4.0, "candidates": 16}
+    assert want == {"temperature": 1.0, "top_k": 0, "guidance": 4.0, "candidates": 8}
     for fn in (command.run_command, command.generate_batch, command.generate, command.check_args, control.run_control):
         params = inspect.signature(fn).parameters
         assert {k: params[k].default for k in want} == want, fn.__name__
