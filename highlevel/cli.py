@@ -236,7 +236,7 @@ def live(
     top_k: int = TopKOpt,
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
-    text_goal: bool = typer.Option(False, "--text-goal/--no-text-goal", help="With the goal switch off: the goal the prompt's text implies, as daps command does (slower than real time on 2 shared cores: the candidates per segment)."),
+    text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="With the goal switch off: the goal the prompt's text implies, as daps command does (--no-text-goal: text alone)."),
 ) -> None:
     """Serve a local web page with the H1 in 3D moving in real time: type a prompt, steer the COM
     goal with sliders; each 32-frame segment is generated ahead of playback (physics by default,

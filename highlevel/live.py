@@ -72,13 +72,12 @@ class LiveMotion:
         guidance, candidates, temperature, top_k, seed: as `daps command` (`generate_batch`).
         text_goal: without a COM goal from the sliders, the goal the prompt's text implies
             (`highlevel.goal`, as `daps command` without --speed/--turn); a prompt outside the data
-            plays on text alone. Off by default: the goal's candidates make a segment slower to
-            generate than to play on 2 cores (docs/highlevel.md, Live).
+            plays on text alone.
     """
 
     def __init__(self, prior, vae, stats, text, make_follower, guidance: float = Sampling.guidance,
                  candidates: int = Sampling.candidates, temperature: float = Sampling.temperature,
-                 top_k: int = Sampling.top_k, seed: int = 0, text_goal: bool = False):
+                 top_k: int = Sampling.top_k, seed: int = 0, text_goal: bool = True):
         import torch
 
         self.prior, self.text, self.make_follower = prior, text, make_follower
@@ -521,7 +520,7 @@ class LiveServer:
 def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None = None, model: str | Path | None = None,
                      guidance: float = Sampling.guidance, candidates: int = Sampling.candidates,
                      temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, seed: int = 0,
-                     text_cache: str | Path | None = None, text_goal: bool = False) -> tuple[LiveMotion, str | None]:
+                     text_cache: str | Path | None = None, text_goal: bool = True) -> tuple[LiveMotion, str | None]:
     """(LiveMotion, notice or None) with the shipped models (or the given ones). kinematic: True =
     no physics; False = physics required; None = physics when a low-level policy exists
     (`highlevel.command.choose_path`; the notice says when it falls back to kinematic). Raises

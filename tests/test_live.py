@@ -186,11 +186,11 @@ def test_goal_from_text_when_the_sliders_are_off(kinematic_motion):
     walk, stand = m.goal_from_text("walk forward"), m.goal_from_text("stand still")
     assert walk[0] > 0.5 > stand[0] and m.goal_from_text("do a backflip") is None
     m.reset()
-    m.text_goal = True
+    before, m.text_goal = m.text_goal, True
     try:
         seg = m.step("walk forward", None)
     finally:
-        m.text_goal = False
+        m.text_goal = before
         m.reset()
     assert seg.rows.shape == (32, 26) and np.isfinite(seg.rows).all()
 
