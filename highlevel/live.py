@@ -118,7 +118,8 @@ class LiveMotion:
         if goal is None and self.text_goal:
             speed, turn, direction, height = self.goal_from_text(prompt) or (None,) * 4
         z, rows = next_segment(self.prior, self.follower, self.hist, self.prev, emb, j, speed, turn, self.generator,
-                               self.temperature, self.top_k, self.guidance, self.candidates, self.preview,
+                               self.temperature, self.top_k, self.guidance, self.candidates,
+                               None if self.follower.kinematic else self.preview,  # kinematic: its own decoding is the preview
                                direction, height)
         self.hist = np.concatenate([self.hist, rows], 1)[:, -64:]
         self.prev = z
