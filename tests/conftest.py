@@ -31,6 +31,29 @@ def _make_idx_dataset(root, n_train=40, n_val=12, gz=True, seed=0):
     return root
 
 
+def _follow_segments(follower, codes):
+    """Feed codes (S, 64) to a SegmentFollower one segment at a time from a standing start, as
+    `generate_batch` does, checking each segment's rows are (1, 32, 26) and finite; returns the rows
+    of the segments followed ((32, 26) each), stopping early once the follower is done()."""
+    from highlevel.command import standing_rows
+
+    hist, rows = standing_rows()[None], []
+    for j, c in enumerate(codes):
+        r = follower.follow(c[None], hist, j)
+        assert r.shape == (1, 32, 26) and np.isfinite(r).all()
+        rows.append(r[0])
+        hist = np.concatenate([hist, r], 1)
+        if follower.done():
+            break
+    return rows
+
+
+@pytest.fixture(scope="session")
+def follow_segments():
+    """The function that follows codes segment by segment: follow_segments(follower, codes) -> rows."""
+    return _follow_segments
+
+
 @pytest.fixture(scope="session")
 def make_idx_dataset():
     """The function that writes a tiny IDX dataset: make_idx_dataset(root, n_train, n_val, gz, seed) -> root."""

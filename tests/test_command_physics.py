@@ -98,23 +98,13 @@ def test_env_start_state_and_set_motion_keep_the_physics():
         lat.set_motion(ref)
 
 
-def test_physics_follower_carries_the_state_across_segments(policies):
-    from highlevel.command import standing_rows
+def test_physics_follower_carries_the_state_across_segments(policies, follow_segments):
     from highlevel.physics import PhysicsFollower, load_command_policy, standing_qpos
 
     vae, stats, vae_path = _vae()
     model, vecnorm, ck = load_command_policy(policies[1], vae_path)
     f = PhysicsFollower(model, vecnorm, ck, vae, stats, policy_path=policies[1])
-    codes = np.random.default_rng(0).integers(0, 1024, (2, 64))
-    hist = standing_rows()[None]
-    rows = []
-    for j in range(2):
-        r = f.follow(codes[j][None], hist, j)
-        assert r.shape == (1, 32, 26) and np.isfinite(r).all()
-        rows.append(r[0])
-        hist = np.concatenate([hist, r], 1)
-        if f.done():
-            break
+    rows = follow_segments(f, np.random.default_rng(0).integers(0, 1024, (2, 64)))
     assert np.allclose(rows[0][0, :3], standing_qpos()[:3], atol=1e-6)  # frame 0: the start state
     rec = f.record()["physics"]
     assert rec["goal"] == "decoded" and len(rec["segments"]) == len(rows)

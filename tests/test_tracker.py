@@ -87,12 +87,11 @@ def test_cli_train_eval_and_bad_input(tmp_path):
     assert res.exit_code == 2 and "bad.pt" in res.output
 
 
-def test_a_decoded_goal_tracker_drives_daps_command_physics(tmp_path):
+def test_a_decoded_goal_tracker_drives_daps_command_physics(tmp_path, follow_segments):
     """A tracker trained on decoded motions is what `daps command` loads: two segments of the
     physics path at 50 Hz, the state carried across the join; a clip-trained one is refused."""
     import numpy as np
 
-    from highlevel.command import standing_rows
     from highlevel.physics import PhysicsFollower, load_command_policy, standing_qpos
     from daps.shipped import MOTION_VAE, shipped_path
     from motion_vae.models import load_motion_vae
@@ -104,15 +103,7 @@ def test_a_decoded_goal_tracker_drives_daps_command_physics(tmp_path):
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     model, vecnorm, ck = load_command_policy(policy, vae_path)
     f = PhysicsFollower(model, vecnorm, ck, vae, stats, policy_path=policy)
-    codes = np.random.default_rng(0).integers(0, 1024, (2, 64))
-    hist, rows = standing_rows()[None], []
-    for j in range(2):
-        r = f.follow(codes[j][None], hist, j)
-        assert r.shape == (1, 32, 26) and np.isfinite(r).all()
-        rows.append(r[0])
-        hist = np.concatenate([hist, r], 1)
-        if f.done():
-            break
+    rows = follow_segments(f, np.random.default_rng(0).integers(0, 1024, (2, 64)))
     assert np.allclose(rows[0][0, :3], standing_qpos()[:3], atol=1e-6)
     rec = f.record()["physics"]
     assert rec["control_hz"] == 50.0 and rec["segments"][0]["control_steps"] == 54
