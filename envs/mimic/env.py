@@ -23,6 +23,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.model import JOINT_NAMES, load_h1_model
+from envs.reference import FOOT_GEOMS
 from envs.tracking import PD_KD, PD_KP, use_position_actuators
 
 from . import actions as act
@@ -32,8 +33,6 @@ from .observations import obs_dim, observation
 from .rewards import REWARD_TERMS, reward_terms, total_reward
 from .state import BodyFrames, anchored, reference_frames
 from .terminations import TERMINATIONS, termination_terms
-
-FOOT_GEOMS = ("left_foot", "right_foot")
 
 
 def foot_corners(model: mujoco.MjModel) -> np.ndarray:
