@@ -150,7 +150,7 @@ def card(
 def train_tracker_cmd(
     clips: str = typer.Option("walk*", "--clips", help="Glob(s) over clip names, comma-separated, within --split (mirrors added by the task)."),
     steps: int = typer.Option(5_000_000, "--steps", help="Total environment steps (50 per simulated second per env)."),
-    preset: str = typer.Option("mimic", "--preset", help="Task preset: mimic (the shipped recipe) | assist (decaying pelvis assist while training) | balance (capture-point feedback under the policy)."),
+    preset: str = typer.Option("mimic", "--preset", help="Task preset: mimic (the shipped recipe) | assist (decaying pelvis assist while training) | balance (capture-point feedback under the policy) | simbicon (that feedback with SIMBICON's torso and swing-hip terms) | corrected | clearance."),
     run_dir: Path = typer.Option(Path("runs/tracker"), "--run-dir", help="Folder for checkpoint.pt, progress.csv and config.json."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue run_dir/checkpoint.pt up to --steps (its task, PPO settings and clips)."),

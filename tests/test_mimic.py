@@ -147,3 +147,53 @@ def test_feasibility_still_pose_and_lean():
     assert still["frames_judged"] > 0 and still["outside_share"] == 0.0
     lean = feasibility(_stand(1.0, lean_hip=-1.4, name="lean"))  # bent far forward over the toes
     assert lean["outside_share"] == 1.0 and lean["median_outside_m"] > 0.1
+
+
+def _rot(axis, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = {"x": (1, 2), "y": (2, 0), "z": (0, 1)}[axis]
+    R = np.eye(3)
+    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+    return R
+
+
+def test_pelvis_tilt_error_reads_pitch_and_roll_in_the_heading_frame():
+    """A pelvis pitched forward 0.2 rad (about its own y) reads pitch +0.2, roll 0, whatever its
+    heading; one rolled 0.1 rad with the left side up reads roll +0.1; the reference's tilt is
+    subtracted."""
+    from envs.mimic.actions import pelvis_tilt_error
+
+    for yaw in (0.0, 1.3, -2.5):
+        H = _rot("z", yaw)
+        p, r = pelvis_tilt_error((H @ _rot("y", 0.2))[None], H[None])
+        assert p[0] == pytest.approx(0.2, abs=1e-9) and r[0] == pytest.approx(0.0, abs=1e-9)
+        p, r = pelvis_tilt_error((H @ _rot("x", 0.1))[None], H[None])
+        assert p[0] == pytest.approx(0.0, abs=1e-9) and r[0] == pytest.approx(0.1, abs=1e-9)
+        p, r = pelvis_tilt_error((H @ _rot("y", 0.2))[None], (H @ _rot("y", 0.05))[None])
+        assert p[0] == pytest.approx(0.15, abs=1e-9)
+
+
+def test_simbicon_terms_move_the_hips_against_a_forward_pitch():
+    """With the pelvis pitched 0.1 rad forward of the reference: in double support both hip pitch
+    targets move by +torso_gain * 0.1 (pushing the pelvis back); with the left foot in swing its hip
+    pitch moves by -0.1 (the thigh keeps its world angle) and the right, in stance, by +0.1.
+    The capture-point preset ('balance') leaves the hips alone in double support."""
+    from envs.mimic.actions import balance_offsets
+    from envs.mimic.state import anchored, reference_frames
+    from envs.model import JOINT_NAMES
+
+    stand = MotionLibrary([_stand()], CFG)
+    env = MimicVecEnv(stand, 1, CFG, adaptive=False)
+    env.reset_to([0], [0])
+    ref = anchored(env.robot, reference_frames(env.lib, env._g(0)), env.anchor)
+    tilted = replace(env.robot, body_mat=env.robot.body_mat.copy())
+    tilted.body_mat[:, env.anchor] = _rot("y", 0.1) @ tilted.body_mat[:, env.anchor]
+    lp, rp = JOINT_NAMES.index("left_hip_pitch_joint"), JOINT_NAMES.index("right_hip_pitch_joint")
+    cfg = preset("simbicon", balance_ankle_gain=0.0, balance_hip_roll_gain=0.0)
+    out = balance_offsets(tilted, ref, env.anchor, env.feet, cfg)
+    assert out[0, lp] == pytest.approx(0.1 * cfg.balance_torso_gain, abs=1e-6) and out[0, rp] == pytest.approx(out[0, lp])
+    assert np.abs(balance_offsets(tilted, ref, env.anchor, env.feet, preset("balance"))[0, [lp, rp]]).max() < 1e-9
+    swing = replace(ref, body_pos=ref.body_pos.copy())
+    swing.body_pos[:, env.feet[0], 2] += 0.05  # the reference lifts the left foot
+    out = balance_offsets(tilted, swing, env.anchor, env.feet, cfg)
+    assert out[0, lp] == pytest.approx(-0.1, abs=1e-6) and out[0, rp] == pytest.approx(0.1, abs=1e-6)

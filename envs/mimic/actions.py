@@ -11,7 +11,10 @@ velocity, omega0 = sqrt(g / z_c), the linear inverted pendulum of Kajita et al. 
 with the anchored reference's; its error in the heading frame (forward e_x, left e_y, m) moves the
 stance ankles' pitch targets (the centre of pressure after the capture point, Pratt et al. 2006)
 and the swing leg's hip roll and pitch targets (the foot lands nearer the capture point, Raibert
-1986), each bounded by ``balance_limit`` (:func:`balance_offsets`).  The policy acts on top.
+1986), each bounded by ``balance_limit`` (:func:`balance_offsets`).  Two terms of SIMBICON (Yin
+et al. 2007) can be added: the stance hips hold the pelvis at the reference's world pitch and
+roll (``balance_torso_gain``, rad of hip target per rad of pelvis tilt error), and the swing hip
+keeps its thigh's world angle when the pelvis tilts (``balance_swing_world``).  The policy acts on top.
 
 Assist (``assist``, training only): a wrench on the pelvis, a PD law towards the reference
 anchor's height (force along z) and orientation (torque), each capped at its ``assist_cap_*``
@@ -29,7 +32,7 @@ from .config import MimicConfig
 from .state import BodyFrames
 from .transforms import yaw_of
 
-__all__ = ["action_scale", "pd_targets", "balance_offsets", "assist_wrench", "GRAVITY"]
+__all__ = ["action_scale", "pd_targets", "balance_offsets", "pelvis_tilt_error", "assist_wrench", "GRAVITY"]
 
 GRAVITY = 9.81
 
@@ -64,13 +67,34 @@ def balance_offsets(robot: BodyFrames, rel: BodyFrames, anchor: int, feet: tuple
     ey = np.clip(cfg.balance_hip_roll_gain * (-s * err[:, 0] + c * err[:, 1]), -lim, lim)
     dz = rel.body_pos[:, feet[0], 2] - rel.body_pos[:, feet[1], 2]
     swing = np.stack([dz > 0.03, dz < -0.03], 1)  # (N, 2): left, right
+    pitch_err, roll_err = pelvis_tilt_error(robot.body_mat[:, anchor], rel.body_mat[:, anchor])
+    torso_p = np.clip(cfg.balance_torso_gain * pitch_err, -lim, lim)
+    torso_r = np.clip(cfg.balance_torso_gain * roll_err, -lim, lim)
+    world = 1.0 if cfg.balance_swing_world else 0.0
     out = np.zeros((len(v), len(JOINT_NAMES)))
     for leg, side in enumerate(("left", "right")):
         sw = swing[:, leg]
         out[:, JOINT_NAMES.index(f"{side}_ankle_joint")] = np.where(sw, 0.0, ex)
-        out[:, JOINT_NAMES.index(f"{side}_hip_roll_joint")] = np.where(sw, ey, 0.0)
-        out[:, JOINT_NAMES.index(f"{side}_hip_pitch_joint")] = np.where(sw, -ex, 0.0)
+        out[:, JOINT_NAMES.index(f"{side}_hip_roll_joint")] = np.where(sw, ey - world * roll_err, torso_r)
+        out[:, JOINT_NAMES.index(f"{side}_hip_pitch_joint")] = np.where(sw, -ex - world * pitch_err, torso_p)
     return out
+
+
+def pelvis_tilt_error(R: np.ndarray, R_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch and roll (rad, (N,) each) of the pelvis frames R (N, 3, 3) minus the reference's R_ref,
+    measured in the robot's heading frame: pitch > 0 tips forward, roll > 0 lifts the left side.
+    A stance hip whose target moves by +pitch (+roll) pushes the pelvis back towards the reference's
+    tilt; a swing hip moved by -pitch (-roll) keeps its thigh's world angle."""
+    yaw = yaw_of(R)
+    c, s = np.cos(yaw), np.sin(yaw)
+
+    def tilt(M):
+        u = M[:, :, 2]  # the frame's up axis in the world
+        fwd, left = c * u[:, 0] + s * u[:, 1], -s * u[:, 0] + c * u[:, 1]
+        return np.arctan2(fwd, u[:, 2]), np.arctan2(-left, u[:, 2])
+
+    (p, r), (p_ref, r_ref) = tilt(R), tilt(R_ref)
+    return p - p_ref, r - r_ref
 
 
 def _clip_norm(x: np.ndarray, cap: float) -> np.ndarray:

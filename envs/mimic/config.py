@@ -7,6 +7,7 @@ modules (:mod:`envs.mimic.actions`, ``observations``, ``rewards``, ``termination
 
 Presets (:data:`PRESETS`): ``"mimic"`` is the shipped recipe; ``"assist"`` adds the decaying
 pelvis assist (training curriculum), ``"balance"`` a capture-point feedback under the policy,
+``"simbicon"`` adds SIMBICON's torso and swing-hip terms to that feedback (Yin et al. 2007),
 ``"corrected"`` tracks balance-corrected references (:mod:`envs.balance`).
 """
 
@@ -96,6 +97,8 @@ class MimicConfig:
     balance_ankle_gain: float = 2.0    # rad of ankle pitch per m of sagittal capture-point error
     balance_hip_roll_gain: float = 2.0  # rad of swing hip roll per m of lateral capture-point error
     balance_limit: float = 0.3         # rad, bound of each feedback offset
+    balance_torso_gain: float = 0.0    # rad of stance hip target per rad of pelvis tilt error (SIMBICON)
+    balance_swing_world: bool = False  # swing hip keeps its thigh's world angle (SIMBICON)
     tracked_bodies: tuple[str, ...] = field(default=TRACKED_BODIES)
     end_effector_bodies: tuple[str, ...] = field(default=END_EFFECTOR_BODIES)
 
@@ -149,6 +152,7 @@ PRESETS: dict[str, MimicConfig] = {
     "mimic": MimicConfig(),
     "assist": MimicConfig(assist=True),
     "balance": MimicConfig(balance=True),
+    "simbicon": MimicConfig(balance=True, balance_ankle_gain=4.0, balance_torso_gain=1.0, balance_swing_world=True),
     "corrected": MimicConfig(corrected=True),
     "clearance": MimicConfig(w_feet_height=1.0),
 }
