@@ -4,6 +4,7 @@ Runs what `daps command PROMPT --seed S` runs (high-level prior -> codes per seg
 goal -> low-level policy in MuJoCo), in one process so the models load once:
 
     python benchmarks/command_physics.py --prompts "walk forward|stand still|run forward|dance|turn left" --seeds 10
+    python benchmarks/command_physics.py --prompts "walk forward|stand still|turn left" --seeds 5 --segments 10 --mpc
 
 Defaults: the shipped models/highlevel.pt and models/lowlevel.pt, nominal standing start,
 at most 6 segments (6.4 s). Prints one line per rollout and the mean per prompt.
@@ -19,6 +20,7 @@ from highlevel.physics import PhysicsFollower, load_command_policy
 from highlevel.sampling import Sampling
 from highlevel.ship import load_highlevel
 from highlevel.text import EmbeddingCache
+from lowlevel.mpc import MPPIConfig
 from daps.shipped import LOWLEVEL, shipped_path
 from motion_vae.models import load_motion_vae
 
@@ -33,16 +35,19 @@ def main() -> None:
     ap.add_argument("--lowlevel", default=str(shipped_path(LOWLEVEL)))
     ap.add_argument("--text-cache", default="runs/highlevel_cache/text_embeddings.npz")
     ap.add_argument("--guidance", type=float, default=Sampling.guidance, help="classifier-free guidance on the text (1 = none)")
+    ap.add_argument("--mpc", action="store_true", help="the sampling MPC (lowlevel/mpc.py) acts instead of the policy")
+    ap.add_argument("--mpc-threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(1)
     prior, _, _, vae_path = load_highlevel(a.highlevel)
     vae, _, stats, _ = load_motion_vae(vae_path, "cpu")
     policy, vecnorm, ck = load_command_policy(a.lowlevel, vae_path)
     prompts = a.prompts.split("|")
+    mpc = MPPIConfig(threads=a.mpc_threads) if a.mpc else None
     for prompt, emb in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts)):
         before = []
         for seed in range(a.seeds):
-            follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start, stop_at_fall=True)  # the rest is not needed
+            follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start, stop_at_fall=True, mpc=mpc)  # the rest is not needed
             t = time.time()
             generate_batch(prior, follower, emb, a.segments, seed=seed, guidance=a.guidance)
             r = follower.record()["physics"]

@@ -172,6 +172,7 @@ def command(
     lowlevel: Optional[Path] = typer.Option(None, "--lowlevel", help="Low-level policy (goal \"decoded\"; checkpoint or export) for the physics path (default: models/lowlevel.pt)."),
     start: str = typer.Option("nominal", "--start", help="Physics start, at rest: nominal (Unitree's standing pose) | decoded (segment 0's first decoded frame) | zero (all joints 0)."),
     physics: bool = typer.Option(False, "--physics", help="Require the physics path (error without a low-level policy); the default whenever models/lowlevel.pt exists."),
+    mpc: bool = typer.Option(False, "--mpc", help="Balance the simulated robot by the sampling MPC (lowlevel/mpc.py, both cores) instead of the low-level policy: it stays up far longer, at ~3x slower than real time."),
     model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
     speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s, -10 to 10); with --turn gives the COM goal."),
     turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left; -10 to 10)."),
@@ -196,7 +197,7 @@ def command(
         os.environ["MUJOCO_GL"] = "disable"
     from highlevel.command import run_command
 
-    mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    mode = True if kinematic else (False if physics or mpc or lowlevel is not None else None)
     goals = None
     if text_goal and speed is None and turn is None:
         from highlevel.goal import prompt_goals
@@ -204,7 +205,8 @@ def command(
         goals = prompt_goals([prompt, *(then or [])], text_cache, say=typer.echo)
     rec = run_command([prompt, *(then or [])], seconds, out, mode, model, speed, turn, temperature, top_k, seed,
                       text_cache, video=video, width=width, height=height, segments_per_prompt=segments_per_prompt,
-                      lowlevel=lowlevel, start_pose=start, guidance=guidance, candidates=candidates, prompt_goals=goals)
+                      lowlevel=lowlevel, start_pose=start, guidance=guidance, candidates=candidates, prompt_goals=goals,
+                      mpc=mpc)
     if rec.get("notice"):
         typer.echo(rec["notice"], err=True)
     for p in rec["prompts"]:
@@ -245,7 +247,7 @@ def live(
 
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
-    mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    mode = True if kinematic else (False if physics or mpc or lowlevel is not None else None)
     goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
     s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
                  model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,

@@ -205,6 +205,7 @@ class _Rollout:
         self.termination: str | None = None
         self.frozen = False  # after "unstable": the last sound state is held
         self.done = False  # stop_at_fall and fallen: later segments hold the last state
+        self.mpc = None  # the sampling MPC acting instead of the policy (PhysicsFollower's mpc)
 
 
 class PhysicsFollower(SegmentFollower):
@@ -224,6 +225,9 @@ class PhysicsFollower(SegmentFollower):
             its last state) and `done()` turns true once every rollout has fallen (the
             seconds-before-a-fall benchmark). False (`daps command`): the robot is simulated,
             policy acting, to the end of the run whether it fell or not.
+        mpc: a :class:`lowlevel.mpc.MPPIConfig`: the sampling MPC acts instead of the policy (its
+            task, the tracker's, sets the gains and action range); slower than real time.
+            ValueError with an older (vecnorm) policy.
 
     `follow(codes (B, 64) int, history (B, H, 26), index) -> rows (B, 32, 26)`: the robot's motion
     over segment `index` at 30 Hz, CSV layout (root xyz m, quaternion x y z w, 19 joints rad);
@@ -233,9 +237,14 @@ class PhysicsFollower(SegmentFollower):
     kinematic = False
 
     def __init__(self, model, vecnorm, ck: dict, vae, stats, start_pose: str = "nominal",
-                 policy_path: str | Path | None = None, seconds: float | None = None, stop_at_fall: bool = False):
+                 policy_path: str | Path | None = None, seconds: float | None = None, stop_at_fall: bool = False,
+                 mpc=None):
         if seconds is not None and not seconds > 0:
             raise ValueError(f"PhysicsFollower: seconds must be positive, got {seconds}")
+        if mpc is not None and vecnorm is not None:
+            raise ValueError("PhysicsFollower: the sampling MPC runs on a tracker's task (lowlevel.tracker), "
+                             "not on the older policy's environment")
+        self.mpc = mpc
         self.tracker = None
         if vecnorm is None:  # a tracker (lowlevel.tracker): its task config rebuilds the env
             from lowlevel.tracker import policy_actor as tracker_actor  # stable-baselines3: physics path only
@@ -313,6 +322,10 @@ class PhysicsFollower(SegmentFollower):
             r.env = self._make_env(ref)
             start = np.array(ref.qpos[0]) if self.start_pose == "decoded" else self.start
             r.obs, _ = r.env.reset(options={"clip": ref.name, "frame": 0, "qpos": start})
+            if self.mpc is not None:
+                from lowlevel.mpc import MPPI
+
+                r.mpc = MPPI(r.env.env, self.mpc)
             q, com = self._state(r.env)
             r.robot, r.com, r.ghost = [q], [com], [r.env.decoded_qpos()]
         else:
@@ -331,7 +344,8 @@ class PhysicsFollower(SegmentFollower):
                 r.com.append(r.com[-1])
                 r.ghost.append(r.ghost[-1])
                 continue
-            r.obs, reward, term, _, info = r.env.step(self.act(r.obs))
+            action = r.mpc.act() if r.mpc is not None else self.act(r.obs)
+            r.obs, reward, term, _, info = r.env.step(action)
             reason = info["termination"]
             if reason == "unstable":
                 r.frozen = True
@@ -402,7 +416,8 @@ class PhysicsFollower(SegmentFollower):
                 "start": (f"{self.start_pose} standing pose at rest, feet on the floor (pelvis {self.start[2]:.3f} m), "
                           "at the origin facing +x") if self.start_pose != "decoded" else
                          "at rest in segment 0's first decoded frame, feet on the floor, at the origin facing +x",
-                "fall_terminations": list(FALL_REASONS)}
+                "fall_terminations": list(FALL_REASONS),
+                "controller": "policy" if self.mpc is None else {"mpc": self.mpc.to_dict()}}
         if len(self._rollouts) == 1:
             return {"physics": {**head, **self.rollout_record(0)}}
         return {"physics": {**head, "rollouts": [self.rollout_record(b) for b in range(len(self._rollouts))]}}

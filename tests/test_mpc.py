@@ -1,0 +1,89 @@
+"""The sampling MPC (lowlevel.mpc): settings, balance on a standing reference, the physics path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs.lafan1 import default_data_root
+from envs.mimic.config import MimicConfig
+from envs.mimic.env import MimicVecEnv
+from envs.mimic.motion import MotionLibrary
+from envs.reference import make_reference
+from envs.tracking import NOMINAL_POSE
+from lowlevel.mpc import MPPI, MPPIConfig, smooth_noise
+
+CFG = MimicConfig(mirror=False)
+
+
+def _stand_env(seconds: float = 5.0) -> MimicVecEnv:
+    q = np.zeros((int(seconds * CFG.control_hz) + 1, 26))
+    q[:, 2], q[:, 3], q[:, 7:] = 1.0, 1.0, NOMINAL_POSE
+    lib = MotionLibrary([make_reference("stand", q, CFG.control_hz, ground_feet=True)], CFG)
+    return MimicVecEnv(lib, 1, CFG, adaptive=False, auto_reset=False)
+
+
+def _fallen(env: MimicVecEnv) -> bool:
+    return bool(env.robot.qpos[0, 2] < 0.6 or env.robot.body_mat[0, env.anchor, 2, 2] < np.cos(1.0))
+
+
+@pytest.mark.parametrize("kw", [dict(samples=0), dict(horizon=0), dict(knots=1), dict(knots=30), dict(sigma=0.0),
+                                dict(temperature=-1.0), dict(sigma=float("nan"))])
+def test_config_rejects_bad_settings(kw):
+    with pytest.raises(ValueError, match="MPPIConfig"):
+        MPPIConfig(**kw)
+
+
+def test_smooth_noise_passes_through_its_knots():
+    rng = np.random.default_rng(0)
+    e = smooth_noise(rng, 4, 9, 3, 0.5)
+    assert e.shape == (4, 9, 19)
+    np.testing.assert_allclose(e[:, 1], 0.75 * e[:, 0] + 0.25 * e[:, 4])  # linear between knots 0 and 4
+
+
+def test_mpc_keeps_the_standing_robot_up_where_zero_action_falls():
+    """Unitree's ankle gains cannot hold the standing pose (it topples after ~2.5 s with zero action);
+    a small MPPI (32 candidates, 0.4 s ahead) keeps it up for 3.5 s, within the task's action range."""
+    steps = int(3.5 * CFG.control_hz)
+    env = _stand_env()
+    env.reset_to([0], [0])
+    fell_zero = None
+    for k in range(steps):
+        env.step(np.zeros((1, 19)))
+        if _fallen(env):
+            fell_zero = k
+            break
+    assert fell_zero is not None
+    env.reset_to([0], [0])
+    mpc = MPPI(env, MPPIConfig(samples=32, horizon=20, knots=4, temperature=0.1))
+    for _ in range(steps):
+        a = mpc.act()
+        assert np.all(np.abs(a) <= CFG.action_clip + 1e-9)
+        env.step(a[None])
+        assert not _fallen(env)
+
+
+def test_mpc_refuses_a_task_with_feedback_outside_its_rollouts():
+    env = _stand_env(1.0)
+    env.cfg = MimicConfig(balance=True)
+    with pytest.raises(ValueError, match="balance feedback"):
+        MPPI(env)
+
+
+@pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
+def test_physics_follower_with_the_mpc(follow_segments):
+    """daps command's physics path with the MPC acting: one segment simulated, the controller recorded;
+    an older (VecNormalize) policy is refused."""
+    from daps.shipped import LOWLEVEL, MOTION_VAE, shipped_path
+    from highlevel.physics import PhysicsFollower, load_command_policy
+    from motion_vae.models import load_motion_vae
+
+    vae, _, stats, _ = load_motion_vae(shipped_path(MOTION_VAE), "cpu")
+    model, vecnorm, ck = load_command_policy(shipped_path(LOWLEVEL), shipped_path(MOTION_VAE))
+    cfg = MPPIConfig(samples=8, horizon=5, knots=2)
+    f = PhysicsFollower(model, vecnorm, ck, vae, stats, mpc=cfg, seconds=0.5)
+    rows = follow_segments(f, np.random.default_rng(0).integers(0, 1024, (1, 64)))
+    rec = f.record()["physics"]
+    assert len(rows) == 1 and rec["controller"] == {"mpc": cfg.to_dict()}
+    assert rec["seconds_simulated"] == pytest.approx(0.5, abs=0.021)
+    with pytest.raises(ValueError, match="sampling MPC"):
+        PhysicsFollower(model, object(), ck, vae, stats, mpc=cfg)
