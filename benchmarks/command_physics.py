@@ -45,16 +45,21 @@ def main() -> None:
     prompts = a.prompts.split("|")
     mpc = MPPIConfig(threads=a.mpc_threads) if a.mpc else None
     for prompt, emb in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts)):
-        before = []
+        before, turns, fell = [], [], []
         for seed in range(a.seeds):
             follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start, stop_at_fall=True, mpc=mpc)  # the rest is not needed
             t = time.time()
             generate_batch(prior, follower, emb, a.segments, seed=seed, guidance=a.guidance)
             r = follower.record()["physics"]
             before.append(r["seconds_before_fall"])
+            fell.append(r["fell"])
+            up = [g for g in r["segments"] if not g["fell"]]  # segments the robot got through standing
+            turn = float(np.mean([g["achieved"]["turn_rate_rad_s"] for g in up])) if up else float("nan")
+            turns.append(turn)
             print(f"{prompt!r:24} seed {seed}: {r['seconds_before_fall']:.2f} s before a fall ({r['termination'] or 'none'}), "
-                  f"COM speed {r['com_speed_m_s']} m/s, {time.time() - t:.1f} s wall", flush=True)
-        print(f"== {prompt!r}: mean {np.mean(before):.2f} s before a fall over {a.seeds} seeds", flush=True)
+                  f"COM speed {r['com_speed_m_s']} m/s, turn {turn:.2f} rad/s, {time.time() - t:.1f} s wall", flush=True)
+        print(f"== {prompt!r}: mean {np.mean(before):.2f} s before a fall over {a.seeds} seeds, {len(fell) - sum(fell)} up the whole run, "
+              f"mean turn {np.nanmean(turns):.2f} rad/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -161,8 +161,12 @@ def main() -> None:
         act = np.concatenate([d["act"] for d in all_data])
         mse = fit(a.init, student, obs, act, a.epochs, a.lr, seed=r)
         rep = evaluate_tracker(student, ["walk2_subject4"], starts=8, seconds=10.0)["clips"]["walk2_subject4"]
-        row = {"round": r, "beta": float(np.load(data)["beta"]), "labels": len(obs),
-               "round_episode_s": round(float(np.mean(np.load(data)["episode_s"])), 2), "fit_mse": round(mse, 4),
+        this = np.load(data)
+        row = {"round": r, "beta": float(this["beta"]), "labels": len(obs),
+               "round_episode_s": round(float(np.mean(this["episode_s"])), 2),
+               "round_up_10s": int(np.sum(this["episode_s"] >= a.seconds - 1e-6)), "episodes": len(this["episode_s"]),
+               "label_var": round(float(this["act"].var(0).mean()), 2),
+               "label_step": round(float(np.abs(np.diff(this["act"], axis=0)).mean()), 2), "fit_mse": round(mse, 4),
                "eval_s": round(rep["seconds_tracked"], 2), "finished": rep["finished"],
                "joint_err": round(rep["joint_error_rad"], 3), "sat": round(rep["actions_saturated"], 3)}
         new = not log.exists()

@@ -193,6 +193,8 @@ def command(
 
     if kinematic and physics:
         raise ValueError("give --kinematic or --physics, not both")
+    if kinematic and mpc:
+        raise ValueError("give --kinematic or --mpc (the MPC balances the simulated robot), not both")
     if not video:  # no OpenGL at all: MuJoCo loads its GL backend when first imported
         os.environ["MUJOCO_GL"] = "disable"
     from highlevel.command import run_command

@@ -238,3 +238,14 @@ def test_command_speed_benchmark_runs(text_cache, tmp_path):
     assert phys["physics (policy + MuJoCo)"] > 0 and "physics (policy + MuJoCo)" not in kin
     assert "| real_time_factor |" in p.stdout
 
+
+
+def test_command_mpc_with_kinematic_one_line_error(monkeypatch, capsys, tmp_path):
+    from daps import cli
+
+    monkeypatch.setattr(sys, "argv", ["daps", "command", "walk", "--kinematic", "--mpc", "--out", str(tmp_path / "x.mp4")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--kinematic or --mpc" in err, err
+    assert not list(tmp_path.glob("x.*"))
