@@ -4,7 +4,7 @@ Runs what `daps command PROMPT --seed S` runs (high-level prior -> codes per seg
 goal -> low-level policy in MuJoCo), in one process so the models load once:
 
     python benchmarks/command_physics.py --prompts "walk forward|stand still|run forward|dance|turn left" --seeds 10
-    python benchmarks/command_physics.py --prompts "walk forward|stand still|turn left" --seeds 5 --segments 10 --mpc
+    python benchmarks/command_physics.py --prompts "walk forward|stand still|turn left" --seeds 10 --segments 10 --mpc --text-goal
 
 Defaults: the shipped models/highlevel.pt and models/lowlevel.pt, nominal standing start,
 at most 6 segments (6.4 s). Prints one line per rollout and the mean per prompt.
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from highlevel.command import generate_batch
+from highlevel.follower import KinematicFollower
 from highlevel.physics import PhysicsFollower, load_command_policy
 from highlevel.sampling import Sampling
 from highlevel.ship import load_highlevel
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--lowlevel", default=str(shipped_path(LOWLEVEL)))
     ap.add_argument("--text-cache", default="runs/highlevel_cache/text_embeddings.npz")
     ap.add_argument("--guidance", type=float, default=Sampling.guidance, help="classifier-free guidance on the text (1 = none)")
+    ap.add_argument("--text-goal", action="store_true",
+                    help="steer by the goal each prompt's text implies (highlevel/goal.py), as daps command does by default")
     ap.add_argument("--mpc", action="store_true", help="the sampling MPC (lowlevel/mpc.py) acts instead of the policy")
     ap.add_argument("--mpc-threads", type=int, default=2)
     a = ap.parse_args()
@@ -44,12 +47,19 @@ def main() -> None:
     policy, vecnorm, ck = load_command_policy(a.lowlevel, vae_path)
     prompts = a.prompts.split("|")
     mpc = MPPIConfig(threads=a.mpc_threads) if a.mpc else None
-    for prompt, emb in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts)):
+    goals = [None] * len(prompts)
+    if a.text_goal:
+        from highlevel.goal import prompt_goals
+
+        goals = prompt_goals(prompts, a.text_cache)
+    for prompt, emb, goal in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts), goals):
+        kw = {} if goal is None else dict(zip(("speed", "turn", "direction", "height"), goal),
+                                          preview=KinematicFollower(vae, stats))  # candidates judged kinematically
         before, turns, fell = [], [], []
         for seed in range(a.seeds):
             follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start, stop_at_fall=True, mpc=mpc)  # the rest is not needed
             t = time.time()
-            generate_batch(prior, follower, emb, a.segments, seed=seed, guidance=a.guidance)
+            generate_batch(prior, follower, emb, a.segments, seed=seed, guidance=a.guidance, **kw)
             r = follower.record()["physics"]
             before.append(r["seconds_before_fall"])
             fell.append(r["fell"])
