@@ -249,7 +249,7 @@ def live(
 
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
-    mode = True if kinematic else (False if physics or mpc or lowlevel is not None else None)
+    mode = True if kinematic else (False if physics or lowlevel is not None else None)
     goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
     s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
                  model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,
