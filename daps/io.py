@@ -93,6 +93,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     return atomic_write_text(path, json_text(obj, indent) + "\n")
 
 
+def append_csv_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Append one row to a CSV log (a progress file read while a run goes on), writing the header
+    from the row's keys when the file is new. Not atomic: a killed writer can leave half a line,
+    which CSV readers skip or flag; checkpoints and results use the atomic writers above."""
+    import csv
+
+    path = Path(path)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 def check_writable(path: str | os.PathLike, option: str) -> None:
     """Raise ValueError (one line naming `option` and the path) unless a file could be written at
     `path`: its nearest existing folder must be a folder in which a file can be created (not a

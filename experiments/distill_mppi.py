@@ -21,7 +21,6 @@ Example (2-core machine)::
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from daps.io import append_csv_row
 from envs.lafan1 import split_clips
 from envs.mimic.config import MimicConfig
 from envs.mimic.env import MimicVecEnv
@@ -38,16 +38,11 @@ from lowlevel.tracker import (check_motion_vae, evaluate_tracker, load_tracker, 
                               save_checkpoint)
 
 
-def fallen(env: MimicVecEnv) -> bool:
-    R = env.robot.body_mat[0, env.anchor]
-    return bool(env.robot.qpos[0, 2] < 0.6 or R[2, 2] < np.cos(1.0))
-
-
 def collect(args: dict) -> dict:
     """One worker: episodes from random starts for ``minutes``; returns obs, teacher actions, stats."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(args["seed"])
-    _, ck = load_tracker(args["init"])
+    ck = read_checkpoint(args["init"])  # its task and motion VAE; the weights are not needed
     task = MimicConfig.from_dict(ck["task"])
     lib = make_library(args["clips"], task, motion_vae=check_motion_vae(ck, None))
     env = MimicVecEnv(lib, 1, task, seed=args["seed"], adaptive=False, auto_reset=False)
@@ -74,7 +69,7 @@ def collect(args: dict) -> dict:
             act_l.append(a_t)
             a = a_t if student is None or rng.random() < args["beta"] else student(obs)[0]
             obs, _, _, _ = env.step(np.asarray(a)[None])
-            if fallen(env) or time.time() > t_end + 60:
+            if env.fallen()[0] or time.time() > t_end + 60:
                 break
         ep_s.append((t + 1) * task.control_dt)
     return {"obs": np.asarray(obs_l, np.float32), "act": np.asarray(act_l, np.float32), "episode_s": ep_s}
@@ -169,14 +164,8 @@ def main() -> None:
                "label_step": round(float(np.abs(np.diff(this["act"], axis=0)).mean()), 2), "fit_mse": round(mse, 4),
                "eval_s": round(rep["seconds_tracked"], 2), "finished": rep["finished"],
                "joint_err": round(rep["joint_error_rad"], 3), "sat": round(rep["actions_saturated"], 3)}
-        new = not log.exists()
-        with open(log, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_csv_row(log, row)
         print(row, flush=True)
-    _ = read_checkpoint(student)
 
 
 if __name__ == "__main__":

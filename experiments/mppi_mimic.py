@@ -20,7 +20,7 @@ import numpy as np
 from envs.mimic.config import MimicConfig
 from envs.mimic.env import MimicVecEnv
 from lowlevel.mpc import MPPI, MPPIConfig
-from lowlevel.tracker import check_motion_vae, eval_starts, load_tracker, make_library
+from lowlevel.tracker import check_motion_vae, eval_starts, make_library, read_checkpoint
 
 
 def mppi_episode(env: MimicVecEnv, clip: int, frame: int, seconds: float, cfg: MPPIConfig) -> dict:
@@ -37,7 +37,7 @@ def mppi_episode(env: MimicVecEnv, clip: int, frame: int, seconds: float, cfg: M
         jerr.append(float(np.abs(d.qpos[7:] - lib.qpos[env._g(0)[0], 7:]).mean()))  # noqa: SLF001
         if term is None and info[0]["termination"]:
             term = ((t + 1) * env.cfg.control_dt, info[0]["termination"])
-        if d.qpos[2] < 0.6 or env.robot.body_mat[0, env.anchor, 2, 2] < np.cos(1.0):
+        if env.fallen()[0]:
             fall = (t + 1) * env.cfg.control_dt
             break
     up = fall or steps * env.cfg.control_dt
@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    _, ck = load_tracker(a.tracker)
+    ck = read_checkpoint(a.tracker)  # its task and motion VAE; the weights are not needed
     task = MimicConfig.from_dict(ck["task"])
     lib = make_library([a.clip], task, motion_vae=check_motion_vae(ck, None))  # the goal the tracker follows
     env = MimicVecEnv(lib, 1, task, seed=0, auto_reset=False)

@@ -20,21 +20,18 @@ import numpy as np
 
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
-from lowlevel.tracker import make_library
+from lowlevel.tracker import make_library, spread_frames
 
 
 def seconds_up(clip: str, cfg: MimicConfig, starts: int = 8, seconds: float = 6.0) -> float:
     """Mean seconds (over ``starts`` evenly spread starts) before a fall under zero action."""
     lib = make_library([clip], cfg)
     env = MimicVecEnv(lib, starts, cfg, adaptive=False, auto_reset=False)
-    last = lib.last_frame(0) - int(seconds * cfg.control_hz)
-    env.reset_to([0] * starts, [int(max(0, last) * i / max(1, starts - 1)) for i in range(starts)])
+    env.reset_to([0] * starts, spread_frames(lib, starts, int(seconds * cfg.control_hz)))
     t = np.full(starts, seconds)
     for k in range(int(seconds * cfg.control_hz)):
         env.step(np.zeros((starts, 19)))
-        tilt = env.robot.body_mat[:, env.anchor, 2, 2]
-        down = (env.robot.qpos[:, 2] < 0.6) | (tilt < np.cos(1.0))
-        t = np.where(down & (t == seconds), (k + 1) * cfg.control_dt, t)
+        t = np.where(env.fallen() & (t == seconds), (k + 1) * cfg.control_dt, t)
         if (t < seconds).all():
             break
     return float(t.mean())

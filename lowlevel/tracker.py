@@ -15,7 +15,6 @@ everything as data:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -29,7 +28,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from daps.io import atomic_write_text, json_text
+from daps.io import append_csv_row, atomic_write_text, json_text
 from daps.shipped import MOTION_VAE, read_tensors, shipped_path
 from envs.mimic.config import MimicConfig, preset
 from envs.mimic.env import MimicVecEnv
@@ -274,6 +273,13 @@ def eval_starts(lib: MotionLibrary, episodes: int, span: int) -> tuple[list[int]
     return clips, frames
 
 
+def spread_frames(lib: MotionLibrary, starts: int, span: int, clip: int = 0) -> list[int]:
+    """``starts`` start frames evenly spread over ``clip``, the last leaving ``span`` control frames
+    to run where the clip allows (all 0 for a clip shorter than that)."""
+    last = lib.last_frame(clip) - span
+    return [int(max(0, last) * i / max(1, starts - 1)) for i in range(starts)]
+
+
 def evaluate_tracker(ckpt: str | Path, clips: list[str], starts: int = 8, seconds: float = 10.0,
                      data_root=None, motion_vae: str | Path | None = None, goal: str | None = None) -> dict[str, Any]:
     """Deterministic, unassisted episodes of ``seconds`` from ``starts`` frames spread over each clip;
@@ -299,8 +305,7 @@ def evaluate_tracker(ckpt: str | Path, clips: list[str], starts: int = 8, second
     for clip in clips:
         lib = make_library([clip], task, data_root, mvae)
         env = MimicVecEnv(lib, starts, task, adaptive=False)
-        last = lib.last_frame(0) - int(seconds * task.control_hz)
-        frames = [int(max(0, last) * i / max(1, starts - 1)) for i in range(starts)] if starts > 1 else [0]
+        frames = spread_frames(lib, starts, int(seconds * task.control_hz))
         eps = run_episodes(env, act, [0] * starts, frames, int(seconds * task.control_hz))
         finished = sum(e["termination"] is None for e in eps)
         report["clips"][clip] = {
@@ -367,13 +372,7 @@ class _TrackerCallback(BaseCallback):
                "finished_share": round(success, 3), "assist_scale": round(env.assist_scale, 4),
                "std": round(float(torch.exp(self.model.policy.log_std.detach()).mean()), 4),
                "eval_unassisted_s": round(self.last_eval, 3) if evaluated else ""}
-        path = self.run_dir / "progress.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_csv_row(self.run_dir / "progress.csv", row)
         self.lengths, self.finished = [], []
         if self.bar is not None:
             self.bar.update(n - self.bar.n)

@@ -61,7 +61,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
 from tqdm.auto import tqdm
 
-from daps.io import atomic_write_json, file_sha256
+from daps.io import append_csv_row, atomic_write_json, file_sha256
 from daps.shipped import MOTION_VAE, shipped_path
 from envs.batched import H1BatchedVecEnv
 from envs.rewards import W_COM, W_EE, W_POSE, W_VEL
@@ -232,12 +232,7 @@ def _make_callback(run_dir: Path, cfg: dict, codes, total: int, ckpt_every: int,
             for why, n in self.ends.items():  # e.g. rollout/ended_fell: fraction of the episodes
                 self.logger.record(f"rollout/ended_{why}", n / n_ends)
             self.rew_sum, self.rew_n, self.ends = 0.0, 0, {}
-            new = not self.csv_path.exists()
-            with self.csv_path.open("a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+            append_csv_row(self.csv_path, row)
             if self.bar is not None:
                 self.bar.set_postfix(ep_len=f"{row['ep_len_mean']:.0f}", r_step=f"{row['reward_per_step']:.3f}")
 

@@ -256,6 +256,11 @@ class MimicVecEnv(VecEnv):
             obs[idx] = self._observe()[idx]
         return obs, reward.astype(np.float32), dones, infos
 
+    def fallen(self) -> np.ndarray:
+        """(N,) bool: the robot is down, whatever the reference does: pelvis below 0.6 m or its z axis
+        tilted over 1 rad from vertical (the studies' fall, unlike the tracking terminations)."""
+        return (self.robot.qpos[:, 2] < 0.6) | (self.robot.body_mat[:, self.anchor, 2, 2] < np.cos(1.0))
+
     # ------------------------------------------------------------------ VecEnv plumbing
     def close(self) -> None:
         self.datas = []
