@@ -55,7 +55,7 @@ def main() -> None:
     for prompt, emb, goal in zip(prompts, EmbeddingCache(a.text_cache).encode(prompts), goals):
         kw = {} if goal is None else dict(zip(("speed", "turn", "direction", "height"), goal),
                                           preview=KinematicFollower(vae, stats))  # candidates judged kinematically
-        before, turns, fell = [], [], []
+        before, turns, fell, speeds = [], [], [], []
         for seed in range(a.seeds):
             follower = PhysicsFollower(policy, vecnorm, ck, vae, stats, a.start, stop_at_fall=True, mpc=mpc)  # the rest is not needed
             t = time.time()
@@ -66,9 +66,13 @@ def main() -> None:
             up = [g for g in r["segments"] if not g["fell"]]  # segments the robot got through standing
             turn = float(np.mean([g["achieved"]["turn_rate_rad_s"] for g in up])) if up else float("nan")
             turns.append(turn)
+            speeds.append(r["com_speed_m_s"])
+            asked = float(np.mean([g["decoded"]["root_speed_m_s"] for g in r["segments"]]))  # what the codes decode to
             print(f"{prompt!r:24} seed {seed}: {r['seconds_before_fall']:.2f} s before a fall ({r['termination'] or 'none'}), "
-                  f"COM speed {r['com_speed_m_s']} m/s, turn {turn:.2f} rad/s, {time.time() - t:.1f} s wall", flush=True)
+                  f"COM speed {r['com_speed_m_s']} m/s (decoded root {asked:.2f} m/s), turn {turn:.2f} rad/s, "
+                  f"{time.time() - t:.1f} s wall", flush=True)
         print(f"== {prompt!r}: mean {np.mean(before):.2f} s before a fall over {a.seeds} seeds, {len(fell) - sum(fell)} up the whole run, "
+              f"{sum(not f and v >= 0.3 for f, v in zip(fell, speeds))} of them with a COM speed >= 0.3 m/s, "
               f"mean turn {np.nanmean(turns):.2f} rad/s", flush=True)
 
 

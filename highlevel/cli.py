@@ -241,6 +241,7 @@ def live(
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
     text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="With the goal switch off: the goal the prompt's text implies, as daps command does (--no-text-goal: text alone)."),
+    mpc: bool = typer.Option(False, "--mpc", help="Balance the simulated robot by the sampling MPC (lowlevel/mpc.py, 32 candidates, both cores) instead of the low-level policy: it stays up, at about half of two cores per simulated second."),
 ) -> None:
     """Serve a local web page with the H1 in 3D moving in real time: type a prompt, steer the COM
     goal with sliders; each 32-frame segment is generated ahead of playback (physics by default,
@@ -249,11 +250,13 @@ def live(
 
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
-    mode = True if kinematic else (False if physics or lowlevel is not None else None)
+    if kinematic and mpc:
+        raise ValueError("give --kinematic or --mpc (the MPC balances the simulated robot), not both")
+    mode = True if kinematic else (False if physics or mpc or lowlevel is not None else None)
     goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
     s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
                  model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,
-                 seed=seed, text_cache=text_cache, text_goal=text_goal)
+                 seed=seed, text_cache=text_cache, text_goal=text_goal, mpc=mpc)
     fell = f"; the robot fell at {s['fell_at_s']:.1f} s" if s["fell_at_s"] is not None else ""
     played = "no segment played" if s["segment"] is None else f"{s['segment'] + 1} segments played"
     typer.echo(f"stopped ({played}{fell})")

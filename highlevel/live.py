@@ -36,7 +36,11 @@ import numpy as np
 
 from highlevel.command import FPS, SEG, KinematicFollower, next_segment, standing_rows
 from highlevel.sampling import Sampling
+from lowlevel.mpc import MPPIConfig
 
+#: The sampling MPC of `daps live --mpc`: half the default candidates, both cores (0.5 s of wall time
+#: per simulated second on the 2-core reference machine; 7 of 8 held-out walks up 10 s, docs/tracking.md).
+LIVE_MPC = MPPIConfig(samples=32, threads=2)
 FALL_HEIGHT = 0.6  # m, pelvis height under which a kinematic pose counts as down (the tracking env's "fell")
 MAX_PROMPT = 200  # characters
 SPEED_RANGE = (-1.0, 4.0)  # m/s, the speed slider (LAFAN1 walks ~1.2 m/s, runs up to ~4)
@@ -91,6 +95,13 @@ class LiveMotion:
     @property
     def kinematic(self) -> bool:
         return bool(self.follower.kinematic)
+
+    @property
+    def mode(self) -> str:
+        """"kinematic", "physics" (the low-level policy) or "physics, MPC" (the sampling MPC balancing)."""
+        if self.follower.kinematic:
+            return "kinematic"
+        return "physics, MPC" if getattr(self.follower, "mpc", None) is not None else "physics"
 
     def reset(self) -> None:
         """Back to a standing start at the origin: a fresh follower, no history."""
@@ -304,7 +315,8 @@ class LiveServer:
             return {"commanded": self.commanded, "playing": self.current.prompt if self.current else None,
                     "goal": self.goal, "segment": self.current.index if self.current else None,
                     "speed_m_s": speed, "fell_at_s": self.fell_at, "falls": self.falls, "down": self._down(), "stopped": not self.playing_on,
-                    "kinematic": self.motion.kinematic, "real_time_factor": rtf, "error": self.error}
+                    "kinematic": self.motion.kinematic, "mode": self.motion.mode, "real_time_factor": rtf,
+                    "error": self.error}
 
     def _down(self) -> bool:
         return self.qpos is not None and self.motion.kinematic and float(self.qpos[2]) < FALL_HEIGHT
@@ -392,7 +404,7 @@ class LiveServer:
             (self.stop_motion if event.target.value == "Stop" else self.reset)()
 
     def _status_text(self, s: dict) -> str:
-        mode = "kinematic" if s["kinematic"] else "physics"
+        mode = s["mode"]
         rtf = "" if s["real_time_factor"] is None else f" · generation x{s['real_time_factor']:.2f} real time"
         speed = "-" if s["speed_m_s"] is None else f"{s['speed_m_s']:.2f} m/s"
         goal = "off" if s["goal"] is None else f"{s['goal'][0]:.1f} m/s, {s['goal'][1]:+.2f} rad/s"
@@ -521,11 +533,14 @@ class LiveServer:
 def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None = None, model: str | Path | None = None,
                      guidance: float = Sampling.guidance, candidates: int = Sampling.candidates,
                      temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, seed: int = 0,
-                     text_cache: str | Path | None = None, text_goal: bool = True) -> tuple[LiveMotion, str | None]:
+                     text_cache: str | Path | None = None, text_goal: bool = True,
+                     mpc: bool = False) -> tuple[LiveMotion, str | None]:
     """(LiveMotion, notice or None) with the shipped models (or the given ones). kinematic: True =
     no physics; False = physics required; None = physics when a low-level policy exists
-    (`highlevel.command.choose_path`; the notice says when it falls back to kinematic). Raises
-    ValueError / CheckpointError / FileNotFoundError (one line) for bad options or files."""
+    (`highlevel.command.choose_path`; the notice says when it falls back to kinematic). mpc: the
+    sampling MPC balances the simulated robot instead of the policy (`LIVE_MPC`, both cores, about
+    twice real time on the 2-core reference machine). Raises ValueError / CheckpointError /
+    FileNotFoundError (one line) for bad options or files."""
     from daps.args import finite_number
     from highlevel.command import choose_path
 
@@ -537,7 +552,9 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
         raise ValueError(f"--candidates must be >= 1, got {candidates}")
     if kinematic is True and lowlevel is not None:
         raise ValueError("give --kinematic or --lowlevel/--physics, not both")
-    ll_path, notice = choose_path(kinematic, lowlevel)
+    if kinematic is True and mpc:
+        raise ValueError("give --kinematic or --mpc (the MPC balances the simulated robot), not both")
+    ll_path, notice = choose_path(False if mpc else kinematic, lowlevel)
     if ll_path is not None:
         from highlevel.physics import check_policy_file
 
@@ -558,7 +575,8 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
         ll_model, vecnorm, ll_ck = load_command_policy(ll_path, vae_path)
 
         def make_follower():
-            return PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, "nominal", ll_path, stop_at_fall=True)
+            return PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, "nominal", ll_path, stop_at_fall=True,
+                                   mpc=LIVE_MPC if mpc else None)
     else:
         def make_follower():
             return KinematicFollower(vae, stats)
@@ -589,7 +607,7 @@ def run_live(prompt: str = "walk forward", host: str = "127.0.0.1", port: int = 
         typer.echo(notice, err=True)
     live = LiveServer(motion, prompt, host, port, goal)
     live.start()
-    typer.echo(f"daps live ({'kinematic' if motion.kinematic else 'physics'}): open {live.url} (Ctrl-C to stop)")
+    typer.echo(f"daps live ({motion.mode}): open {live.url} (Ctrl-C to stop)")
     end = math.inf if seconds is None else time.monotonic() + seconds
     try:
         while time.monotonic() < end and live.alive:

@@ -313,6 +313,7 @@ def daps(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     (["--seconds", "nan"], ["--seconds"]),
     (["--prompt", "   "], ["prompt"]),
     (["--kinematic", "--physics"], ["--kinematic"]),
+    (["--kinematic", "--mpc"], ["--kinematic", "--mpc"]),
     (["--speed", "9"], ["--speed"]),
     (["--lowlevel", "no/such/policy.pt"], ["no/such/policy.pt"]),
 ])
@@ -321,6 +322,25 @@ def test_bad_input_one_line(args, names):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert all(n in lines[0] for n in names), lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (Path(__file__).parent.parent / "models" / "lowlevel.pt").is_file(), reason="no models/lowlevel.pt")
+def test_mpc_keeps_the_robot_up_live():
+    """`daps live --mpc`: the sampling MPC balances the robot; 4 segments (4.3 s) walk forward without
+    a fall, and the page says which controller acts."""
+    from highlevel.live import LiveServer, load_live_motion
+
+    motion, notice = load_live_motion(mpc=True)
+    assert notice is None and motion.mode == "physics, MPC"
+    live = LiveServer(motion, "walk forward", port=0).start()
+    try:
+        s = wait(lambda: (lambda st: st if st["falls"] or (st["segment"] or 0) >= 4 else None)(live.state()), 180,
+                 "a fall or 4 segments")
+        assert s["falls"] == 0 and s["fell_at_s"] is None and s["error"] is None, s
+        assert s["mode"] == "physics, MPC" and "physics, MPC" in live._status_text(s)  # noqa: SLF001
+    finally:
+        live.stop()
 
 
 @pytest.mark.slow

@@ -23,7 +23,9 @@ def _stand_env(seconds: float = 5.0) -> MimicVecEnv:
 
 
 @pytest.mark.parametrize("kw", [dict(samples=0), dict(horizon=0), dict(knots=1), dict(knots=30), dict(sigma=0.0),
-                                dict(temperature=-1.0), dict(sigma=float("nan"))])
+                                dict(temperature=-1.0), dict(sigma=float("nan")), dict(plan_substeps=-1),
+                                dict(joint_weight=float("nan")), dict(ee_weight=-1.0), dict(ee_points=0),
+                                dict(ee_points=21)])
 def test_config_rejects_bad_settings(kw):
     with pytest.raises(ValueError, match="MPPIConfig"):
         MPPIConfig(**kw)
@@ -56,6 +58,33 @@ def test_mpc_keeps_the_standing_robot_up_where_zero_action_falls():
         assert np.all(np.abs(a) <= CFG.action_clip + 1e-9)
         env.step(a[None])
         assert not env.fallen()[0]
+
+
+def test_coarse_planning_model_is_a_copy_with_a_larger_timestep():
+    env = _stand_env(1.0)
+    dt = env.model.opt.timestep
+    mpc = MPPI(env, MPPIConfig(samples=4, horizon=5, knots=2, plan_substeps=2))
+    assert mpc.plan_model is not env.model and env.model.opt.timestep == dt
+    assert mpc.plan_model.opt.timestep == pytest.approx(dt * CFG.decimation / 2)
+    assert MPPI(env, MPPIConfig(samples=4, horizon=5, knots=2, plan_substeps=CFG.decimation)).plan_model is env.model
+    with pytest.raises(ValueError, match="must divide"):
+        MPPI(env, MPPIConfig(samples=4, horizon=5, knots=2, plan_substeps=3))
+
+
+def test_end_effector_cost_is_zero_on_the_reference_and_fires_where_the_task_would_terminate():
+    """The hands' and feet's heights of the standing pose against themselves cost nothing; the pelvis
+    0.3 m lower puts every end effector past the task's 0.25 m: 100 per costed step, scaled to the horizon."""
+    env = _stand_env(1.0)
+    env.reset_to([0], [0])
+    cfg = MPPIConfig(samples=4, horizon=8, knots=2, ee_weight=20.0, ee_points=4)
+    mpc = MPPI(env, cfg)
+    q = np.repeat(env.datas[0].qpos[None, None], 4, 1)  # (1, P, 26)
+    z_ref = np.repeat(env.datas[0].xpos[mpc.ee_ids, 2][None], 4, 0)  # (P, E)
+    assert mpc.end_effector_cost(q, z_ref)[0] == pytest.approx(0.0, abs=1e-9)
+    low = q.copy()
+    low[..., 2] -= 0.3
+    expect = (20.0 * 4 * 0.3 ** 2 + 100) * 4 * (cfg.horizon / 4)
+    assert mpc.end_effector_cost(low, z_ref)[0] == pytest.approx(expect, rel=1e-6)
 
 
 def test_mpc_refuses_a_task_with_feedback_outside_its_rollouts():
