@@ -58,8 +58,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--joint-weight", type=float, default=MPPIConfig.joint_weight, help="cost per rad^2 of joint error")
-    p.add_argument("--ee-weight", type=float, default=0.0, help="cost per m^2 of hand/foot height error")
-    p.add_argument("--plan-substeps", type=int, default=0, help="physics steps per control step in the plans (0: the task's)")
+    p.add_argument("--vel-weight", type=float, default=MPPIConfig.vel_weight, help="cost per (m/s)^2 of pelvis velocity error")
+    p.add_argument("--ee-weight", type=float, default=MPPIConfig.ee_weight, help="cost per m^2 of hand/foot height error")
+    p.add_argument("--plan-substeps", type=int, default=MPPIConfig.plan_substeps, help="physics steps per control step in the plans (0: the task's)")
     a = p.parse_args()
     ck = read_checkpoint(a.tracker)  # its task and motion VAE; the weights are not needed
     task = MimicConfig.from_dict(ck["task"])
@@ -68,7 +69,7 @@ def main() -> None:
     clips, frames = eval_starts(lib, a.starts, int(a.seconds / task.control_dt))
     cfg = MPPIConfig(samples=a.samples, horizon=a.horizon, knots=a.knots, sigma=a.sigma, temperature=a.temperature,
                      threads=a.threads, plan_substeps=a.plan_substeps, ee_weight=a.ee_weight,
-                     joint_weight=a.joint_weight)
+                     joint_weight=a.joint_weight, vel_weight=a.vel_weight)
     print(f"MPPI on {a.clip} ({'decoded' if ck.get('motion_vae') else 'clip'}), {cfg}")
     print("| start frame | s to a termination | termination | s to a fall | joint err (rad) | wall s per simulated s |")
     print("|---|---|---|---|---|---|")

@@ -172,7 +172,7 @@ def command(
     lowlevel: Optional[Path] = typer.Option(None, "--lowlevel", help="Low-level policy (goal \"decoded\"; checkpoint or export) for the physics path (default: models/lowlevel.pt)."),
     start: str = typer.Option("nominal", "--start", help="Physics start, at rest: nominal (Unitree's standing pose) | decoded (segment 0's first decoded frame) | zero (all joints 0)."),
     physics: bool = typer.Option(False, "--physics", help="Require the physics path (error without a low-level policy); the default whenever models/lowlevel.pt exists."),
-    mpc: bool = typer.Option(False, "--mpc", help="Balance the simulated robot by the sampling MPC (lowlevel/mpc.py, both cores) instead of the low-level policy: it stays up far longer, at ~3x slower than real time."),
+    mpc: Optional[bool] = typer.Option(None, "--mpc/--policy", help="Who balances the simulated robot: the sampling MPC (lowlevel/mpc.py, both cores, about real time; the default with a tracker) or, --policy, the learned low-level policy (it falls within 1-2 s)."),
     model: Optional[Path] = typer.Option(None, "--model", help="High-level checkpoint or exported model (default: models/highlevel.pt)."),
     speed: Optional[float] = typer.Option(None, "--speed", help="Commanded root speed (m/s, -10 to 10); with --turn gives the COM goal."),
     turn: Optional[float] = typer.Option(None, "--turn", help="Commanded turn rate (rad/s, + = left; -10 to 10)."),
@@ -193,13 +193,13 @@ def command(
 
     if kinematic and physics:
         raise ValueError("give --kinematic or --physics, not both")
-    if kinematic and mpc:
-        raise ValueError("give --kinematic or --mpc (the MPC balances the simulated robot), not both")
+    if kinematic and mpc is not None:
+        raise ValueError("give --kinematic or --mpc/--policy (they balance the simulated robot), not both")
     if not video:  # no OpenGL at all: MuJoCo loads its GL backend when first imported
         os.environ["MUJOCO_GL"] = "disable"
     from highlevel.command import run_command
 
-    mode = True if kinematic else (False if physics or mpc or lowlevel is not None else None)
+    mode = True if kinematic else (False if physics or mpc is not None or lowlevel is not None else None)
     goals = None
     if text_goal and speed is None and turn is None:
         from highlevel.goal import prompt_goals
@@ -241,7 +241,7 @@ def live(
     seed: int = typer.Option(0, "--seed"),
     text_cache: Optional[Path] = typer.Option(None, "--text-cache", help="Embedding cache (.npz) to read and extend."),
     text_goal: bool = typer.Option(True, "--text-goal/--no-text-goal", help="With the goal switch off: the goal the prompt's text implies, as daps command does (--no-text-goal: text alone)."),
-    mpc: bool = typer.Option(False, "--mpc", help="Balance the simulated robot by the sampling MPC (lowlevel/mpc.py, 32 candidates, both cores) instead of the low-level policy: it stays up, at about half of two cores per simulated second."),
+    mpc: Optional[bool] = typer.Option(None, "--mpc/--policy", help="Who balances the simulated robot: the sampling MPC (lowlevel/mpc.py, 32 candidates, both cores; the default with a tracker) or, --policy, the learned low-level policy (it falls within 1-2 s)."),
 ) -> None:
     """Serve a local web page with the H1 in 3D moving in real time: type a prompt, steer the COM
     goal with sliders; each 32-frame segment is generated ahead of playback (physics by default,
@@ -250,9 +250,9 @@ def live(
 
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
-    if kinematic and mpc:
-        raise ValueError("give --kinematic or --mpc (the MPC balances the simulated robot), not both")
-    mode = True if kinematic else (False if physics or mpc or lowlevel is not None else None)
+    if kinematic and mpc is not None:
+        raise ValueError("give --kinematic or --mpc/--policy (they balance the simulated robot), not both")
+    mode = True if kinematic else (False if physics or mpc is not None or lowlevel is not None else None)
     goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
     s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
                  model=model, guidance=guidance, candidates=candidates, temperature=temperature, top_k=top_k,

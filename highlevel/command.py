@@ -297,7 +297,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
                 text_cache: str | Path | None = None, video: bool = True, width: int = 480, height: int = 352,
                 segments_per_prompt: int | None = None, motion_vae: str | Path | None = None,
                 lowlevel: str | Path | None = None, start_pose: str = "nominal", guidance: float = Sampling.guidance,
-                candidates: int = Sampling.candidates, prompt_goals: list | None = None, mpc: bool = False) -> dict:
+                candidates: int = Sampling.candidates, prompt_goals: list | None = None, mpc: bool | None = None) -> dict:
     """The whole command; returns the JSON record. prompt: one prompt or a list (the first, then
     each --then); seconds: length of each prompt's part (None: 4 s, or segments_per_prompt
     segments each); the run covers exactly that time (enough segments, the last one cut).
@@ -310,8 +310,10 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     text_cache: the prompt embeddings' cache file (default: `default_text_cache`). prompt_goals:
     per prompt (speed m/s, turn rad/s[, direction rad, pelvis height m]) or None (no goal), e.g.
     inferred from the text (`highlevel.goal`); used when speed and turn are both None.
-    mpc: the sampling MPC (`lowlevel.mpc`, both cores) balances the robot instead of the policy,
-    on the policy's task; slower than real time.
+    mpc: who balances the simulated robot. None (default): the sampling MPC (`lowlevel.mpc`, both
+    cores, about real time on 2 cores) when the low-level file is a tracker (its task sets the gains
+    and action range), else that older policy; True: the MPC (ValueError without the physics path or
+    with an older policy); False: the low-level policy (it falls within 1-2 s).
     Raises ValueError / CheckpointError / FileNotFoundError (one line).
     """
     out = Path(out)
@@ -323,7 +325,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     if start_pose not in START_POSES:
         raise ValueError(f"--start must be one of {', '.join(START_POSES)}, got {start_pose!r}")
     ll_path, notice = choose_path(kinematic, lowlevel)
-    if mpc and ll_path is None:
+    if mpc is True and ll_path is None:
         raise ValueError("--mpc balances the simulated robot: it needs the physics path (not --kinematic)")
     if ll_path is not None:
         check_policy_file(ll_path)  # before the slow loads
@@ -337,7 +339,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     if ll_path is not None:
         ll_model, vecnorm, ll_ck = load_command_policy(ll_path, vae_path)
         mpc_cfg = None
-        if mpc:
+        if mpc or (mpc is None and vecnorm is None):
             from lowlevel.mpc import MPPIConfig
 
             mpc_cfg = MPPIConfig(threads=max(1, min(2, os.cpu_count() or 1)))

@@ -534,12 +534,13 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
                      guidance: float = Sampling.guidance, candidates: int = Sampling.candidates,
                      temperature: float = Sampling.temperature, top_k: int = Sampling.top_k, seed: int = 0,
                      text_cache: str | Path | None = None, text_goal: bool = True,
-                     mpc: bool = False) -> tuple[LiveMotion, str | None]:
+                     mpc: bool | None = None) -> tuple[LiveMotion, str | None]:
     """(LiveMotion, notice or None) with the shipped models (or the given ones). kinematic: True =
     no physics; False = physics required; None = physics when a low-level policy exists
-    (`highlevel.command.choose_path`; the notice says when it falls back to kinematic). mpc: the
-    sampling MPC balances the simulated robot instead of the policy (`LIVE_MPC`, both cores, about
-    twice real time on the 2-core reference machine). Raises ValueError / CheckpointError /
+    (`highlevel.command.choose_path`; the notice says when it falls back to kinematic). mpc: who
+    balances the simulated robot: None (default) the sampling MPC (`LIVE_MPC`, both cores, about twice
+    real time on the 2-core reference machine) when the low-level file is a tracker, else that older
+    policy; True the MPC; False the low-level policy. Raises ValueError / CheckpointError /
     FileNotFoundError (one line) for bad options or files."""
     from daps.args import finite_number
     from highlevel.command import choose_path
@@ -552,9 +553,9 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
         raise ValueError(f"--candidates must be >= 1, got {candidates}")
     if kinematic is True and lowlevel is not None:
         raise ValueError("give --kinematic or --lowlevel/--physics, not both")
-    if kinematic is True and mpc:
-        raise ValueError("give --kinematic or --mpc (the MPC balances the simulated robot), not both")
-    ll_path, notice = choose_path(False if mpc else kinematic, lowlevel)
+    if kinematic is True and mpc is not None:
+        raise ValueError("give --kinematic or --mpc/--policy (they balance the simulated robot), not both")
+    ll_path, notice = choose_path(False if mpc is not None else kinematic, lowlevel)
     if ll_path is not None:
         from highlevel.physics import check_policy_file
 
@@ -576,7 +577,7 @@ def load_live_motion(kinematic: bool | None = None, lowlevel: str | Path | None 
 
         def make_follower():
             return PhysicsFollower(ll_model, vecnorm, ll_ck, vae, stats, "nominal", ll_path, stop_at_fall=True,
-                                   mpc=LIVE_MPC if mpc else None)
+                                   mpc=LIVE_MPC if mpc or (mpc is None and vecnorm is None) else None)
     else:
         def make_follower():
             return KinematicFollower(vae, stats)

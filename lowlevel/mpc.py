@@ -53,6 +53,7 @@ class MPPIConfig:
     plan_substeps: int = 2      # physics steps per control step in the rollouts (0: the task's own);
                                 # fewer = a coarser, cheaper planning model (timestep x decimation / this)
     joint_weight: float = 20.0  # cost per rad^2 of mean squared joint-angle error
+    vel_weight: float = 5.0     # cost per (m/s)^2 of pelvis horizontal velocity error (against drift)
     ee_weight: float = 20.0     # cost per m^2 of hand/foot height error (the task's end-effector term)
     ee_points: int = 4          # planned steps, evenly spread, at which those heights are computed
     seed: int = 0
@@ -65,7 +66,7 @@ class MPPIConfig:
             raise ValueError(f"MPPIConfig.plan_substeps must be >= 0, got {self.plan_substeps!r}")
         if not (2 <= self.knots <= self.horizon):
             raise ValueError(f"MPPIConfig.knots must lie in [2, horizon], got {self.knots!r}")
-        for name in ("joint_weight", "ee_weight"):
+        for name in ("joint_weight", "vel_weight", "ee_weight"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"MPPIConfig.{name} must be >= 0, got {v!r}")
@@ -149,6 +150,9 @@ class MPPI:
         states, _ = mujoco.rollout.rollout(self.plan_model, self.datas, self.state[None], ctrl)
         qp = states[:, fs - 1::fs, 1:1 + m.nq]
         cost = tracking_cost(qp, lib.qpos[rows][None], c.joint_weight).sum(1)
+        if c.vel_weight > 0:  # qvel[:2]: the free joint's world-frame horizontal velocity (m/s)
+            v = states[:, fs - 1::fs, 1 + m.nq:3 + m.nq]
+            cost += c.vel_weight * np.sum((v - lib.qvel[rows][None, :, :2]) ** 2, -1).sum(1)
         if c.ee_weight > 0:
             cost += self.end_effector_cost(qp[:, self.ee_steps], lib.body_pos[rows[self.ee_steps]][:, env.ee, 2])
         w = np.exp(-(cost - cost.min()) / (c.temperature * c.horizon))

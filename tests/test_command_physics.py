@@ -249,3 +249,17 @@ def test_command_mpc_with_kinematic_one_line_error(monkeypatch, capsys, tmp_path
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "--kinematic or --mpc" in err, err
     assert not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not default_data_root().exists(), reason="LAFAN1-H1 data not available")
+def test_command_balances_by_the_mpc_by_default_and_by_the_policy_on_request(text_cache, tmp_path):
+    """With the shipped tracker the physics path's default controller is the sampling MPC (it keeps
+    the robot up through a 1.5 s walk); --policy puts the learned policy back."""
+    from highlevel.command import run_command
+
+    kw = dict(kinematic=False, text_cache=text_cache.path, video=False)
+    rec = run_command("walk forward", 1.5, tmp_path / "m.json", **kw)
+    ph = rec["physics"]
+    assert ph["controller"]["mpc"]["samples"] == 64 and ph["seconds_simulated"] == 1.5 and not ph["fell"]
+    assert run_command("walk forward", 0.5, tmp_path / "p.json", mpc=False, **kw)["physics"]["controller"] == "policy"
