@@ -135,7 +135,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--betas", default="1,0.5,0.2", help="teacher share of executed actions, per round")
     for f in ("samples", "horizon", "knots", "sigma", "temperature", "plan_substeps", "joint_weight", "vel_weight",
-              "ee_weight"):
+              "action_weight", "ee_weight"):
         p.add_argument("--" + f.replace("_", "-"), type=type(getattr(MPPIConfig, f)), default=getattr(MPPIConfig, f),
                        help="the teacher's MPPIConfig." + f)
     p.add_argument("--seconds", type=float, default=10.0)
@@ -154,7 +154,7 @@ def main() -> None:
             jobs = [dict(seed=1000 * r + w, init=a.init, student=str(student), clips=clips, beta=beta,
                          minutes=a.minutes, seconds=a.seconds, mppi={f: getattr(a, f) for f in (
                              "samples", "horizon", "knots", "sigma", "temperature", "plan_substeps", "joint_weight",
-                             "vel_weight", "ee_weight")}) for w in range(a.workers)]
+                             "vel_weight", "action_weight", "ee_weight")}) for w in range(a.workers)]
             with mp.get_context("fork").Pool(a.workers) as pool:
                 outs = pool.map(collect, jobs)
             np.savez(data, obs=np.concatenate([o["obs"] for o in outs]), act=np.concatenate([o["act"] for o in outs]),

@@ -3,7 +3,7 @@
 :class:`lowlevel.mpc.MPPI` on the tracker's own task (50 Hz control, 0.005 s physics, 3x Unitree
 gains) from starts spread over the clip's decoding (or the clip, for a clip-trained tracker); per
 start the seconds to the task's first tracking termination and to a fall (the episode runs on past
-the termination), the joint error and the wall time per simulated second.
+the termination), the joint error, the mean |a_t - a_(t-1)| (action units) and the wall time per simulated second.
 
 Example (the figures in docs/tracking.md; 2-core machine)::
 
@@ -30,10 +30,11 @@ def mppi_episode(env: MimicVecEnv, clip: int, frame: int, seconds: float, cfg: M
     env.reset_to([clip], [frame])
     mpc = MPPI(env, cfg)
     d, lib = env.datas[0], env.lib
-    jerr, t0, steps = [], time.time(), int(seconds / env.cfg.control_dt)
+    jerr, acts, t0, steps = [], [], time.time(), int(seconds / env.cfg.control_dt)
     term, fall = None, None
     for t in range(steps):
-        _, _, _, info = env.step(mpc.act()[None])
+        acts.append(mpc.act())
+        _, _, _, info = env.step(acts[-1][None])
         jerr.append(float(np.abs(d.qpos[7:] - lib.qpos[env._g(0)[0], 7:]).mean()))  # noqa: SLF001
         if term is None and info[0]["termination"]:
             term = ((t + 1) * env.cfg.control_dt, info[0]["termination"])
@@ -42,7 +43,8 @@ def mppi_episode(env: MimicVecEnv, clip: int, frame: int, seconds: float, cfg: M
             break
     up = fall or steps * env.cfg.control_dt
     return {"seconds": term[0] if term else up, "end": term[1] if term else None, "fall_s": up,
-            "joint_err": float(np.mean(jerr)), "wall_s": time.time() - t0}
+            "joint_err": float(np.mean(jerr)), "wall_s": time.time() - t0,
+            "action_step": float(np.abs(np.diff(acts, axis=0)).mean()) if len(acts) > 1 else 0.0}
 
 
 def main() -> None:
@@ -59,6 +61,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--joint-weight", type=float, default=MPPIConfig.joint_weight, help="cost per rad^2 of joint error")
     p.add_argument("--vel-weight", type=float, default=MPPIConfig.vel_weight, help="cost per (m/s)^2 of pelvis velocity error")
+    p.add_argument("--action-weight", type=float, default=MPPIConfig.action_weight, help="cost per rad^2 of residual")
+    p.add_argument("--smooth-start", action="store_true", help="perturbations start at 0 on the applied step")
     p.add_argument("--ee-weight", type=float, default=MPPIConfig.ee_weight, help="cost per m^2 of hand/foot height error")
     p.add_argument("--plan-substeps", type=int, default=MPPIConfig.plan_substeps, help="physics steps per control step in the plans (0: the task's)")
     a = p.parse_args()
@@ -69,16 +73,17 @@ def main() -> None:
     clips, frames = eval_starts(lib, a.starts, int(a.seconds / task.control_dt))
     cfg = MPPIConfig(samples=a.samples, horizon=a.horizon, knots=a.knots, sigma=a.sigma, temperature=a.temperature,
                      threads=a.threads, plan_substeps=a.plan_substeps, ee_weight=a.ee_weight,
-                     joint_weight=a.joint_weight, vel_weight=a.vel_weight)
+                     joint_weight=a.joint_weight, vel_weight=a.vel_weight,
+                     action_weight=a.action_weight, smooth_start=a.smooth_start)
     print(f"MPPI on {a.clip} ({'decoded' if ck.get('motion_vae') else 'clip'}), {cfg}")
-    print("| start frame | s to a termination | termination | s to a fall | joint err (rad) | wall s per simulated s |")
-    print("|---|---|---|---|---|---|")
+    print("| start frame | s to a termination | termination | s to a fall | joint err (rad) | wall s per simulated s | mean abs action step |")
+    print("|---|---|---|---|---|---|---|")
     out = []
     for c, f in zip(clips, frames):
         r = mppi_episode(env, c, f, a.seconds, cfg)
         out.append(r)
         print(f"| {f} | {r['seconds']:.2f} | {r['end'] or 'none'} | {r['fall_s']:.2f} | {r['joint_err']:.3f} | "
-              f"{r['wall_s'] / r['fall_s']:.1f} |", flush=True)
+              f"{r['wall_s'] / r['fall_s']:.1f} | {r['action_step']:.2f} |", flush=True)
     print(f"mean {np.mean([r['seconds'] for r in out]):.2f} s to a termination, {np.mean([r['fall_s'] for r in out]):.2f} s "
           f"to a fall; {sum(r['fall_s'] >= a.seconds for r in out)} of {len(out)} up for {a.seconds:g} s")
 

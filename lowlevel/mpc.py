@@ -11,7 +11,8 @@ Model-predictive path integral control (Williams et al. 2017) on the task of :mo
    physics steps of 0.01 s per control step instead of the task's 4 of 0.005 s: half the cost, the
    same time up);
 3. each rollout's cost (:func:`tracking_cost`, plus the hands' and feet's height errors at
-   ``ee_points`` steps, :meth:`MPPI.end_effector_cost`) is summed over the horizon, the candidates are
+   ``ee_points`` steps, :meth:`MPPI.end_effector_cost`, the pelvis' horizontal velocity error and,
+   optionally, the residual's size) is summed over the horizon, the candidates are
    averaged with weights exp(-(cost - min cost) / (``temperature`` x horizon)), the first residual
    is applied and the plan shifted by one step (warm start).
 
@@ -19,7 +20,8 @@ The temperature sets the smoothness: at 0.01 the average is nearly the single be
 applied residual jumps by ~2.6 action units per step; at 1.0 many candidates share the weight (0.6
 units per step) and the robot stays up as long.  The end-effector cost keeps the task's own
 terminations from firing: without it the robot stays up by letting a forearm stray 0.25 m from the
-reference (the task ends after 1-3 s); with it held-out walks run their whole 10 s (docs/tracking.md).
+reference (the task ends after 1-3 s); with it held-out walks run their whole 10 s.  The velocity
+cost stops a slow walk away from a standing reference (2.3 m in 8 s without it, docs/tracking.md).
 The cost of one step is ``samples x horizon x plan_substeps`` physics steps: at the defaults about
 0.9 s of wall time per simulated second on both cores of the 2-core reference machine (real time);
 32 samples run at 0.5 s.
@@ -54,8 +56,11 @@ class MPPIConfig:
                                 # fewer = a coarser, cheaper planning model (timestep x decimation / this)
     joint_weight: float = 20.0  # cost per rad^2 of mean squared joint-angle error
     vel_weight: float = 5.0     # cost per (m/s)^2 of pelvis horizontal velocity error (against drift)
+    action_weight: float = 0.0  # cost per rad^2 of mean squared residual (the least-effort plan)
     ee_weight: float = 20.0     # cost per m^2 of hand/foot height error (the task's end-effector term)
     ee_points: int = 4          # planned steps, evenly spread, at which those heights are computed
+    smooth_start: bool = False  # perturbations start at 0 on the step about to be applied: the action
+                                # moves by a fraction of sigma per step (smoother, one step slower)
     seed: int = 0
 
     def __post_init__(self):
@@ -66,7 +71,7 @@ class MPPIConfig:
             raise ValueError(f"MPPIConfig.plan_substeps must be >= 0, got {self.plan_substeps!r}")
         if not (2 <= self.knots <= self.horizon):
             raise ValueError(f"MPPIConfig.knots must lie in [2, horizon], got {self.knots!r}")
-        for name in ("joint_weight", "vel_weight", "ee_weight"):
+        for name in ("joint_weight", "vel_weight", "action_weight", "ee_weight"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"MPPIConfig.{name} must be >= 0, got {v!r}")
@@ -81,9 +86,13 @@ class MPPIConfig:
         return asdict(self)
 
 
-def smooth_noise(rng: np.random.Generator, n: int, horizon: int, knots: int, sigma: float) -> np.ndarray:
-    """(n, horizon, 19) perturbations (rad), piecewise linear through ``knots`` N(0, sigma) values."""
+def smooth_noise(rng: np.random.Generator, n: int, horizon: int, knots: int, sigma: float,
+                 zero_start: bool = False) -> np.ndarray:
+    """(n, horizon, 19) perturbations (rad), piecewise linear through ``knots`` N(0, sigma) values
+    (the first knot 0 with ``zero_start``)."""
     kv = rng.normal(0.0, sigma, (n, knots, 19))
+    if zero_start:
+        kv[:, 0] = 0.0
     w = np.interp(np.arange(horizon), np.linspace(0, horizon - 1, knots), np.arange(knots))
     lo = np.floor(w).astype(int).clip(0, knots - 2)
     frac = (w - lo)[None, :, None]
@@ -142,7 +151,7 @@ class MPPI:
         clip = env.clip[i]
         last = lib.clip_start[clip] + lib.clip_len[clip] - 1
         rows = np.minimum(env._g(0)[i] + 1 + np.arange(c.horizon), last)  # noqa: SLF001 - the env's own frame map
-        eps = smooth_noise(self.rng, c.samples, c.horizon, c.knots, c.sigma)
+        eps = smooth_noise(self.rng, c.samples, c.horizon, c.knots, c.sigma, zero_start=c.smooth_start)
         eps[0] = 0.0  # the current plan stays a candidate
         eps = np.clip(self.plan[None] + eps, -self.bound, self.bound) - self.plan[None]
         ctrl = np.repeat(lib.joint_pos[rows][None] + self.plan[None] + eps, fs, axis=1)
@@ -150,6 +159,8 @@ class MPPI:
         states, _ = mujoco.rollout.rollout(self.plan_model, self.datas, self.state[None], ctrl)
         qp = states[:, fs - 1::fs, 1:1 + m.nq]
         cost = tracking_cost(qp, lib.qpos[rows][None], c.joint_weight).sum(1)
+        if c.action_weight > 0:
+            cost += c.action_weight * np.mean((self.plan[None] + eps) ** 2, -1).sum(1)
         if c.vel_weight > 0:  # qvel[:2]: the free joint's world-frame horizontal velocity (m/s)
             v = states[:, fs - 1::fs, 1 + m.nq:3 + m.nq]
             cost += c.vel_weight * np.sum((v - lib.qvel[rows][None, :, :2]) ** 2, -1).sum(1)

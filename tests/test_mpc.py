@@ -25,6 +25,7 @@ def _stand_env(seconds: float = 5.0) -> MimicVecEnv:
 @pytest.mark.parametrize("kw", [dict(samples=0), dict(horizon=0), dict(knots=1), dict(knots=30), dict(sigma=0.0),
                                 dict(temperature=-1.0), dict(sigma=float("nan")), dict(plan_substeps=-1),
                                 dict(joint_weight=float("nan")), dict(ee_weight=-1.0), dict(ee_points=0),
+                                dict(vel_weight=-1.0), dict(action_weight=float("inf")),
                                 dict(ee_points=21)])
 def test_config_rejects_bad_settings(kw):
     with pytest.raises(ValueError, match="MPPIConfig"):
@@ -36,6 +37,8 @@ def test_smooth_noise_passes_through_its_knots():
     e = smooth_noise(rng, 4, 9, 3, 0.5)
     assert e.shape == (4, 9, 19)
     np.testing.assert_allclose(e[:, 1], 0.75 * e[:, 0] + 0.25 * e[:, 4])  # linear between knots 0 and 4
+    z = smooth_noise(np.random.default_rng(0), 4, 9, 3, 0.5, zero_start=True)
+    assert np.all(z[:, 0] == 0) and np.all(z[:, 4] != 0)  # the applied step unperturbed, the rest free
 
 
 def test_mpc_keeps_the_standing_robot_up_where_zero_action_falls():
