@@ -48,6 +48,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from daps.args import finite_number  # noqa: E402
 from daps.io import atomic_write_json, check_writable  # noqa: E402
@@ -153,7 +154,7 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
                    turn: float | None = None, temperature: float = Sampling.temperature, top_k: int = Sampling.top_k,
                    seed: int = 0, batch: int = 1, guidance: float = Sampling.guidance,
                    candidates: int = Sampling.candidates, preview: SegmentFollower | None = None,
-                   direction=None, height=None) -> tuple[np.ndarray, np.ndarray]:
+                   direction=None, height=None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """B = batch parallel rollouts: codes (B, S, 64) int64 and achieved rows (B, S*32, 26); S is
     `segments`, or fewer when the follower is done() earlier.
 
@@ -169,6 +170,7 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
     `KinematicFollower`; default: the follower itself when it is kinematic, whose decoding of the
     kept candidate is then the segment) and keeps the one whose root speed and turn rate come
     closest to the goal (`pick_candidate`): sample-and-score planning on top of the prior.
+    progress: a tqdm bar over the segments on stderr when it is a terminal.
     Raises ValueError for bad emb or candidates.
     """
     if candidates < 1:
@@ -191,7 +193,7 @@ def generate_batch(prior, follower: SegmentFollower, emb: np.ndarray | None, seg
             raise ValueError("candidates > 1 with a physics follower needs a kinematic preview follower")
         preview = follower
     codes, rows = [], []
-    for j in range(segments):
+    for j in tqdm(range(segments), desc="segments", unit="seg", leave=False, disable=None if progress else True):
         goal = use_com and bool(np.isfinite(speeds[j]) and np.isfinite(turns[j]))
         z, seg = next_segment(prior, follower, hist, prev, None if emb is None else emb[j], j,
                               speeds[j] if goal else None, turns[j] if goal else None, g, temperature, top_k, guidance,
@@ -360,7 +362,7 @@ def run_command(prompt: str | list[str], seconds: float | None, out: str | Path,
     try:
         codes, rows = generate_batch(prior, follower, emb, len(plan), speed, turn, temperature, top_k, seed, 1, guidance,
                                      candidates, None if follower.kinematic else KinematicFollower(vae, stats),
-                                     goal_dir, goal_height)
+                                     goal_dir, goal_height, progress=True)
         rec = run_record(follower, prompts, plan, codes[0], rows[0][:n_frames], seconds, segments_per_prompt)
     except BaseException:
         follower.close()
