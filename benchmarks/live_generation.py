@@ -2,7 +2,8 @@
 
     python benchmarks/live_generation.py [--segments 12] [--prompt "walk forward"]
 
-Kinematic and physics (models/lowlevel.pt), each with the text alone and with a COM goal
+Kinematic, physics balanced by the sampling MPC (the default) and physics driven by the learned
+policy (models/lowlevel.pt, `--policy`), each with the text alone and with a COM goal
 (1.0 m/s, 0.3 rad/s; 16 candidates). The first two segments are not timed (warm-up); after a
 physics fall the motion is reset, as the page's "Stand up after a fall" does. Prints the mean and
 median wall time per segment and the real-time factor (segment length 32/30 s / mean time): above
@@ -21,8 +22,8 @@ def main() -> None:
     ap.add_argument("--prompt", default="walk forward")
     args = ap.parse_args()
     print("| path | COM goal | s per segment (mean / median) | real-time factor |\n|---|---|---|---|")
-    for kinematic in (True, None):
-        motion, _ = load_live_motion(kinematic=kinematic)
+    for kinematic, mpc in ((True, None), (None, None), (None, False)):
+        motion, _ = load_live_motion(kinematic=kinematic, mpc=mpc)
         motion.text.encode([args.prompt])
         for goal in (None, (1.0, 0.3)):
             motion.reset()
@@ -32,7 +33,7 @@ def main() -> None:
                     motion.reset()
                 times.append(motion.step(args.prompt, goal).seconds)
             t = np.array(times[2:])
-            print(f"| {'kinematic' if motion.kinematic else 'physics'} | {'off' if goal is None else '1.0 m/s, 0.3 rad/s'} "
+            print(f"| {motion.mode} | {'off' if goal is None else '1.0 m/s, 0.3 rad/s'} "
                   f"| {t.mean():.2f} / {np.median(t):.2f} | {SEG_SECONDS / t.mean():.2f} |", flush=True)
         motion.close()
 
