@@ -38,8 +38,10 @@ from highlevel.command import FPS, SEG, KinematicFollower, next_segment, standin
 from highlevel.sampling import Sampling
 from lowlevel.mpc import MPPIConfig
 
-#: The sampling MPC of `daps live --mpc`: half the default candidates, both cores (0.5 s of wall time
-#: per simulated second on the 2-core reference machine; 7 of 8 held-out walks up 10 s, docs/tracking.md).
+#: The sampling MPC of `daps live` (the physics path's default): half the default candidates, both
+#: cores (0.5 s of wall time per simulated second on the 2-core reference machine; held-out
+#: walk2_subject4, 8 starts x 10 s: 6 up, 4 finished without a termination, against 8 and 7 with
+#: the default 64, docs/tracking.md).
 LIVE_MPC = MPPIConfig(samples=32, threads=2)
 FALL_HEIGHT = 0.6  # m, pelvis height under which a kinematic pose counts as down (the tracking env's "fell")
 MAX_PROMPT = 200  # characters

@@ -54,9 +54,9 @@ class MPPIConfig:
     threads: int = 1            # MuJoCo datas rolling out in parallel
     plan_substeps: int = 2      # physics steps per control step in the rollouts (0: the task's own);
                                 # fewer = a coarser, cheaper planning model (timestep x decimation / this)
-    joint_weight: float = 20.0  # cost per rad^2 of mean squared joint-angle error
+    joint_weight: float = 100.0  # cost per rad^2 of mean squared joint-angle error
     vel_weight: float = 5.0     # cost per (m/s)^2 of pelvis horizontal velocity error (against drift)
-    action_weight: float = 0.0  # cost per rad^2 of mean squared residual (the least-effort plan)
+    action_weight: float = 5.0  # cost per rad^2 of mean squared residual (the least-effort plan)
     ee_weight: float = 20.0     # cost per m^2 of hand/foot height error (the task's end-effector term)
     ee_points: int = 4          # planned steps, evenly spread, at which those heights are computed
     smooth_start: bool = False  # perturbations start at 0 on the step about to be applied: the action

@@ -43,7 +43,7 @@ def test_smooth_noise_passes_through_its_knots():
 
 def test_mpc_keeps_the_standing_robot_up_where_zero_action_falls():
     """Unitree's ankle gains cannot hold the standing pose (it topples after ~2.5 s with zero action);
-    a small MPPI (32 candidates, 0.4 s ahead) keeps it up for 3.5 s, within the task's action range."""
+    the MPC of `daps live` (32 candidates, 0.4 s ahead) keeps it up for 3.5 s, within the task's action range."""
     steps = int(3.5 * CFG.control_hz)
     env = _stand_env()
     env.reset_to([0], [0])
@@ -55,7 +55,7 @@ def test_mpc_keeps_the_standing_robot_up_where_zero_action_falls():
             break
     assert fell_zero is not None
     env.reset_to([0], [0])
-    mpc = MPPI(env, MPPIConfig(samples=32, horizon=20, knots=4, temperature=0.1))
+    mpc = MPPI(env, MPPIConfig(samples=32))
     for _ in range(steps):
         a = mpc.act()
         assert np.all(np.abs(a) <= CFG.action_clip + 1e-9)
