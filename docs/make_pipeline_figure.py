@@ -6,7 +6,7 @@ docs/pipeline.png: text -> high-level prior -> 64 codes -> motion VAE decoder ->
 policy -> MuJoCo, with the robot's own motion fed back as the high level's history and the
 `--kinematic` path that plays the decoded motion without physics.
 docs/command_strip.png: evenly spaced frames of docs/command_walk_forward.mp4 (made by
-`daps command "walk forward" --mpc --seconds 10 --out docs/command_walk_forward.mp4` on the
+`daps command "walk forward" --seconds 10 --out docs/command_walk_forward.mp4` on the
 shipped models: the sampling MPC balancing the robot); skipped when that video is absent.
 """
 from pathlib import Path

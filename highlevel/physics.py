@@ -226,7 +226,7 @@ class PhysicsFollower(SegmentFollower):
             seconds-before-a-fall benchmark). False (`daps command`): the robot is simulated,
             policy acting, to the end of the run whether it fell or not.
         mpc: a :class:`lowlevel.mpc.MPPIConfig`: the sampling MPC acts instead of the policy (its
-            task, the tracker's, sets the gains and action range); slower than real time.
+            task, the tracker's, sets the gains and action range); about real time on 2 cores.
             ValueError with an older (vecnorm) policy.
 
     `follow(codes (B, 64) int, history (B, H, 26), index) -> rows (B, 32, 26)`: the robot's motion

@@ -230,12 +230,12 @@ def test_prompt_switches_at_a_segment_boundary(kinematic_motion):
 @pytest.mark.slow
 @pytest.mark.skipif(not (Path(__file__).parent.parent / "models" / "lowlevel.pt").is_file(), reason="no models/lowlevel.pt")
 def test_physics_plays_and_stands_up_after_a_fall():
-    """The default path (physics with the shipped tracker) plays segments; a fall is reported with
+    """The learned policy's physics path (`--policy`) plays segments; a fall is reported with
     its time and, with "stand up after a fall", the robot starts over from segment 0."""
     from highlevel.live import LiveServer, load_live_motion
 
-    motion, notice = load_live_motion()
-    assert notice is None and not motion.kinematic
+    motion, notice = load_live_motion(mpc=False)
+    assert notice is None and not motion.kinematic and motion.mode == "physics"
     live = LiveServer(motion, "stand still", port=0).start()
     try:
         def fell_or_walked():
@@ -327,11 +327,11 @@ def test_bad_input_one_line(args, names):
 @pytest.mark.slow
 @pytest.mark.skipif(not (Path(__file__).parent.parent / "models" / "lowlevel.pt").is_file(), reason="no models/lowlevel.pt")
 def test_mpc_keeps_the_robot_up_live():
-    """`daps live --mpc`: the sampling MPC balances the robot; 4 segments (4.3 s) walk forward without
+    """`daps live` (the MPC by default): the sampling MPC balances the robot; 4 segments (4.3 s) walk forward without
     a fall, and the page says which controller acts."""
     from highlevel.live import LiveServer, load_live_motion
 
-    motion, notice = load_live_motion(mpc=True)
+    motion, notice = load_live_motion()
     assert notice is None and motion.mode == "physics, MPC"
     live = LiveServer(motion, "walk forward", port=0).start()
     try:
