@@ -153,14 +153,15 @@ class MPPI:
         rows = np.minimum(env._g(0)[i] + 1 + np.arange(c.horizon), last)  # noqa: SLF001 - the env's own frame map
         eps = smooth_noise(self.rng, c.samples, c.horizon, c.knots, c.sigma, zero_start=c.smooth_start)
         eps[0] = 0.0  # the current plan stays a candidate
-        eps = np.clip(self.plan[None] + eps, -self.bound, self.bound) - self.plan[None]
-        ctrl = np.repeat(lib.joint_pos[rows][None] + self.plan[None] + eps, fs, axis=1)
+        cand = np.clip(self.plan[None] + eps, -self.bound, self.bound)  # (n, H, 19) residuals, rad
+        eps = cand - self.plan[None]
+        ctrl = np.repeat(lib.joint_pos[rows][None] + cand, fs, axis=1)
         mujoco.mj_getState(m, env.datas[i], self.state, self.spec)
         states, _ = mujoco.rollout.rollout(self.plan_model, self.datas, self.state[None], ctrl)
         qp = states[:, fs - 1::fs, 1:1 + m.nq]
         cost = tracking_cost(qp, lib.qpos[rows][None], c.joint_weight).sum(1)
         if c.action_weight > 0:
-            cost += c.action_weight * np.mean((self.plan[None] + eps) ** 2, -1).sum(1)
+            cost += c.action_weight * np.mean(cand ** 2, -1).sum(1)
         if c.vel_weight > 0:  # qvel[:2]: the free joint's world-frame horizontal velocity (m/s)
             v = states[:, fs - 1::fs, 1 + m.nq:3 + m.nq]
             cost += c.vel_weight * np.sum((v - lib.qvel[rows][None, :, :2]) ** 2, -1).sum(1)
