@@ -34,6 +34,7 @@ from envs.mimic.config import MimicConfig
 from envs.mimic.env import MimicVecEnv
 from envs.mimic.observations import observation_layout
 from lowlevel.mpc import MPPI, MPPIConfig
+from mppi_mimic import add_mppi_options, mppi_settings
 from lowlevel.tracker import (check_motion_vae, evaluate_tracker, load_tracker, make_library, read_checkpoint,
                               save_checkpoint)
 
@@ -134,10 +135,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=12.0, help="collection wall time per round and worker")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--betas", default="1,0.5,0.2", help="teacher share of executed actions, per round")
-    for f in ("samples", "horizon", "knots", "sigma", "temperature", "plan_substeps", "joint_weight", "vel_weight",
-              "action_weight", "ee_weight"):
-        p.add_argument("--" + f.replace("_", "-"), type=type(getattr(MPPIConfig, f)), default=getattr(MPPIConfig, f),
-                       help="the teacher's MPPIConfig." + f)
+    add_mppi_options(p)  # the teacher's settings
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -152,9 +150,7 @@ def main() -> None:
         if not data.exists():
             beta = betas[min(r, len(betas) - 1)]
             jobs = [dict(seed=1000 * r + w, init=a.init, student=str(student), clips=clips, beta=beta,
-                         minutes=a.minutes, seconds=a.seconds, mppi={f: getattr(a, f) for f in (
-                             "samples", "horizon", "knots", "sigma", "temperature", "plan_substeps", "joint_weight",
-                             "vel_weight", "action_weight", "ee_weight")}) for w in range(a.workers)]
+                         minutes=a.minutes, seconds=a.seconds, mppi=mppi_settings(a)) for w in range(a.workers)]
             with mp.get_context("fork").Pool(a.workers) as pool:
                 outs = pool.map(collect, jobs)
             np.savez(data, obs=np.concatenate([o["obs"] for o in outs]), act=np.concatenate([o["act"] for o in outs]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import fields
 
 import numpy as np
 
@@ -47,34 +48,38 @@ def mppi_episode(env: MimicVecEnv, clip: int, frame: int, seconds: float, cfg: M
             "action_step": float(np.abs(np.diff(acts, axis=0)).mean()) if len(acts) > 1 else 0.0}
 
 
+def add_mppi_options(p: argparse.ArgumentParser, threads: int | None = None) -> None:
+    """One option per :class:`MPPIConfig` setting (``--plan-substeps`` for ``plan_substeps``), its
+    default the config's; ``--threads`` only when a default is given (workers use one each)."""
+    for f in fields(MPPIConfig):
+        if f.name == "seed" or (f.name == "threads" and threads is None):
+            continue
+        flag, default = "--" + f.name.replace("_", "-"), threads if f.name == "threads" else f.default
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=f"MPPIConfig.{f.name} (lowlevel/mpc.py)")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"MPPIConfig.{f.name} (lowlevel/mpc.py)")
+
+
+def mppi_settings(a: argparse.Namespace) -> dict:
+    """The :class:`MPPIConfig` settings among parsed options (``add_mppi_options``)."""
+    return {f.name: getattr(a, f.name) for f in fields(MPPIConfig) if hasattr(a, f.name)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clip", default="walk2_subject4")
     p.add_argument("--tracker", default="models/lowlevel.pt", help="its task settings and motion VAE are used")
-    p.add_argument("--samples", type=int, default=MPPIConfig.samples)
-    p.add_argument("--horizon", type=int, default=MPPIConfig.horizon, help="control steps (50 Hz)")
-    p.add_argument("--sigma", type=float, default=MPPIConfig.sigma, help="rad, at the knots")
-    p.add_argument("--knots", type=int, default=MPPIConfig.knots)
-    p.add_argument("--temperature", type=float, default=MPPIConfig.temperature)
     p.add_argument("--starts", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--joint-weight", type=float, default=MPPIConfig.joint_weight, help="cost per rad^2 of joint error")
-    p.add_argument("--vel-weight", type=float, default=MPPIConfig.vel_weight, help="cost per (m/s)^2 of pelvis velocity error")
-    p.add_argument("--action-weight", type=float, default=MPPIConfig.action_weight, help="cost per rad^2 of residual")
-    p.add_argument("--smooth-start", action="store_true", help="perturbations start at 0 on the applied step")
-    p.add_argument("--ee-weight", type=float, default=MPPIConfig.ee_weight, help="cost per m^2 of hand/foot height error")
-    p.add_argument("--plan-substeps", type=int, default=MPPIConfig.plan_substeps, help="physics steps per control step in the plans (0: the task's)")
+    add_mppi_options(p, threads=2)
     a = p.parse_args()
     ck = read_checkpoint(a.tracker)  # its task and motion VAE; the weights are not needed
     task = MimicConfig.from_dict(ck["task"])
     lib = make_library([a.clip], task, motion_vae=check_motion_vae(ck, None))  # the goal the tracker follows
     env = MimicVecEnv(lib, 1, task, seed=0, auto_reset=False)
     clips, frames = eval_starts(lib, a.starts, int(a.seconds / task.control_dt))
-    cfg = MPPIConfig(samples=a.samples, horizon=a.horizon, knots=a.knots, sigma=a.sigma, temperature=a.temperature,
-                     threads=a.threads, plan_substeps=a.plan_substeps, ee_weight=a.ee_weight,
-                     joint_weight=a.joint_weight, vel_weight=a.vel_weight,
-                     action_weight=a.action_weight, smooth_start=a.smooth_start)
+    cfg = MPPIConfig(**mppi_settings(a))
     print(f"MPPI on {a.clip} ({'decoded' if ck.get('motion_vae') else 'clip'}), {cfg}")
     print("| start frame | s to a termination | termination | s to a fall | joint err (rad) | wall s per simulated s | mean abs action step |")
     print("|---|---|---|---|---|---|---|")
