@@ -250,8 +250,6 @@ def live(
 
     if kinematic and (physics or lowlevel is not None):
         raise ValueError("give --kinematic or --physics/--lowlevel, not both")
-    if kinematic and mpc is not None:
-        raise ValueError("give --kinematic or --mpc/--policy (they balance the simulated robot), not both")
     mode = True if kinematic else (False if physics or mpc is not None or lowlevel is not None else None)
     goal = None if speed is None and turn is None else (speed or 0.0, turn or 0.0)
     s = run_live(prompt, host, port, seconds, goal, kinematic=mode, lowlevel=lowlevel,
